@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# Build the real flux, oras, kubectl, etcd, kube-apiserver, source-controller and
+# kustomize-controller from their Go modules into a cache outside the repository.
+#
+#   .ci/build-tools.sh [TOOL...]      (default: every tool)
+#
+# Each binary lands in $FLUX_CI_TOOLS_DIR/<tool>/<version>/<tool>; a build is skipped when that
+# file exists, or when a binary on PATH already reports the pinned version (it is linked in).
+# Nothing upstream is vendored: module copies and wrapper modules live in $FLUX_CI_BUILD_DIR.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/flux-ci
+TOOLS_DIR=${FLUX_CI_TOOLS_DIR:-$cache/tools}
+BUILD_DIR=${FLUX_CI_BUILD_DIR:-$cache/build}
+export CGO_ENABLED=0 GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=${GOTOOLCHAIN:-local}
+mkdir -p "$TOOLS_DIR" "$BUILD_DIR"
+
+all_tools=(oras etcd flux source-controller kustomize-controller kube-apiserver kubectl)
+
+version_of() {
+  case $1 in
+    flux) echo "$FLUX_VERSION" ;;
+    oras) echo "$ORAS_VERSION" ;;
+    source-controller) echo "$SOURCE_CONTROLLER_VERSION" ;;
+    kustomize-controller) echo "$KUSTOMIZE_CONTROLLER_VERSION" ;;
+    kube-apiserver | kubectl) echo "$KUBERNETES_VERSION" ;;
+    etcd) echo "$ETCD_VERSION" ;;
+    *) echo "build-tools: unknown tool '$1' (known: ${all_tools[*]})" >&2; return 2 ;;
+  esac
+}
+
+# The version a binary on PATH reports, to reuse it when it already matches the pin.
+path_version() {
+  local bin
+  bin=$(command -v "$1" 2>/dev/null) || return 0
+  case $1 in
+    flux) "$bin" version --client 2>/dev/null | sed -n 's/^flux: v\{0,1\}//p' ;;
+    oras) "$bin" version 2>/dev/null | sed -n 's/^Version: *//p' ;;
+    kubectl) "$bin" version --client 2>/dev/null | sed -n 's/^Client Version: v//p' ;;
+    etcd) "$bin" --version 2>/dev/null | sed -n 's/^etcd Version: //p' ;;
+    kube-apiserver) "$bin" --version 2>/dev/null | sed -n 's/^Kubernetes v//p' ;;
+  esac
+}
+
+modcopy() { # module@version destination
+  local dir
+  dir=$(GOFLAGS= go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  rm -rf "$2"
+  cp -r "$dir" "$2"
+  chmod -R u+w "$2" # the module cache is read-only
+}
+
+k8s_ldflags() {
+  local v=$KUBERNETES_VERSION minor
+  minor=$(echo "$v" | cut -d. -f2)
+  local ldf="-s -w"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldf="$ldf -X $p.gitVersion=v$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+  done
+  echo "$ldf"
+}
+
+build_oras() {
+  GOBIN="$1" go install -trimpath -ldflags="-s -w" "oras.land/oras/cmd/oras@v$ORAS_VERSION"
+}
+
+build_flux() {
+  local src=$BUILD_DIR/flux2
+  modcopy "github.com/fluxcd/flux2/v2@v$FLUX_VERSION" "$src"
+  # The embedded install manifests are git-ignored upstream and bundled from release downloads;
+  # a placeholder lets it compile. Only `flux install`/`bootstrap` need them, flux-ci uses neither.
+  mkdir -p "$src/cmd/flux/manifests"
+  echo '# placeholder: install manifests not bundled' >"$src/cmd/flux/manifests/placeholder.yaml"
+  (cd "$src" && go build -trimpath -ldflags "-s -w -X main.VERSION=$FLUX_VERSION" -o "$1/flux" ./cmd/flux)
+}
+
+build_controller() { # name outdir version
+  local src=$BUILD_DIR/$1
+  modcopy "github.com/fluxcd/$1@v$3" "$src"
+  # ./api is its own module and is left out of the module zip: use the published one (same commit).
+  (cd "$src" && go mod edit -dropreplace="github.com/fluxcd/$1/api" &&
+    go mod download "github.com/fluxcd/$1/api" &&
+    go build -mod=mod -trimpath -ldflags "-s -w" -o "$2/$1" .)
+  # Keep the CRDs next to the binary: the sandbox applies them.
+  rm -rf "$2/crds" && cp -r "$src/config/crd/bases" "$2/crds"
+}
+
+build_etcd() {
+  local src=$BUILD_DIR/etcd-wrap
+  rm -rf "$src" && mkdir -p "$src"
+  cat >"$src/main.go" <<'GO'
+// Command etcd runs go.etcd.io/etcd/server/v3/etcdmain, as upstream server/main.go does.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  (cd "$src" && go mod init flux-ci-tools/etcd >/dev/null 2>&1 &&
+    go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" &&
+    go build -mod=mod -trimpath -ldflags "-s -w" -o "$1/etcd" .)
+}
+
+# A wrapper module needs every staging module that k8s.io/kubernetes requires at v0.0.0 mapped
+# to its published version: a dependency's own replaces are ignored.
+k8s_wrapper() { # dir module-name
+  local src=$1 kmod m staging
+  staging=0.$(echo "$KUBERNETES_VERSION" | cut -d. -f2-)
+  rm -rf "$src" && mkdir -p "$src"
+  kmod=$(GOFLAGS= go mod download -json "k8s.io/kubernetes@v$KUBERNETES_VERSION" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  (cd "$src" && go mod init "$2" >/dev/null 2>&1 &&
+    for m in $(sed -n 's#^[[:space:]]*\(k8s\.io/[^ ]*\) => \./staging/.*#\1#p' "$kmod"); do
+      go mod edit -replace="$m=$m@v$staging"
+    done)
+}
+
+build_kube_apiserver() {
+  local src=$BUILD_DIR/kube-apiserver-wrap
+  k8s_wrapper "$src" flux-ci-tools/kube-apiserver
+  cat >"$src/main.go" <<'GO'
+// Command kube-apiserver mirrors upstream cmd/kube-apiserver/apiserver.go.
+package main
+
+import (
+	"os"
+	_ "time/tzdata"
+
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"
+	_ "k8s.io/component-base/metrics/prometheus/clientgo"
+	_ "k8s.io/component-base/metrics/prometheus/version"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+)
+
+func main() { os.Exit(cli.Run(app.NewAPIServerCommand())) }
+GO
+  (cd "$src" && go get "k8s.io/kubernetes@v$KUBERNETES_VERSION" &&
+    go build -mod=mod -trimpath -ldflags "$(k8s_ldflags)" -o "$1/kube-apiserver" .)
+}
+
+build_kubectl() {
+  local src=$BUILD_DIR/kubectl-wrap staging
+  staging=0.$(echo "$KUBERNETES_VERSION" | cut -d. -f2-)
+  rm -rf "$src" && mkdir -p "$src"
+  cat >"$src/main.go" <<'GO'
+// Command kubectl mirrors upstream cmd/kubectl/kubectl.go.
+package main
+
+import (
+	_ "k8s.io/client-go/plugin/pkg/client/auth"
+	"k8s.io/component-base/cli"
+	"k8s.io/kubectl/pkg/cmd"
+	"k8s.io/kubectl/pkg/cmd/util"
+)
+
+func main() {
+	command := cmd.NewDefaultKubectlCommand()
+	if err := cli.RunNoErrOutput(command); err != nil {
+		util.CheckErr(err)
+	}
+}
+GO
+  (cd "$src" && go mod init flux-ci-tools/kubectl >/dev/null 2>&1 &&
+    go get "k8s.io/kubectl@v$staging" "k8s.io/client-go@v$staging" "k8s.io/component-base@v$staging" &&
+    go build -mod=mod -trimpath -ldflags "$(k8s_ldflags)" -o "$1/kubectl" .)
+}
+
+build_one() {
+  local tool=$1 version out start found
+  version=$(version_of "$tool")
+  out=$TOOLS_DIR/$tool/$version
+  if [[ -x $out/$tool ]]; then
+    echo "build-tools: $tool $version cached ($out/$tool)" >&2
+    return 0
+  fi
+  found=$(path_version "$tool")
+  if [[ $found == "$version" && $tool != *-controller ]]; then
+    mkdir -p "$out" && ln -sf "$(command -v "$tool")" "$out/$tool"
+    echo "build-tools: $tool $version found on PATH ($(command -v "$tool"))" >&2
+    return 0
+  fi
+  echo "build-tools: $tool $version building (a cold build takes minutes) ..." >&2
+  start=$SECONDS
+  rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+  case $tool in
+    oras) build_oras "$out.tmp" ;;
+    flux) build_flux "$out.tmp" ;;
+    etcd) build_etcd "$out.tmp" ;;
+    kube-apiserver) build_kube_apiserver "$out.tmp" ;;
+    kubectl) build_kubectl "$out.tmp" ;;
+    *-controller) build_controller "$tool" "$out.tmp" "$version" ;;
+  esac
+  rm -rf "$out" && mv "$out.tmp" "$out" # appears only when complete
+  echo "build-tools: $tool $version built in $((SECONDS - start))s" >&2
+}
+
+tools=("$@")
+[[ ${#tools[@]} -gt 0 ]] || tools=("${all_tools[@]}")
+for t in "${tools[@]}"; do version_of "$t" >/dev/null; done
+total=$SECONDS
+for t in "${tools[@]}"; do build_one "$t"; done
+echo "build-tools: ${#tools[@]} tool(s) ready in $((SECONDS - total))s under $TOOLS_DIR" >&2

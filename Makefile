@@ -1,0 +1,57 @@
+# flux-ci — every target a person or CI needs. `make help` lists them.
+SHELL := bash
+.DEFAULT_GOAL := help
+
+include .ci/versions.env
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Everything after `make test ARGS=...` goes to pytest, e.g. ARGS='-k push -x'.
+ARGS ?=
+IMAGE ?= flux-ci:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+.PHONY: help install tools test unit e2e lint demo image sandbox-up sandbox-down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(PY): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(PY)
+
+install: $(PY) ## create .venv with flux-ci and its dev tools
+
+tools: ## build the pinned flux, oras, kubectl, etcd, kube-apiserver and controllers (cached)
+	.ci/build-tools.sh
+
+test: install tools ## run every test: unit and end-to-end in the real sandbox
+	$(PY) -m pytest $(ARGS)
+
+unit: install ## run the unit tests only (no binaries needed)
+	$(PY) -m pytest -m 'not e2e' $(ARGS)
+
+e2e: install tools ## run the end-to-end tests only
+	$(PY) -m pytest -m e2e $(ARGS)
+
+lint: install ## ruff and mypy --strict
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+sandbox-up: install tools ## start registry + API server + Flux controllers on 127.0.0.1; prints the env file
+	$(PY) -m tests.sandbox up
+
+sandbox-down: install ## stop everything sandbox-up started
+	$(PY) -m tests.sandbox down
+
+demo: sandbox-up ## deploy examples/manifests into the sandbox with flux-ci, using only env vars
+	$(PY) -m tests.sandbox demo
+
+image: ## build the drop-in CI image ($(IMAGE))
+	docker build -t $(IMAGE) .
+
+clean: sandbox-down ## remove the venv and caches (keeps the built tools)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

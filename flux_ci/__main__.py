@@ -1,0 +1,8 @@
+"""`python -m flux_ci` runs the same CLI as the `flux-ci` console script."""
+
+from __future__ import annotations
+
+from flux_ci.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,29 @@
+"""What every step of one flux-ci command shares: settings, the runner, the deadline, progress."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from flux_ci.deadline import Deadline
+from flux_ci.progress import Progress
+from flux_ci.runner import CommandRunner
+from flux_ci.settings import Settings
+
+
+@dataclass
+class Context:
+    settings: Settings
+    runner: CommandRunner
+    deadline: Deadline
+    progress: Progress
+    # Set when one concurrent wait failed: the other watches stop instead of running to the deadline.
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def active(self) -> bool:
+        return not self.deadline.expired and not self.cancelled.is_set()
+
+    def timeout(self, cap: float | None = None) -> float:
+        """A child's timeout: what is left of the deadline, optionally capped."""
+        remaining = self.deadline.remaining
+        return min(remaining, cap) if cap is not None else remaining

@@ -1,0 +1,58 @@
+"""`flux-ci doctor`: every preflight check, each reported even when an earlier one failed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from flux_ci.context import Context
+from flux_ci.credentials import registry_login
+from flux_ci.errors import FluxCIError
+from flux_ci.flow import check_push_config, pushed_tags
+from flux_ci.fluxobjects import followed_ref, ref_of
+from flux_ci.models import Check, Report
+from flux_ci.sources import find_sources, preflight
+from flux_ci.toolcheck import tool_version
+
+
+def run_doctor(ctx: Context, report: Report) -> None:
+    """Run all checks; raise the first failure (its exit code is the command's) after recording all."""
+    failures: list[FluxCIError] = []
+
+    def check(name: str, probe: Callable[[], str]) -> bool:
+        try:
+            detail = probe()
+        except FluxCIError as exc:
+            failures.append(exc)
+            report.checks.append(Check(name, ok=False, detail=exc.message))
+            return False
+        report.checks.append(Check(name, ok=True, detail=detail))
+        return True
+
+    for tool in ("flux", "oras", "kubectl"):
+        check(f"{tool} installed", partial(tool_version, ctx, tool))
+    configured = check("configuration", lambda: _configuration(ctx))
+    if configured:
+        check("registry login", lambda: _registry(ctx))
+        check("cluster and sources", lambda: _sources(ctx))
+    if failures:
+        raise failures[0]
+
+
+def _configuration(ctx: Context) -> str:
+    check_push_config(ctx.settings)
+    return f"{ctx.settings.repository}:{ctx.settings.tag} from {ctx.settings.path}"
+
+
+def _registry(ctx: Context) -> str:
+    if ctx.settings.registry_user is None and ctx.settings.registry_password is None:
+        return "no credentials configured: pushing anonymously or with the user's Docker config"
+    with registry_login(ctx):
+        return f"logged in as {ctx.settings.registry_user}"
+
+
+def _sources(ctx: Context) -> str:
+    sources = find_sources(ctx)
+    preflight(sources, tags=pushed_tags(ctx.settings), digest=None)
+    described = (f"{ref_of(obj)} follows {' '.join(followed_ref(obj))}" for obj in sources)
+    return "; ".join(described)

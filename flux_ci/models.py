@@ -1,0 +1,107 @@
+"""Typed results: computed once by the flow, rendered once by `render`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+SCHEMA_VERSION = 1
+
+
+class Status(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DRY_RUN = "dry-run"
+
+
+class StepStatus(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, order=True)
+class ObjectRef:
+    """A Flux object by kind, namespace and name, written `Kind/namespace/name`."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """The OCI artifact that was pushed (or, for `reconcile`/`wait` alone, expected)."""
+
+    repository: str  # oci://host/path, as configured
+    tags: tuple[str, ...]
+    digest: str  # sha256:<hex> of the OCI manifest
+    source: str = ""
+    revision: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What an OCIRepository reports, read from its status."""
+
+    ref: ObjectRef
+    url: str
+    revision: str  # status.artifact.revision, e.g. latest@sha256:<hex>
+    ready: str  # "True", "False" or "Unknown"
+    message: str
+    updated: str = ""  # status.artifact.lastUpdateTime or the Ready transition time
+
+
+@dataclass(frozen=True)
+class ConsumerState:
+    """What a Kustomization or HelmRelease reports, read from its status."""
+
+    ref: ObjectRef
+    revision: str  # lastAppliedRevision
+    ready: str
+    message: str
+    updated: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    status: StepStatus
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    code: str
+    message: str
+
+
+@dataclass
+class Report:
+    """Everything one flux-ci command found out; the renderers turn it into table, JSON or dotenv."""
+
+    command: str
+    status: Status = Status.SUCCEEDED
+    exit_code: int = 0
+    artifact: Artifact | None = None
+    sources: list[SourceState] = field(default_factory=list)
+    consumers: list[ConsumerState] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One preflight check of `flux-ci doctor`."""
+
+    name: str
+    ok: bool
+    detail: str

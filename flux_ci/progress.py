@@ -1,0 +1,67 @@
+"""Progress for people, on stderr: one line as each step starts and ends, with elapsed time; in GitLab
+CI each step is a collapsible log section. Stdout stays reserved for the result.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+from flux_ci.masking import Masker
+from flux_ci.models import Step, StepStatus
+
+_SECTION_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class Progress:
+    """Prints step lines and notes, and records each step's outcome for the report."""
+
+    def __init__(self, masker: Masker, *, gitlab_sections: bool = False, out: TextIO | None = None) -> None:
+        self._masker = masker
+        self._sections = gitlab_sections
+        self._out = out
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self.steps: list[Step] = []
+
+    @contextmanager
+    def step(self, name: str, detail: str = "") -> Iterator[None]:
+        """Time one step; an exception marks it failed and propagates."""
+        began = time.monotonic()
+        section = _SECTION_NAME.sub("_", f"flux_ci_{name}")
+        if self._sections:
+            self._raw(f"\x1b[0Ksection_start:{int(time.time())}:{section}\r\x1b[0K")
+        self.say(f"▶ {name}{' ' + detail if detail else ''}")
+        status = StepStatus.FAILED
+        try:
+            yield
+            status = StepStatus.OK
+        finally:
+            took = time.monotonic() - began
+            self.steps.append(Step(name, status, round(took, 3)))
+            mark = "✔" if status is StepStatus.OK else "✗"
+            self.say(f"{mark} {name} {'done' if status is StepStatus.OK else 'failed'} in {took:.1f}s")
+            if self._sections:
+                self._raw(f"\x1b[0Ksection_end:{int(time.time())}:{section}\r\x1b[0K")
+
+    def skip(self, name: str, why: str) -> None:
+        self.steps.append(Step(name, StepStatus.SKIPPED, 0.0))
+        self.say(f"- {name} skipped: {why}")
+
+    def note(self, message: str) -> None:
+        self.say(f"  {message}")
+
+    def say(self, message: str) -> None:
+        elapsed = time.monotonic() - self._started
+        self._raw(self._masker.mask(f"[{elapsed:6.1f}s] {message}") + "\n")
+
+    def _raw(self, text: str) -> None:
+        out = self._out or sys.stderr  # looked up late: tests swap sys.stderr
+        with self._lock:
+            out.write(text)
+            out.flush()

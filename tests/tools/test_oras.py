@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from flux_ci.tools import oras
+from tests.golden import text
+
+
+def test_login_reads_the_password_from_stdin() -> None:
+    argv = oras.login_argv("r.example:5000", "alice", Path("/tmp/x/config.json"), plain_http=True)
+    assert argv == [
+        "oras", "login", "r.example:5000", "--username=alice", "--password-stdin",
+        "--registry-config=/tmp/x/config.json", "--plain-http",
+    ]  # fmt: skip
+
+
+def test_tag_addresses_the_digest_not_a_moving_tag() -> None:
+    argv = oras.tag_argv("r/app@sha256:abc", ["latest", "main"], None, plain_http=False)
+    assert argv == ["oras", "tag", "r/app@sha256:abc", "latest", "main"]
+
+
+def test_parse_tagged_from_real_oras() -> None:
+    assert sorted(oras.parse_tagged(text("oras/tag.stdout"))) == ["latest", "main"]
+
+
+def test_parse_version_from_real_oras() -> None:
+    assert oras.parse_version(text("oras/version.txt")) == "1.3.6"
+
+
+def test_login_with_wrong_password_keeps_the_registry_message() -> None:
+    error = oras.failure("registry login", text("oras/login-wrong-password.stderr"))
+    assert error.exit_code == 4
+    assert error.message == "registry login failed: Error response from registry: unauthorized: authentication required"
+
+
+def test_missing_credentials_and_unreachable_registry() -> None:
+    assert "basic credential not found" in oras.failure("tagging", text("oras/tag-no-credentials.stderr")).message
+    unreachable = oras.failure("registry login", text("oras/login-unreachable.stderr")).message
+    assert "connection refused" in unreachable
