@@ -46,9 +46,16 @@ path_version() {
   esac
 }
 
+# One field of `go mod download -json` (tab-indented JSON; no python needed, e.g. in the image build).
+mod_field() { # module@version field
+  local out
+  out=$(GOFLAGS= go mod download -json "$1") || { echo "$out" >&2; return 1; }
+  sed -n "s/^\t\"$2\": \"\(.*\)\",\{0,1\}\$/\1/p" <<<"$out"
+}
+
 modcopy() { # module@version destination
   local dir
-  dir=$(GOFLAGS= go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  dir=$(mod_field "$1" Dir)
   rm -rf "$2"
   cp -r "$dir" "$2"
   chmod -R u+w "$2" # the module cache is read-only
@@ -115,8 +122,7 @@ k8s_wrapper() { # dir module-name
   local src=$1 kmod m staging
   staging=0.$(echo "$KUBERNETES_VERSION" | cut -d. -f2-)
   rm -rf "$src" && mkdir -p "$src"
-  kmod=$(GOFLAGS= go mod download -json "k8s.io/kubernetes@v$KUBERNETES_VERSION" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  kmod=$(mod_field "k8s.io/kubernetes@v$KUBERNETES_VERSION" GoMod)
   (cd "$src" && go mod init "$2" >/dev/null 2>&1 &&
     for m in $(sed -n 's#^[[:space:]]*\(k8s\.io/[^ ]*\) => \./staging/.*#\1#p' "$kmod"); do
       go mod edit -replace="$m=$m@v$staging"

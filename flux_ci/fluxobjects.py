@@ -49,7 +49,7 @@ def ready_status(obj: Obj) -> tuple[str, str, str]:
         return "Unknown", "waiting to be reconciled", ""
     return (
         str(cond.get("status", "Unknown")),
-        str(cond.get("message", "")),
+        str(cond.get("message", "")).strip(),  # kustomize-controller ends some with a newline
         str(cond.get("lastTransitionTime", "")),
     )
 
@@ -176,9 +176,29 @@ def consumer_verdict(obj: Obj, digest: str, origin_revision: str | None = None) 
         return Verdict(Phase.DONE, message)
     if condition_is(obj, "Stalled", "True"):
         stalled = condition(obj, "Stalled") or {}
-        return Verdict(Phase.FAILED, str(stalled.get("message", message)))
-    attempted = _consumer_has(obj, "lastAttemptedRevision", digest)
-    retrying = condition_is(obj, "Reconciling", "True")
-    if attempted and ready == "False" and not retrying:
+        return Verdict(Phase.FAILED, str(stalled.get("message", message)).strip())
+    if _attempt_failed(obj, digest):
         return Verdict(Phase.FAILED, message)
     return Verdict(Phase.WAITING, message or "waiting for the new revision")
+
+
+def _attempt_failed(obj: Obj, digest: str) -> bool:
+    """The controller finished an attempt at `digest` and it failed.
+
+    kustomize-controller leaves Reconciling=True with reason ProgressingWithRetry after a failed
+    apply (it retries at retryInterval) and names the revision in that condition's message, so a
+    failure is: the new revision attempted, Ready=False for the current generation, and Reconciling
+    either gone or "retrying <that revision>". A missing dependency is not a failure: dependsOn
+    chains simply take longer.
+    """
+    ready = condition(obj, "Ready") or {}
+    if ready.get("status") != "False" or ready.get("reason") == "DependencyNotReady":
+        return False
+    if not (_consumer_has(obj, "lastAttemptedRevision", digest) and generation_current(obj)):
+        return False
+    reconciling = condition(obj, "Reconciling")
+    if reconciling is None or reconciling.get("status") != "True":
+        return True
+    if reconciling.get("reason") != "ProgressingWithRetry":
+        return False  # an attempt is under way
+    return obj.get("kind") == "HelmRelease" or digest in str(reconciling.get("message", ""))

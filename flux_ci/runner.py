@@ -14,7 +14,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
@@ -72,7 +72,7 @@ class CommandRunner(Protocol):
 
     def stream(
         self, argv: Sequence[str], *, timeout: float, env: Mapping[str, str | None] | None = None
-    ) -> Iterator[str]: ...
+    ) -> Generator[str, None, None]: ...
 
     def stop_all(self) -> None: ...
 
@@ -96,6 +96,7 @@ class Runner:
         self._log = log
         self._lock = threading.Lock()
         self._running: dict[int, Any] = {}
+        self._stopped = False  # after stop_all, any child that still starts is stopped at once
 
     def quote(self, argv: Sequence[str]) -> str:
         """The masked, copy-pasteable shell form of argv."""
@@ -135,6 +136,7 @@ class Runner:
             _timeout=max(timeout, 0.001),
         )
         self._track(process)
+        finished: Any = process
         try:
             process.wait()
         except sh.TimeoutException as exc:
@@ -143,14 +145,17 @@ class Runner:
                 f"timed out after {timeout:.1f}s running: {self.quote(argv)}"
             ) from exc
         except sh.ErrorReturnCode as exc:  # killed by a signal: sh raises even with _ok_code
-            process = exc
+            finished = exc
+        except BaseException:  # SIGINT/SIGTERM while waiting: the child must not outlive us
+            _stop(process)
+            raise
         finally:
             self._untrack(process)
         result = CommandResult(
             argv,
-            _exit_code(process),
-            _decode(process.stdout),
-            _decode(process.stderr),
+            _exit_code(finished),
+            _decode(finished.stdout),
+            _decode(finished.stderr),
             time.monotonic() - started,
         )
         self._trace_end(argv, f"exit {result.exit_code}", result.duration_s, result)
@@ -158,7 +163,7 @@ class Runner:
 
     def stream(
         self, argv: Sequence[str], *, timeout: float, env: Mapping[str, str | None] | None = None
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Yield the child's stdout line by line (for watches); closing the iterator stops it."""
         argv = tuple(argv)
         command = self._command(argv, env)
@@ -190,6 +195,7 @@ class Runner:
     def stop_all(self) -> None:
         """Stop every child still running (on SIGINT/SIGTERM), so none outlives flux-ci."""
         with self._lock:
+            self._stopped = True
             running = list(self._running.values())
         for process in running:
             _stop(process)
@@ -213,6 +219,9 @@ class Runner:
     def _track(self, process: Any) -> None:
         with self._lock:
             self._running[id(process)] = process
+            stopped = self._stopped
+        if stopped:  # a watch thread was starting its child while the command was being stopped
+            _stop(process)
 
     def _untrack(self, process: Any) -> None:
         with self._lock:

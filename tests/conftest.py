@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.sandbox.versions import binary_versions, tools_dir
+
+# Variables a developer's shell or the CI job may carry that would change flux-ci's configuration.
+_CONFIG_PREFIXES = ("FLUX_CI_", "CI_", "GITHUB_", "GITLAB_")
+_CONFIG_NAMES = ("KUBE_CONTEXT", "RUNNER_DEBUG")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -17,3 +23,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [f"real binaries (built into {tools_dir()}):"]
     lines += [f"  {tool:<{width}}  {version}" for tool, version in versions.items()]
     return lines
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test inherits the real CI's tokens or settings; each sets what it needs."""
+    for name in list(os.environ):
+        if name.startswith(_CONFIG_PREFIXES) or name in _CONFIG_NAMES:
+            monkeypatch.delenv(name)

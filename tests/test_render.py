@@ -21,9 +21,27 @@ DIGEST = "sha256:" + "ab" * 32
 def _report(**changes: object) -> Report:
     report = Report(
         command="deploy",
-        artifact=Artifact("oci://r.example/app", ("abc123", "latest"), DIGEST, "https://git/app", "main@sha1:abc"),
-        sources=[SourceState(ObjectRef("OCIRepository", "flux-system", "app"), "oci://r.example/app", f"abc123@{DIGEST}", "True", "stored artifact", "2026-01-01T00:00:00Z")],
-        consumers=[ConsumerState(ObjectRef("Kustomization", "flux-system", "app"), f"abc123@{DIGEST}", "True", "Applied revision: x")],
+        artifact=Artifact(
+            "oci://r.example/app", ("abc123", "latest"), DIGEST, "https://git/app", "main@sha1:abc"
+        ),
+        sources=[
+            SourceState(
+                ObjectRef("OCIRepository", "flux-system", "app"),
+                "oci://r.example/app",
+                f"abc123@{DIGEST}",
+                "True",
+                "stored artifact",
+                "2026-01-01T00:00:00Z",
+            )
+        ],
+        consumers=[
+            ConsumerState(
+                ObjectRef("Kustomization", "flux-system", "app"),
+                f"abc123@{DIGEST}",
+                "True",
+                "Applied revision: x",
+            )
+        ],
         steps=[Step("push", StepStatus.OK, 1.25)],
     )
     for key, value in changes.items():
@@ -47,7 +65,8 @@ def test_json_has_the_documented_envelope() -> None:
     }
     assert data["sources"][0] == {
         "kind": "OCIRepository", "namespace": "flux-system", "name": "app", "url": "oci://r.example/app",
-        "revision": f"abc123@{DIGEST}", "ready": "True", "message": "stored artifact", "updated": "2026-01-01T00:00:00Z",
+        "revision": f"abc123@{DIGEST}", "ready": "True", "message": "stored artifact",
+        "updated": "2026-01-01T00:00:00Z",
     }  # fmt: skip
     assert set(data["consumers"][0]) >= {"kind", "namespace", "name", "revision", "ready", "message"}
     assert data["steps"] == [{"name": "push", "status": "ok", "duration_s": 1.25}]

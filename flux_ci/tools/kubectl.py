@@ -25,6 +25,8 @@ RECONCILE_ANNOTATION = "reconcile.fluxcd.io/requestedAt"
 # The field manager Flux's own docs use for this annotation, so Flux-side tools see one owner.
 FIELD_MANAGER = "flux-client-side-apply"
 
+_KLOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d")
+_SUMMARY_PREFIXES = ("error:", "Error from server", "Unable to connect", "The connection to the server")
 _NO_RESOURCE_TYPE = re.compile(r"doesn't have a resource type|the server could not find the requested")
 
 
@@ -116,14 +118,20 @@ def missing_resource_type(stderr: str) -> bool:
 
 def failure(what: str, stderr: str) -> FluxCIError:
     """kubectl's own message, as a cluster error (exit 5)."""
+    return ClusterError(f"{what} failed: {_explain(_message(stderr))}")
+
+
+def _message(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    message = lines[-1] if lines else "no error output"
-    for line in lines:  # the first line names the cause; later ones are often hints
-        if line.startswith(("error:", "Error from server", "Unable to connect", "E")):
-            message = line
-            break
-    message = message.removeprefix("error: ")
-    return ClusterError(f"{what} failed: {_explain(message)}")
+    # client-go's klog lines ("E1126 10:17:31.75 ... memcache.go:265] ...") repeat the cause noisily;
+    # kubectl's own summary line follows them.
+    own = [line for line in lines if not _KLOG_LINE.match(line)]
+    for line in own:
+        if line.startswith(_SUMMARY_PREFIXES):
+            return line.removeprefix("error: ")
+    if own:
+        return own[-1].removeprefix("error: ")
+    return lines[-1] if lines else "no error output"
 
 
 def _explain(message: str) -> str:

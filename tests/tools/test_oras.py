@@ -30,10 +30,16 @@ def test_parse_version_from_real_oras() -> None:
 def test_login_with_wrong_password_keeps_the_registry_message() -> None:
     error = oras.failure("registry login", text("oras/login-wrong-password.stderr"))
     assert error.exit_code == 4
-    assert error.message == "registry login failed: Error response from registry: unauthorized: authentication required"
+    assert (
+        error.message
+        == "registry login failed: Error response from registry: unauthorized: authentication required"
+    )
 
 
 def test_missing_credentials_and_unreachable_registry() -> None:
-    assert "basic credential not found" in oras.failure("tagging", text("oras/tag-no-credentials.stderr")).message
+    assert (
+        "basic credential not found"
+        in oras.failure("tagging", text("oras/tag-no-credentials.stderr")).message
+    )
     unreachable = oras.failure("registry login", text("oras/login-unreachable.stderr")).message
     assert "connection refused" in unreachable

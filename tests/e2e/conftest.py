@@ -1,0 +1,71 @@
+"""Fixtures that run the real sandbox for end-to-end tests (see tests/sandbox)."""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.sandbox import SandboxClient, down, unique_name, up
+from tests.sandbox.procs import sigterm_as_interrupt
+
+SANDBOX_KEY = pytest.StashKey[SandboxClient]()
+
+
+@pytest.fixture(scope="session")
+def sandbox(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[SandboxClient]:
+    """A fresh sandbox for the whole session, in its own temp state dir.
+
+    Teardown happens in three layers: this finalizer (also on Ctrl-C, and on SIGTERM, which is
+    turned into KeyboardInterrupt), atexit, and the kernel killing every component when the pytest
+    process dies without running either (die_with_parent).
+    """
+    state_dir = tmp_path_factory.mktemp("sandbox")
+    atexit.register(down, state_dir)
+    with sigterm_as_interrupt():
+        client = SandboxClient(up(state_dir, die_with_parent=True))
+        request.config.stash[SANDBOX_KEY] = client
+        try:
+            yield client
+        finally:
+            del request.config.stash[SANDBOX_KEY]
+            down(state_dir, remove=False)  # pytest's temp retention removes it; logs stay till then
+            atexit.unregister(down)
+
+
+@pytest.fixture
+def namespace(sandbox: SandboxClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of this test's own, named after it."""
+    name = unique_name(request.node.name)
+    sandbox.create_namespace(name)
+    yield name
+    sandbox.delete_namespace(name)
+
+
+@pytest.fixture
+def repository(sandbox: SandboxClient, request: pytest.FixtureRequest) -> str:
+    """A registry repository path (`e2e/<test>-<hex>`) no other test pushes to."""
+    return sandbox.unique_repository(request.node.name)
+
+
+@pytest.fixture
+def docker_config(sandbox: SandboxClient, tmp_path: Path) -> Path:
+    """A DOCKER_CONFIG dir logged in to the sandbox registry (password via stdin)."""
+    return sandbox.login(tmp_path / "docker-config")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """On failure, add the controllers' last log lines: they usually say why."""
+    report = yield
+    client = item.config.stash.get(SANDBOX_KEY, None)
+    if report.failed and client is not None and "sandbox" in getattr(item, "fixturenames", ()):
+        for name, tail in client.log_tails().items():
+            report.sections.append((f"{name} log (last lines)", tail or "(empty)"))
+    return report

@@ -1,0 +1,67 @@
+"""What every component start shares: the state dir, the port allocator and the child env."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.sandbox.errors import MissingToolError
+from tests.sandbox.net import HealthCheck, PortAllocator
+from tests.sandbox.procs import ProcessRecord, start_process
+from tests.sandbox.state import write_private
+from tests.sandbox.versions import tool_path
+
+# Variables that would silently reconfigure a component behind the sandbox's back.
+_FOREIGN_PREFIXES = ("REGISTRY_", "ETCD_", "KUBECONFIG", "STORAGE_", "RUNTIME_NAMESPACE")
+# Rewritten on every start, before the sandbox is complete: `down` still finds a half-started one.
+STARTED_FILE = "started.json"
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_PREFIXES)}
+
+
+def require_tool(tool: str) -> Path:
+    path = tool_path(tool)
+    if not path.exists():
+        raise MissingToolError(f"{tool} is not built: {path} is missing (run `make tools`)")
+    return path
+
+
+@dataclass
+class Launch:
+    state_dir: Path
+    die_with_parent: bool = False
+    ports: PortAllocator = field(default_factory=PortAllocator)
+    started: list[ProcessRecord] = field(default_factory=list)
+    start_times: dict[str, float] = field(default_factory=dict)
+
+    def path(self, *parts: str) -> Path:
+        return self.state_dir.joinpath(*parts)
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        health: HealthCheck,
+        env: Mapping[str, str] | None = None,
+    ) -> ProcessRecord:
+        """Start a component; it is recorded at once so a failure later still stops it."""
+        self.start_times[name] = time.monotonic()
+        record = start_process(
+            name,
+            argv,
+            log=self.path("logs", f"{name}.log"),
+            health=health,
+            env=clean_env() | dict(env or {}),
+            cwd=self.state_dir,
+            die_with_parent=self.die_with_parent,
+        )
+        self.started.append(record)
+        records = [r.to_json() for r in self.started]
+        write_private(self.path(STARTED_FILE), json.dumps(records, indent=2) + "\n")
+        return record
