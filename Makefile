@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 IMAGE ?= flux-ci:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: help install tools test unit e2e lint demo image sandbox-up sandbox-down clean
+.PHONY: help install tools test unit e2e lint demo bench image sandbox-up sandbox-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ sandbox-down: install ## stop everything sandbox-up started
 
 demo: sandbox-up ## deploy examples/manifests into the sandbox with flux-ci, using only env vars
 	$(PY) -m tests.sandbox demo
+
+bench: install tools ## time N deploys in a private sandbox: step durations, detection lag, peak memory
+	$(PY) -m tests.benchmark $(ARGS)
 
 image: ## build the drop-in CI image ($(IMAGE))
 	docker build -t $(IMAGE) .

@@ -171,7 +171,7 @@ def _execute(typer_ctx: typer.Context, command: str, work: Work) -> int:
             runner.stop_all()  # no child outlives flux-ci, whatever happened
         if progress is not None:
             report.steps = list(progress.steps)
-    _emit(report, output, settings.dotenv if settings else None, masker)
+    _emit(report, output, _dotenv_from(settings), masker)
     return report.exit_code
 
 
@@ -179,6 +179,14 @@ def _runner(settings: Settings, options: Options, masker: Masker) -> Runner:
     env = {key: value for key, value in os.environ.items() if key not in SECRET_VARIABLES}
     trace = max(options.verbose, 1 if settings.trace else 0)
     return Runner(masker=masker, env=env, trace=trace, dry_run=settings.dry_run)
+
+
+def _dotenv_from(settings: Settings | None) -> Path | None:
+    """Where to write the dotenv report, even when other settings were invalid."""
+    if settings is not None:
+        return settings.dotenv
+    raw = os.environ.get("FLUX_CI_DOTENV", "").strip()
+    return Path(raw) if raw else None
 
 
 def _output_from(options: Options) -> str:

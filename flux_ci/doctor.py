@@ -8,9 +8,9 @@ from functools import partial
 from flux_ci.context import Context
 from flux_ci.credentials import registry_login
 from flux_ci.errors import FluxCIError
-from flux_ci.flow import check_push_config, pushed_tags
 from flux_ci.fluxobjects import followed_ref, ref_of
 from flux_ci.models import Check, Report
+from flux_ci.publish import check_push_config, pushed_tags
 from flux_ci.sources import find_sources, preflight
 from flux_ci.toolcheck import tool_version
 
@@ -52,7 +52,8 @@ def _registry(ctx: Context) -> str:
 
 
 def _sources(ctx: Context) -> str:
-    sources = find_sources(ctx)
-    preflight(sources, tags=pushed_tags(ctx.settings), digest=None)
+    strict = ctx.settings.ocirepository is not None
+    tags = pushed_tags(ctx.settings)
+    sources = preflight(find_sources(ctx), tags=tags, digest=None, strict=strict, progress=ctx.progress)
     described = (f"{ref_of(obj)} follows {' '.join(followed_ref(obj))}" for obj in sources)
     return "; ".join(described)

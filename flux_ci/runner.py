@@ -186,7 +186,10 @@ class Runner:
                     self._say(self.masker.mask(f"  | {line.rstrip()}"))
                 yield line
         except (sh.TimeoutException, sh.ErrorReturnCode):
-            outcome = "stopped"
+            outcome = "stopped at its deadline or by a signal"
+        except GeneratorExit:  # the caller has what it waited for
+            outcome = "stopped: done watching"
+            raise
         finally:
             self._untrack(process)
             _stop(process)

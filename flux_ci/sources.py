@@ -12,6 +12,7 @@ from flux_ci.context import Context
 from flux_ci.errors import ConfigError, SourceFailedError
 from flux_ci.fluxobjects import Obj
 from flux_ci.models import ObjectRef, Report, SourceState
+from flux_ci.progress import Progress
 from flux_ci.watching import wait_all
 
 
@@ -40,25 +41,41 @@ def find_sources(ctx: Context) -> list[Obj]:
     return sorted(matching, key=fo.ref_of)
 
 
-def preflight(sources: Sequence[Obj], *, tags: Sequence[str], digest: str | None) -> None:
-    """Fail at once (exit 2) where a deploy can never succeed, naming what each source follows."""
-    problems = [problem for obj in sources for problem in _problems(obj, tags, digest)]
-    if problems:
-        listed = "\n".join(f"  - {problem}" for problem in problems)
+def preflight(
+    sources: Sequence[Obj], *, tags: Sequence[str], digest: str | None, strict: bool, progress: Progress
+) -> list[Obj]:
+    """The sources this deploy can reach; exit 2 at once where it can never succeed.
+
+    A source following another tag (or pinning another digest) is another environment's: it is
+    left out with a note, unless it was named in FLUX_CI_OCIREPOSITORY (`strict`) or no source is
+    left. A suspended source that follows us can never fetch the artifact.
+    """
+    ours, elsewhere, problems = [], [], []
+    for obj in sources:
+        reason = _follows_elsewhere(obj, tags, digest)
+        if reason:
+            elsewhere.append(reason)
+            continue
+        ours.append(obj)
+        if obj.get("spec", {}).get("suspend"):
+            ref = fo.ref_of(obj)
+            problems.append(f"{ref} is suspended (flux resume source oci {ref.name} -n {ref.namespace})")
+    if problems or not ours or (strict and elsewhere):
+        listed = "\n".join(f"  - {problem}" for problem in [*problems, *elsewhere])
         raise ConfigError(f"the OCIRepository setup can never fetch this artifact:\n{listed}")
+    for reason in elsewhere:
+        progress.note(f"left out: {reason}")
+    return ours
 
 
-def _problems(obj: Obj, tags: Sequence[str], digest: str | None) -> list[str]:
+def _follows_elsewhere(obj: Obj, tags: Sequence[str], digest: str | None) -> str | None:
     ref = fo.ref_of(obj)
-    problems = []
-    if obj.get("spec", {}).get("suspend"):
-        problems.append(f"{ref} is suspended (flux resume source oci {ref.name} -n {ref.namespace})")
     kind, value = fo.followed_ref(obj)
     if kind == "digest" and digest and value != digest:
-        problems.append(f"{ref} pins digest {value}, not the pushed {digest}")
+        return f"{ref} pins digest {value}, not the pushed {digest}"
     if kind == "tag" and tags and value not in tags:
-        problems.append(f"{ref} follows tag {value!r}, but this deploy pushes tags: {', '.join(tags)}")
-    return problems
+        return f"{ref} follows tag {value!r}, but this deploy pushes tags: {', '.join(tags)}"
+    return None
 
 
 def sync_sources(ctx: Context, sources: Sequence[Obj], digest: str, report: Report) -> None:

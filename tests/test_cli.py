@@ -145,3 +145,13 @@ def test_flags_mirror_variables(
     code, out, _ = _run(capsys, "--output", "json", "--timeout", "90s", "deploy")
     assert code == 2
     assert json.loads(out)["command"] == "deploy"
+
+
+def test_dotenv_is_written_even_when_settings_are_invalid(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLUX_CI_DOTENV", str(tmp_path / "deploy.env"))
+    monkeypatch.setenv("FLUX_CI_TIMEOUT", "whenever")
+    code, _, _ = _run(capsys, "deploy")
+    assert code == 2
+    assert "FLUX_CI_STATUS=failed" in (tmp_path / "deploy.env").read_text()

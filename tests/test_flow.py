@@ -279,3 +279,26 @@ def test_status_reads_without_changing(manifests: Path) -> None:
     assert [s.ref.name for s in report.sources] == ["app"]
     assert [c.ref.kind for c in report.consumers] == ["Kustomization"]
     assert not any("annotate" in c or "push" in c for c in runner.commands())
+
+
+def test_source_of_another_environment_is_left_out_not_fatal(manifests: Path) -> None:
+    production = _source_with(PUSHED, ref={"tag": "stable"})
+    production["metadata"]["name"] = "production"
+    staging = _source_with("sha256:" + "1" * 64)
+    runner = _deploy_runner(staging)
+    runner.answer(
+        ["kubectl", "get", OCIREPOSITORIES, "--all-namespaces"], stdout=_as_list(staging, production)
+    )
+    runner.answers.insert(0, runner.answers.pop())  # this listing wins over the one-source default
+    report = Report("deploy")
+    flow.run_deploy(_context(_settings(manifests), runner), report)
+    assert [s.ref.name for s in report.sources] == ["app"]
+    assert not any("annotate" in c and "production" in c for c in runner.commands())
+
+
+def test_named_source_following_another_tag_is_fatal(manifests: Path) -> None:
+    production = _source_with(PUSHED, ref={"tag": "stable"})
+    runner = _deploy_runner(production)
+    runner.answer(["kubectl", "get", OCIREPOSITORIES, "app"], stdout=json.dumps(production))
+    with pytest.raises(ConfigError, match="follows tag 'stable'"):
+        flow.run_deploy(_context(_settings(manifests, ocirepository="golden/app"), runner), Report("deploy"))

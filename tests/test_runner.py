@@ -129,3 +129,12 @@ def test_only_the_runner_imports_sh() -> None:
         )
     )
     assert importers == ["runner.py"]
+
+
+def test_children_started_after_stop_all_are_stopped_at_once() -> None:
+    runner, _ = _runner()
+    runner.stop_all()  # e.g. SIGTERM arrived while a watch thread was about to start its child
+    started = time.monotonic()
+    lines = list(runner.stream([PY, "-u", "-c", "import time; time.sleep(60)"], timeout=60))
+    assert lines == []
+    assert time.monotonic() - started < 10

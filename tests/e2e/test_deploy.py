@@ -288,7 +288,12 @@ def test_trace_shows_every_command_and_the_password_appears_nowhere(project: Pro
         assert password not in text
 
 
-def test_sigterm_stops_children_and_exits_143(project: Project) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code", "name"), [(signal.SIGTERM, 143, "sigterm"), (signal.SIGINT, 130, "sigint")]
+)
+def test_signal_stops_children_and_exits_with_its_code(
+    project: Project, signum: signal.Signals, code: int, name: str
+) -> None:
     _block_on_missing_dependency(project)
     process = subprocess.Popen(
         [sys.executable, "-m", "flux_ci", "-v", "deploy"],
@@ -301,10 +306,10 @@ def test_sigterm_stops_children_and_exits_143(project: Project) -> None:
         watching += line
         if "kustomizations" in line and "--watch" in line:
             break
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     stdout, _ = process.communicate(timeout=20)
-    assert process.returncode == 143, watching
-    assert json.loads(stdout)["error"]["code"] == "sigterm"
+    assert process.returncode == code, watching
+    assert json.loads(stdout)["error"]["code"] == name
     leftovers = [argv for argv in _command_lines() if project.namespace in argv and "--watch" in argv]
     assert leftovers == []
 
