@@ -68,6 +68,34 @@ class Options:
         values = {"output": self.output, "dry_run": self.dry_run, "timeout": self.timeout}
         return {key: value for key, value in values.items() if value is not None}
 
+    def then(self, later: Options) -> Options:
+        """Flags given after the command name add to (or win over) those given before it."""
+        return Options(
+            verbose=self.verbose + later.verbose,
+            output=later.output or self.output,
+            dry_run=later.dry_run if later.dry_run is not None else self.dry_run,
+            timeout=later.timeout or self.timeout,
+        )
+
+
+# The flags are accepted before and after the command name (`flux-ci -v deploy`, `flux-ci deploy -v`).
+Verbose = Annotated[
+    int,
+    typer.Option("--verbose", "-v", count=True, help="Trace every external command (-vv: and its output)."),
+]
+Output = Annotated[
+    str | None, typer.Option("--output", "-o", metavar="table|json", help="Output format (FLUX_CI_OUTPUT).")
+]
+DryRun = Annotated[
+    bool | None, typer.Option("--dry-run", help="Print what would change, change nothing (FLUX_CI_DRY_RUN).")
+]
+Timeout = Annotated[
+    str | None,
+    typer.Option(
+        "--timeout", metavar="DURATION", help="One deadline for the whole command (FLUX_CI_TIMEOUT)."
+    ),
+]
+
 
 def _show_version(value: bool) -> None:
     if value:
@@ -78,26 +106,10 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def root(  # noqa: PLR0917 - Typer passes every option by keyword
     ctx: typer.Context,
-    verbose: Annotated[
-        int,
-        typer.Option(
-            "--verbose", "-v", count=True, help="Trace every external command (-vv: and its output)."
-        ),
-    ] = 0,
-    output: Annotated[
-        str | None,
-        typer.Option("--output", "-o", metavar="table|json", help="Output format (FLUX_CI_OUTPUT)."),
-    ] = None,
-    dry_run: Annotated[
-        bool | None,
-        typer.Option("--dry-run", help="Print what would change, change nothing (FLUX_CI_DRY_RUN)."),
-    ] = None,
-    timeout: Annotated[
-        str | None,
-        typer.Option(
-            "--timeout", metavar="DURATION", help="One deadline for the whole command (FLUX_CI_TIMEOUT)."
-        ),
-    ] = None,
+    verbose: Verbose = 0,
+    output: Output = None,
+    dry_run: DryRun = None,
+    timeout: Timeout = None,
     version: Annotated[  # noqa: ARG001 - handled eagerly by its callback
         bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version.")
     ] = False,
@@ -106,45 +118,54 @@ def root(  # noqa: PLR0917 - Typer passes every option by keyword
     ctx.obj = Options(verbose=verbose, output=output, dry_run=dry_run, timeout=timeout)
 
 
-@app.command()
-def push(ctx: typer.Context) -> int:
-    """Package FLUX_CI_PATH and push it to FLUX_CI_REPOSITORY:FLUX_CI_TAG, plus FLUX_CI_EXTRA_TAGS."""
-    return _execute(ctx, "push", flow.run_push)
+def _command(name: str, work: Work, help_text: str) -> None:
+    """Register a command: the same flags as the root, then the boundary around `work`."""
+
+    def command(
+        ctx: typer.Context,
+        verbose: Verbose = 0,
+        output: Output = None,
+        dry_run: DryRun = None,
+        timeout: Timeout = None,
+    ) -> int:
+        later = Options(verbose=verbose, output=output, dry_run=dry_run, timeout=timeout)
+        return _execute((ctx.obj or Options()).then(later), name, work)
+
+    command.__name__ = name
+    command.__doc__ = help_text
+    app.command(name)(command)
 
 
-@app.command()
-def reconcile(ctx: typer.Context) -> int:
-    """Ask Flux to reconcile the OCIRepositories and wait until each has fetched FLUX_CI_DIGEST."""
-    return _execute(ctx, "reconcile", flow.run_reconcile)
+_command(
+    "push",
+    flow.run_push,
+    "Package FLUX_CI_PATH and push it to FLUX_CI_REPOSITORY:FLUX_CI_TAG, plus FLUX_CI_EXTRA_TAGS.",
+)
+_command(
+    "reconcile",
+    flow.run_reconcile,
+    "Ask Flux to reconcile the OCIRepositories and wait until each has fetched FLUX_CI_DIGEST.",
+)
+_command(
+    "wait",
+    flow.run_wait,
+    "Wait until the Kustomizations/HelmReleases reading the sources have applied FLUX_CI_DIGEST.",
+)
+_command("deploy", flow.run_deploy, "Push, reconcile and wait: the whole deployment, under one deadline.")
+_command(
+    "status",
+    flow.run_status,
+    "Show every source following the repository and every consumer reading them, as they are now.",
+)
+_command(
+    "doctor",
+    run_doctor,
+    "Preflight: tools, configuration, registry credentials, cluster access and OCIRepository setup.",
+)
 
 
-@app.command()
-def wait(ctx: typer.Context) -> int:
-    """Wait until the Kustomizations/HelmReleases reading the sources have applied FLUX_CI_DIGEST."""
-    return _execute(ctx, "wait", flow.run_wait)
-
-
-@app.command()
-def deploy(ctx: typer.Context) -> int:
-    """Push, reconcile and wait: the whole deployment, under one deadline."""
-    return _execute(ctx, "deploy", flow.run_deploy)
-
-
-@app.command()
-def status(ctx: typer.Context) -> int:
-    """Show every source following the repository and every consumer reading them, as they are now."""
-    return _execute(ctx, "status", flow.run_status)
-
-
-@app.command()
-def doctor(ctx: typer.Context) -> int:
-    """Preflight: tools, configuration, registry credentials, cluster access and OCIRepository setup."""
-    return _execute(ctx, "doctor", run_doctor)
-
-
-def _execute(typer_ctx: typer.Context, command: str, work: Work) -> int:
+def _execute(options: Options, command: str, work: Work) -> int:
     """The boundary: run the work, map any exception to an exit code, render the report once."""
-    options: Options = typer_ctx.obj or Options()
     report = Report(command=command)
     masker = Masker()
     output = _output_from(options)

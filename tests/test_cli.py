@@ -155,3 +155,12 @@ def test_dotenv_is_written_even_when_settings_are_invalid(
     code, _, _ = _run(capsys, "deploy")
     assert code == 2
     assert "FLUX_CI_STATUS=failed" in (tmp_path / "deploy.env").read_text()
+
+
+def test_flags_work_after_the_command_name_too(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = _run(capsys, "-o", "table", "deploy", "--output", "json", "-v")
+    assert code == 2
+    assert json.loads(out)["command"] == "deploy"  # the later --output wins
