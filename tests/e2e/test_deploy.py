@@ -137,12 +137,18 @@ def test_deploy_applies_exactly_the_pushed_digest(project: Project, tmp_path: Pa
     assert "FLUX_CI_STATUS=succeeded" in lines
 
 
-def test_second_deploy_with_changed_manifests(project: Project) -> None:
+def _deploy_twice(project: Project, greeting: str) -> tuple[Run, Run]:
+    """Deploy, change the manifests, deploy again under a new tag; both must succeed."""
     first = project.flux_ci("deploy")
     assert first.exit_code == 0, first.stderr
-    project.write("changed")
+    project.write(greeting)
     second = project.flux_ci("deploy", env=project.env(FLUX_CI_TAG="c2"))
     assert second.exit_code == 0, second.stderr
+    return first, second
+
+
+def test_second_deploy_with_changed_manifests(project: Project) -> None:
+    first, second = _deploy_twice(project, "changed")
     digest = second.json()["artifact"]["digest"]
     assert digest != first.json()["artifact"]["digest"]
     assert project.kustomization()["status"]["lastAppliedRevision"] == f"latest@{digest}"
@@ -325,11 +331,7 @@ def _command_lines() -> list[str]:
 
 
 def test_reconcile_to_a_digest_the_tag_no_longer_points_at_exits_6(project: Project) -> None:
-    first = project.flux_ci("deploy")
-    assert first.exit_code == 0, first.stderr
-    project.write("newer")
-    second = project.flux_ci("deploy", env=project.env(FLUX_CI_TAG="c2"))
-    assert second.exit_code == 0, second.stderr
+    first, _ = _deploy_twice(project, "newer")
     old_digest = first.json()["artifact"]["digest"]
     run = project.flux_ci("reconcile", env=project.env(FLUX_CI_DIGEST=old_digest))
     assert run.exit_code == 6, run.stderr
