@@ -178,8 +178,10 @@ def _execute(options: Options, command: str, work: Work) -> int:
         if settings.registry_password is not None:
             masker.add(settings.registry_password.get_secret_value())
         runner = _runner(settings, options, masker)
+        _ACTIVE_RUNNERS.append(runner)
         progress = Progress(masker, gitlab_sections=os.environ.get("GITLAB_CI") == "true")
         work(Context(settings, runner, Deadline(settings.timeout), progress), report)
+        runner.check_interrupted()  # a signal during the last, child-free moments still counts
     except FluxCIError as exc:
         _failed(report, exc)
     except KeyboardInterrupt:
@@ -190,6 +192,7 @@ def _execute(options: Options, command: str, work: Work) -> int:
     finally:
         if runner is not None:
             runner.stop_all()  # no child outlives flux-ci, whatever happened
+            _ACTIVE_RUNNERS.remove(runner)
         if progress is not None:
             report.steps = list(progress.steps)
     _emit(report, output, _dotenv_from(settings), masker)
@@ -242,14 +245,22 @@ def _print_traceback(masker: Masker, *, verbose: bool) -> None:
         print("flux-ci: run with -v for the traceback, and please report it", file=sys.stderr)
 
 
-def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
-    # Raised in the main thread wherever it is; the boundary stops the children and reports 143.
-    raise SignalInterruptError("SIGTERM", ExitCode.SIGTERM)
+_SIGNALS = {signal.SIGINT: ("SIGINT", ExitCode.SIGINT), signal.SIGTERM: ("SIGTERM", ExitCode.SIGTERM)}
+_ACTIVE_RUNNERS: list[Runner] = []
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    name, code = _SIGNALS[signal.Signals(signum)]
+    if not _ACTIVE_RUNNERS:  # nothing runs yet (settings, rendering): stop right here
+        raise SignalInterruptError(name, code)
+    for runner in list(_ACTIVE_RUNNERS):
+        runner.interrupt(name, code)  # children stop now; the work raises at its next safe point
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point: returns the exit code, never calls sys.exit itself."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    for signum in _SIGNALS:
+        signal.signal(signum, _on_signal)
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         result = app(args=args, prog_name="flux-ci", standalone_mode=False)

@@ -7,10 +7,12 @@ shell-quoted and masked, followed by its exit code and duration (and its output 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -21,13 +23,14 @@ from typing import Any, Protocol, TextIO
 import sh
 from pydantic import SecretStr
 
-from flux_ci.errors import DeadlineExceededError, ToolError
+from flux_ci.errors import DeadlineExceededError, ExitCode, SignalInterruptError, ToolError
 from flux_ci.masking import Masker
 
 # sh logs every command line at INFO; argv holds no secret, but our own trace is the one place for it.
 logging.getLogger("sh").setLevel(logging.WARNING)
 
 _ANY_EXIT_CODE = tuple(range(256))  # the caller decides what an exit code means, not sh
+_POLL_S = 0.02  # how soon a finished child, or a pending signal, is noticed by the main thread
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,11 @@ class Runner:
         self.trace = trace
         self.dry_run = dry_run
         self._log = log
-        self._lock = threading.Lock()
+        # Re-entrant: the signal handler stops children from the main thread, which may hold it.
+        self._lock = threading.RLock()
         self._running: dict[int, Any] = {}
         self._stopped = False  # after stop_all, any child that still starts is stopped at once
+        self._interrupted: tuple[str, ExitCode] | None = None
 
     def quote(self, argv: Sequence[str]) -> str:
         """The masked, copy-pasteable shell form of argv."""
@@ -117,6 +122,7 @@ class Runner:
         skipped. A `SecretStr` stdin is the only way a secret reaches a child.
         """
         argv = tuple(argv)
+        self.check_interrupted()
         if mutating and self.dry_run:
             self._say(f"[dry-run] would run: $ {self.quote(argv)}")
             return CommandResult(argv, 0, "", "", 0.0, dry_run=True)
@@ -138,9 +144,10 @@ class Runner:
         self._track(process)
         finished: Any = process
         try:
-            process.wait()
+            _wait_interruptibly(process)
         except sh.TimeoutException as exc:
             self._trace_end(argv, "timed out", time.monotonic() - started)
+            self.check_interrupted()
             raise DeadlineExceededError(
                 f"timed out after {timeout:.1f}s running: {self.quote(argv)}"
             ) from exc
@@ -151,6 +158,7 @@ class Runner:
             raise
         finally:
             self._untrack(process)
+        self.check_interrupted()  # a child stopped by SIGINT/SIGTERM is not a result
         result = CommandResult(
             argv,
             _exit_code(finished),
@@ -166,6 +174,7 @@ class Runner:
     ) -> Generator[str, None, None]:
         """Yield the child's stdout line by line (for watches); closing the iterator stops it."""
         argv = tuple(argv)
+        self.check_interrupted()
         command = self._command(argv, env)
         self._trace_start(argv)
         started = time.monotonic()
@@ -194,6 +203,20 @@ class Runner:
             self._untrack(process)
             _stop(process)
             self._trace_end(argv, outcome, time.monotonic() - started)
+        self.check_interrupted()
+
+    def interrupt(self, signal_name: str, exit_code: ExitCode) -> None:
+        """Called from a signal handler: stop every child; the work raises at its next safe point.
+
+        Raising from the handler itself could leave a lock held (e.g. inside concurrent.futures)
+        and hang the other threads, so the exception is raised where a child returns instead.
+        """
+        self._interrupted = (signal_name, exit_code)
+        self.stop_all()
+
+    def check_interrupted(self) -> None:
+        if self._interrupted is not None:
+            raise SignalInterruptError(*self._interrupted)
 
     def stop_all(self) -> None:
         """Stop every child still running (on SIGINT/SIGTERM), so none outlives flux-ci."""
@@ -251,6 +274,17 @@ class Runner:
         print(line, file=log, flush=True)
 
 
+def _wait_interruptibly(process: Any) -> None:
+    """Wait for the child by polling, never in one blocking call.
+
+    A signal may be delivered to any thread (sh runs several); Python then runs its handler only
+    when the main thread next executes bytecode, which a blocking wait would postpone indefinitely.
+    """
+    while process.is_alive():
+        time.sleep(_POLL_S)
+    process.wait()  # returns at once now; raises sh's exceptions (e.g. its _timeout) as usual
+
+
 def _exit_code(process: Any) -> int:
     code = process.exit_code
     # sh reports death by signal N as -N; shells report 128+N, which is what users know.
@@ -266,8 +300,6 @@ def _decode(data: bytes | str | None) -> str:
 
 
 def _stop(process: Any) -> None:
-    try:
-        if process.is_alive():
-            process.terminate()
-    except (ProcessLookupError, OSError, sh.SignalException):
-        pass
+    # os.kill, not sh's methods: this runs inside signal handlers, where sh's locks may be held.
+    with contextlib.suppress(ProcessLookupError, OSError):  # already gone
+        os.kill(process.pid, signal.SIGTERM)

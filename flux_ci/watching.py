@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 
 from flux_ci.cluster import watch_object
 from flux_ci.context import Context
@@ -16,6 +16,7 @@ from flux_ci.errors import DeadlineExceededError, FluxCIError
 from flux_ci.fluxobjects import Obj, Phase, Verdict
 from flux_ci.models import ObjectRef
 
+_POLL_S = 0.2
 Judge = Callable[[ObjectRef, Obj], Verdict]
 Failure = Callable[[ObjectRef, str], FluxCIError]
 
@@ -77,10 +78,14 @@ def wait_all(
             raise _timeout(ctx, what, tracker)
 
     with ThreadPoolExecutor(max_workers=len(refs), thread_name_prefix="watch") as pool:
-        futures: list[Future[None]] = [pool.submit(watch_one, ref) for ref in refs]
+        pending: set[Future[None]] = {pool.submit(watch_one, ref) for ref in refs}
         try:
-            for future in as_completed(futures):
-                future.result()
+            while pending:
+                # Short waits, not one blocking call: the main thread must stay free to run the
+                # SIGINT/SIGTERM handler, which Python only runs between its bytecodes.
+                done, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    future.result()
         except BaseException:
             ctx.cancelled.set()  # stop the other watches now, not at the deadline
             ctx.runner.stop_all()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from flux_ci.errors import DeadlineExceededError, ToolError
+from flux_ci.errors import DeadlineExceededError, ExitCode, SignalInterruptError, ToolError
 from flux_ci.masking import Masker
 from flux_ci.runner import Runner
 
@@ -138,3 +139,15 @@ def test_children_started_after_stop_all_are_stopped_at_once() -> None:
     lines = list(runner.stream([PY, "-u", "-c", "import time; time.sleep(60)"], timeout=60))
     assert lines == []
     assert time.monotonic() - started < 10
+
+
+def test_interrupt_stops_the_running_child_and_raises_where_it_returns() -> None:
+    runner, _ = _runner()
+    timer = threading.Timer(0.5, runner.interrupt, args=("SIGTERM", ExitCode.SIGTERM))
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(SignalInterruptError, match="interrupted by SIGTERM"):
+        runner.run([PY, "-c", "import time; time.sleep(60)"], timeout=60)
+    assert time.monotonic() - started < 10
+    with pytest.raises(SignalInterruptError):  # and nothing new starts afterwards
+        runner.run([PY, "-c", "pass"], timeout=60)
