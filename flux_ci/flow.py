@@ -37,7 +37,7 @@ def discover(ctx: Context, report: Report, *, tags: Sequence[str]) -> list[Obj]:
     _require_source_config(ctx.settings)
     with ctx.progress.step("discover", ctx.settings.repository or ctx.settings.ocirepository or ""):
         found = find_sources(ctx)
-        report.sources = read_sources(found)
+        report.sources = read_sources(found)  # what a failing preflight reports: every source found
         sources = _preflight(ctx, found, tags=tags, digest=None)
         report.sources = read_sources(sources)
         for obj in sources:

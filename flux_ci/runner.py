@@ -153,7 +153,8 @@ class Runner:
             ) from exc
         except sh.ErrorReturnCode as exc:  # killed by a signal: sh raises even with _ok_code
             finished = exc
-        except BaseException:  # SIGINT/SIGTERM while waiting: the child must not outlive us
+        except BaseException:  # anything else while waiting (a bug, a KeyboardInterrupt outside the
+            # CLI's signal handlers): the child must not outlive us
             _stop(process)
             raise
         finally:
@@ -301,5 +302,8 @@ def _decode(data: bytes | str | None) -> str:
 
 def _stop(process: Any) -> None:
     # os.kill, not sh's methods: this runs inside signal handlers, where sh's locks may be held.
-    with contextlib.suppress(ProcessLookupError, OSError):  # already gone
+    # A child sh has already reaped has an exit code, and its pid may belong to another process now.
+    if process.process.exit_code is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, OSError):  # exited meanwhile
         os.kill(process.pid, signal.SIGTERM)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flux_ci.tools.kubectl import iter_json_documents
 from tests.sandbox import SandboxClient, down, up
 from tests.sandbox.versions import tool_path
 
@@ -51,14 +52,7 @@ class ReadyWatch:
 
     def _read(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
-        decoder, buffer = json.JSONDecoder(), ""
-        for line in process.stdout:
-            buffer += line
-            try:
-                obj, end = decoder.raw_decode(buffer.lstrip())
-            except json.JSONDecodeError:
-                continue
-            buffer = buffer.lstrip()[end:]
+        for obj in iter_json_documents(process.stdout):
             self._note(obj)
 
     def _note(self, obj: dict[str, Any]) -> None:
