@@ -1,52 +1,44 @@
 """The `flux-ci` command line: thin commands over `flow`, and the one boundary that turns the outcome
-into output and an exit code. Configuration comes from the environment (`Settings`); the few flags
-only mirror variables.
+into output and an exit code. Configuration comes from the environment (`Settings`, checked for the
+command by `plan` before anything runs); the few flags only mirror variables.
+
+Only typer is imported up here: `--help`, `--version` and usage errors stay fast because a command
+imports the settings, the plan and the flow when it runs (and the runner loads `sh` only when the first
+child starts).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
+import textwrap
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
-from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flux_ci import __version__, flow
-from flux_ci.context import Context
-from flux_ci.deadline import Deadline
-from flux_ci.doctor import run_doctor
+from flux_ci import __version__
 from flux_ci.errors import ExitCode, FluxCIError, SignalInterruptError
-from flux_ci.masking import Masker
-from flux_ci.models import ErrorInfo, Report, Status
-from flux_ci.progress import Progress
-from flux_ci.render import to_dotenv, to_json, to_table
-from flux_ci.runner import Runner
-from flux_ci.settings import Settings
 
-Work = Callable[[Context, Report], None]
+if TYPE_CHECKING:
+    from flux_ci.context import Context
+    from flux_ci.models import Report
+    from flux_ci.runner import Runner
+    from flux_ci.secrets import Masker
+    from flux_ci.settings import Settings
 
-# Variables that hold secrets: children get them neither in argv nor in their environment; the
-# registry password reaches oras on stdin only.
-SECRET_VARIABLES = (
-    "FLUX_CI_REGISTRY_PASSWORD",
-    "CI_REGISTRY_PASSWORD",
-    "CI_JOB_TOKEN",
-    "CI_DEPLOY_PASSWORD",
-    "GITHUB_TOKEN",
-)
+    Work = Callable[[Context, Report], None]
 
 app = typer.Typer(
     name="flux-ci",
     help=(
         "Push manifests as an OCI artifact and wait until Flux has applied exactly that artifact.\n\n"
         "Configured by environment variables (FLUX_CI_*, with GitLab's predefined variables as "
-        "defaults); see the README for every variable and exit code."
+        "defaults); `flux-ci COMMAND --help` lists the ones each command reads, the README all of them."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -118,8 +110,89 @@ def root(  # noqa: PLR0917 - Typer passes every option by keyword
     ctx.obj = Options(verbose=verbose, output=output, dry_run=dry_run, timeout=timeout)
 
 
-def _command(name: str, work: Work, help_text: str) -> None:
-    """Register a command: the same flags as the root, then the boundary around `work`."""
+# What each command reads and how it can end, for its --help. Every command also reads these:
+_COMMON_VARIABLES = "FLUX_CI_TIMEOUT, FLUX_CI_OUTPUT, FLUX_CI_DOTENV, FLUX_CI_TRACE, FLUX_CI_DRY_RUN"
+_COMMON_EXITS = "and any command: 1 internal error, 130/143 interrupted"
+_PUSH_VARIABLES = (
+    "FLUX_CI_PATH, FLUX_CI_REPOSITORY, FLUX_CI_TAG, FLUX_CI_EXTRA_TAGS, FLUX_CI_SOURCE, FLUX_CI_REVISION, "
+    "FLUX_CI_IGNORE_PATHS, FLUX_CI_REPRODUCIBLE, FLUX_CI_ALLOW_EMPTY"
+)
+_REGISTRY_VARIABLES = "FLUX_CI_REGISTRY_USER, FLUX_CI_REGISTRY_PASSWORD, FLUX_CI_INSECURE_REGISTRY"
+_CLUSTER_VARIABLES = "FLUX_CI_OCIREPOSITORY, FLUX_CI_NAMESPACE, FLUX_CI_KUBE_CONTEXT"
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One subcommand: its work (imported only when it runs) and what its --help says."""
+
+    name: str
+    work: str  # "module:function"
+    summary: str
+    variables: str
+    exits: str
+
+    def help_text(self) -> str:
+        reads = textwrap.fill(
+            f"Reads: {self.variables}; and {_COMMON_VARIABLES}.", width=88, subsequent_indent="  "
+        )
+        exits = textwrap.fill(f"Exit codes: {self.exits}; {_COMMON_EXITS}.", width=88, subsequent_indent="  ")
+        # \b keeps Click from re-wrapping the lists into one paragraph.
+        return f"{self.summary}\n\n\b\n{reads}\n{exits}"
+
+
+COMMANDS = (
+    CommandSpec(
+        "push",
+        "flux_ci.flow:run_push",
+        "Package FLUX_CI_PATH and push it to FLUX_CI_REPOSITORY:FLUX_CI_TAG, plus FLUX_CI_EXTRA_TAGS.",
+        f"{_PUSH_VARIABLES}, {_REGISTRY_VARIABLES}",
+        "0 pushed, 2 configuration, 3 tool missing or too old, 4 registry, 8 timed out",
+    ),
+    CommandSpec(
+        "reconcile",
+        "flux_ci.flow:run_reconcile",
+        "Ask Flux to reconcile the OCIRepositories and wait until each has fetched FLUX_CI_DIGEST.",
+        f"FLUX_CI_DIGEST, FLUX_CI_REPOSITORY, FLUX_CI_TAG, FLUX_CI_EXTRA_TAGS, {_CLUSTER_VARIABLES}, "
+        f"{_REGISTRY_VARIABLES}",
+        "0 fetched, 2 configuration, 3 tool, 4 registry, 5 cluster, 6 source failed, 8 timed out, "
+        "9 superseded",
+    ),
+    CommandSpec(
+        "wait",
+        "flux_ci.flow:run_wait",
+        "Wait until the Kustomizations/HelmReleases reading the sources have applied FLUX_CI_DIGEST.",
+        f"FLUX_CI_DIGEST, FLUX_CI_WAIT_FOR, FLUX_CI_REPOSITORY, FLUX_CI_TAG, FLUX_CI_EXTRA_TAGS, "
+        f"FLUX_CI_REVISION, {_CLUSTER_VARIABLES}, {_REGISTRY_VARIABLES}",
+        "0 applied, 2 configuration, 3 tool, 4 registry, 5 cluster, 6 source failed, 7 consumer failed, "
+        "8 timed out, 9 superseded",
+    ),
+    CommandSpec(
+        "deploy",
+        "flux_ci.flow:run_deploy",
+        "Push, reconcile and wait: the whole deployment, under one deadline.",
+        f"{_PUSH_VARIABLES}, FLUX_CI_WAIT_FOR, {_CLUSTER_VARIABLES}, {_REGISTRY_VARIABLES}",
+        "0 applied, 2 configuration, 3 tool, 4 registry, 5 cluster, 6 source failed, 7 consumer failed, "
+        "8 timed out, 9 superseded",
+    ),
+    CommandSpec(
+        "status",
+        "flux_ci.flow:run_status",
+        "Show every source following the repository and every consumer reading them, as they are now.",
+        f"FLUX_CI_REPOSITORY, FLUX_CI_DIGEST, {_CLUSTER_VARIABLES}",
+        "0 shown, 2 configuration, 3 tool, 5 cluster",
+    ),
+    CommandSpec(
+        "doctor",
+        "flux_ci.doctor:run_doctor",
+        "Preflight: tools, configuration, registry credentials, cluster access and OCIRepository setup.",
+        f"{_PUSH_VARIABLES}, FLUX_CI_WAIT_FOR, {_CLUSTER_VARIABLES}, {_REGISTRY_VARIABLES}",
+        "0 all checks passed, else the first failed check's: 2 configuration, 3 tool, 4 registry, 5 cluster",
+    ),
+)
+
+
+def _register(spec: CommandSpec) -> None:
+    """Register a command: the same flags as the root, then the boundary around its work."""
 
     def command(
         ctx: typer.Context,
@@ -129,56 +202,39 @@ def _command(name: str, work: Work, help_text: str) -> None:
         timeout: Timeout = None,
     ) -> int:
         later = Options(verbose=verbose, output=output, dry_run=dry_run, timeout=timeout)
-        return _execute((ctx.obj or Options()).then(later), name, work)
+        return _execute((ctx.obj or Options()).then(later), spec)
 
-    command.__name__ = name
-    command.__doc__ = help_text
-    app.command(name)(command)
-
-
-_command(
-    "push",
-    flow.run_push,
-    "Package FLUX_CI_PATH and push it to FLUX_CI_REPOSITORY:FLUX_CI_TAG, plus FLUX_CI_EXTRA_TAGS.",
-)
-_command(
-    "reconcile",
-    flow.run_reconcile,
-    "Ask Flux to reconcile the OCIRepositories and wait until each has fetched FLUX_CI_DIGEST.",
-)
-_command(
-    "wait",
-    flow.run_wait,
-    "Wait until the Kustomizations/HelmReleases reading the sources have applied FLUX_CI_DIGEST.",
-)
-_command("deploy", flow.run_deploy, "Push, reconcile and wait: the whole deployment, under one deadline.")
-_command(
-    "status",
-    flow.run_status,
-    "Show every source following the repository and every consumer reading them, as they are now.",
-)
-_command(
-    "doctor",
-    run_doctor,
-    "Preflight: tools, configuration, registry credentials, cluster access and OCIRepository setup.",
-)
+    command.__name__ = spec.name
+    command.__doc__ = spec.help_text()
+    app.command(spec.name)(command)
 
 
-def _execute(options: Options, command: str, work: Work) -> int:
-    """The boundary: run the work, map any exception to an exit code, render the report once."""
-    report = Report(command=command)
-    masker = Masker()
+for _spec in COMMANDS:
+    _register(_spec)
+
+
+def _execute(options: Options, spec: CommandSpec) -> int:
+    """The boundary: check the configuration, run the work, map any exception to an exit code,
+    render the report once."""
+    # Imported here, not at the top: only a command that runs pays for pydantic and sh.
+    from flux_ci import models, plan, secrets  # noqa: PLC0415
+    from flux_ci.context import Context  # noqa: PLC0415
+    from flux_ci.deadline import Deadline  # noqa: PLC0415
+    from flux_ci.progress import Progress  # noqa: PLC0415
+
+    report = models.Report(command=spec.name)
+    masker = secrets.Masker(secrets.secret_values(os.environ))
     output = _output_from(options)
     settings: Settings | None = None
     runner: Runner | None = None
     progress: Progress | None = None
     try:
-        settings = Settings.load(**options.overrides())
+        settings = plan.load(spec.name, options.overrides())  # every problem at once, before any work
         output = settings.output
         if settings.registry_password is not None:
             masker.add(settings.registry_password.get_secret_value())
+        work = _work(spec.work)
         runner = _runner(settings, options, masker)
-        _ACTIVE_RUNNERS.append(runner)
         progress = Progress(masker, gitlab_sections=os.environ.get("GITLAB_CI") == "true")
         work(Context(settings, runner, Deadline(settings.timeout), progress), report)
         runner.check_interrupted()  # a signal during the last, child-free moments still counts
@@ -192,17 +248,24 @@ def _execute(options: Options, command: str, work: Work) -> int:
     finally:
         if runner is not None:
             runner.stop_all()  # no child outlives flux-ci, whatever happened
-            _ACTIVE_RUNNERS.remove(runner)
         if progress is not None:
             report.steps = list(progress.steps)
     _emit(report, output, _dotenv_from(settings), masker)
     return report.exit_code
 
 
+def _work(target: str) -> Work:
+    module, _, function = target.partition(":")
+    work: Work = getattr(import_module(module), function)
+    return work
+
+
 def _runner(settings: Settings, options: Options, masker: Masker) -> Runner:
-    env = {key: value for key, value in os.environ.items() if key not in SECRET_VARIABLES}
+    from flux_ci.runner import Runner  # noqa: PLC0415 - imports sh: only for a command that runs
+    from flux_ci.secrets import child_environment  # noqa: PLC0415
+
     trace = max(options.verbose, 1 if settings.trace else 0)
-    return Runner(masker=masker, env=env, trace=trace, dry_run=settings.dry_run)
+    return Runner(masker=masker, env=child_environment(os.environ), trace=trace, dry_run=settings.dry_run)
 
 
 def _dotenv_from(settings: Settings | None) -> Path | None:
@@ -220,22 +283,40 @@ def _output_from(options: Options) -> str:
 
 
 def _failed(report: Report, exc: FluxCIError) -> None:
-    report.status = Status.FAILED
+    from flux_ci.errors import SupersededError  # noqa: PLC0415
+    from flux_ci.models import ErrorInfo, Status  # noqa: PLC0415
+
+    superseded_by = exc.by_digest if isinstance(exc, SupersededError) else ""
+    report.status = Status.SUPERSEDED if superseded_by else Status.FAILED
     report.exit_code = int(exc.exit_code)
-    report.error = ErrorInfo(exc.code_name, exc.message)
+    report.error = ErrorInfo(exc.code_name, exc.message, retryable=exc.retryable, superseded_by=superseded_by)
 
 
 def _emit(report: Report, output: str, dotenv: Path | None, masker: Masker) -> None:
-    text = to_json(report) if output == "json" else to_table(report)
-    sys.stdout.write(masker.mask(text))
-    sys.stdout.flush()
-    if report.error is not None:
-        print(masker.mask(f"flux-ci: error: {report.error.message}"), file=sys.stderr)
+    from flux_ci.render import to_dotenv  # noqa: PLC0415
+
+    masked = _write_document(report, output, masker)
+    if masked.error is not None:
+        print(f"flux-ci: error: {masked.error.message}", file=sys.stderr)
     if dotenv is not None:
         try:
-            dotenv.write_text(masker.mask(to_dotenv(report)))
+            dotenv.write_text(to_dotenv(masked))
         except OSError as exc:
-            print(f"flux-ci: cannot write the dotenv report {dotenv}: {exc}", file=sys.stderr)
+            print(masker.mask(f"flux-ci: cannot write the dotenv report {dotenv}: {exc}"), file=sys.stderr)
+
+
+def _write_document(report: Report, output: str, masker: Masker) -> Report:
+    """Write the table or the one JSON document to stdout; returns the masked report it rendered.
+
+    Masked value by value before rendering: in finished JSON an escaped secret would slip through.
+    """
+    from flux_ci.render import to_json, to_table  # noqa: PLC0415
+    from flux_ci.secrets import mask_report  # noqa: PLC0415
+
+    masked = mask_report(report, masker)
+    sys.stdout.write(to_json(masked) if output == "json" else to_table(masked))
+    sys.stdout.flush()
+    return masked
 
 
 def _print_traceback(masker: Masker, *, verbose: bool) -> None:
@@ -245,32 +326,71 @@ def _print_traceback(masker: Masker, *, verbose: bool) -> None:
         print("flux-ci: run with -v for the traceback, and please report it", file=sys.stderr)
 
 
-_SIGNALS = {signal.SIGINT: ("SIGINT", ExitCode.SIGINT), signal.SIGTERM: ("SIGTERM", ExitCode.SIGTERM)}
-_ACTIVE_RUNNERS: list[Runner] = []
+# --- usage errors: Click's text on stderr, and in JSON mode the one JSON document on stdout ------
+
+_VALUE_OPTIONS = frozenset({"-o", "--output", "--timeout"})
 
 
-def _on_signal(signum: int, _frame: FrameType | None) -> None:
-    name, code = _SIGNALS[signal.Signals(signum)]
-    if not _ACTIVE_RUNNERS:  # nothing runs yet (settings, rendering): stop right here
-        raise SignalInterruptError(name, code)
-    for runner in list(_ACTIVE_RUNNERS):
-        runner.interrupt(name, code)  # children stop now; the work raises at its next safe point
+def _usage_failure(code: int, message: str, args: Sequence[str]) -> int:
+    """Exit code `code` for a failure before any command ran; in JSON mode its document too."""
+    if _output_in(args) == "json":
+        from flux_ci import models, secrets  # noqa: PLC0415 - JSON mode only
+
+        known = {int(member) for member in ExitCode}
+        name = ExitCode(code).name.lower() if code in known else ExitCode.INTERNAL.name.lower()
+        report = models.Report(
+            command=_command_in(args),
+            status=models.Status.FAILED,
+            exit_code=code,
+            error=models.ErrorInfo(name, message),
+        )
+        _write_document(report, "json", secrets.Masker(secrets.secret_values(os.environ)))
+    return code
+
+
+def _output_in(args: Sequence[str]) -> str:
+    """The output format asked for by -o/--output (the last one wins) or FLUX_CI_OUTPUT."""
+    chosen = os.environ.get("FLUX_CI_OUTPUT", "")
+    for index, arg in enumerate(args):
+        if arg in ("-o", "--output") and index + 1 < len(args):
+            chosen = args[index + 1]
+        elif arg.startswith("--output="):
+            chosen = arg.partition("=")[2]
+        elif arg.startswith("-o") and len(arg) > 2:
+            chosen = arg[2:]
+    return "json" if chosen.strip().lower() == "json" else "table"
+
+
+def _command_in(args: Sequence[str]) -> str:
+    """The command word given (known or not), skipping options and their values."""
+    skip_value = False
+    for arg in args:
+        if skip_value:
+            skip_value = False
+        elif arg in _VALUE_OPTIONS:
+            skip_value = True
+        elif not arg.startswith("-"):
+            return arg
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point: returns the exit code, never calls sys.exit itself."""
-    for signum in _SIGNALS:
-        signal.signal(signum, _on_signal)
+    # SIGINT/SIGTERM: every child gets SIGTERM (SIGKILL after a grace), the work raises, exit 130/143.
+    from flux_ci.runner import install_signal_handlers  # noqa: PLC0415 - cheap: sh loads on first use
+
+    install_signal_handlers()
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         result = app(args=args, prog_name="flux-ci", standalone_mode=False)
     except typer.TyperException as exc:  # usage errors: unknown command or option
         show = getattr(exc, "show", None)
         if callable(show):
-            show()
+            show()  # Click's usage text, on stderr
         else:
             print(f"flux-ci: error: {exc.message}", file=sys.stderr)
-        return int(getattr(exc, "exit_code", ExitCode.CONFIG))
+        message = exc.format_message() if args else "no command given: run flux-ci --help"
+        return _usage_failure(int(getattr(exc, "exit_code", ExitCode.CONFIG)), message, args)
     except typer.Abort:
-        return int(ExitCode.SIGINT)
+        return _usage_failure(int(ExitCode.SIGINT), "interrupted by SIGINT", args)
     return int(result) if isinstance(result, int) else 0

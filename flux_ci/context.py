@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 from flux_ci.deadline import Deadline
@@ -22,6 +23,13 @@ class Context:
 
     def active(self) -> bool:
         return not self.deadline.expired and not self.cancelled.is_set()
+
+    def pause(self, seconds: float) -> None:
+        """Sleep within the deadline, in short steps: a SIGTERM must not wait for the sleep to end."""
+        until = time.monotonic() + min(seconds, self.deadline.remaining)
+        while (left := until - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
+            self.runner.check_interrupted()
 
     def timeout(self, cap: float | None = None) -> float:
         """A child's timeout: what is left of the deadline, optionally capped."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+from flux_ci import plan
 from flux_ci.context import Context
 from flux_ci.credentials import registry_login
+from flux_ci.discovery import discover
 from flux_ci.errors import FluxCIError
 from flux_ci.fluxobjects import followed_ref, ref_of
 from flux_ci.models import Check, Report
-from flux_ci.publish import check_push_config, pushed_tags
-from flux_ci.sources import find_sources, preflight
+from flux_ci.publish import pushed_tags
 from flux_ci.toolcheck import tool_version
 
 
@@ -40,7 +41,7 @@ def run_doctor(ctx: Context, report: Report) -> None:
 
 
 def _configuration(ctx: Context) -> str:
-    check_push_config(ctx.settings)
+    plan.check(ctx.settings, "deploy")  # what a deploy needs: doctor is its preflight
     return f"{ctx.settings.repository}:{ctx.settings.tag} from {ctx.settings.path}"
 
 
@@ -52,8 +53,6 @@ def _registry(ctx: Context) -> str:
 
 
 def _sources(ctx: Context) -> str:
-    strict = ctx.settings.ocirepository is not None
-    tags = pushed_tags(ctx.settings)
-    sources = preflight(find_sources(ctx), tags=tags, digest=None, strict=strict, progress=ctx.progress)
-    described = (f"{ref_of(obj)} follows {' '.join(followed_ref(obj))}" for obj in sources)
+    found = discover(ctx, tags=pushed_tags(ctx.settings), digest=None, needs_patch=True)
+    described = (f"{ref_of(obj)} follows {' '.join(followed_ref(obj))}" for obj in found.sources)
     return "; ".join(described)

@@ -21,6 +21,7 @@ class ExitCode(IntEnum):
     SOURCE_FAILED = 6
     CONSUMER_FAILED = 7
     TIMEOUT = 8
+    SUPERSEDED = 9
     SIGINT = 130
     SIGTERM = 143
 
@@ -29,6 +30,9 @@ class FluxCIError(Exception):
     """An expected failure: its message is shown to the user as it is, without a traceback."""
 
     exit_code: ExitCode = ExitCode.INTERNAL
+    # Worth running the job again unchanged? A registry or API hiccup yes; a config error or a failed
+    # apply no (the same inputs fail the same way).
+    retryable: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -57,11 +61,19 @@ class RegistryError(FluxCIError):
 
     exit_code = ExitCode.REGISTRY
 
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
 
 class ClusterError(FluxCIError):
     """The Kubernetes API could not be reached, refused us, or lacks an object we need."""
 
     exit_code = ExitCode.CLUSTER
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class SourceFailedError(FluxCIError):
@@ -80,6 +92,17 @@ class DeadlineExceededError(FluxCIError):
     """The command's single deadline (FLUX_CI_TIMEOUT) passed before the work was done."""
 
     exit_code = ExitCode.TIMEOUT
+    retryable = True
+
+
+class SupersededError(FluxCIError):
+    """Before this artifact was applied, a newer one took its place on a tag a source follows."""
+
+    exit_code = ExitCode.SUPERSEDED
+
+    def __init__(self, message: str, *, by_digest: str) -> None:
+        super().__init__(message)
+        self.by_digest = by_digest
 
 
 class SignalInterruptError(FluxCIError):

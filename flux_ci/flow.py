@@ -1,21 +1,25 @@
-"""The commands' work: discover → push → reconcile → wait, under one deadline, filling one `Report`.
+"""The commands' work: discover → push → reconcile → wait, under one deadline.
 
-Nothing here prints except through `ctx.progress`; nothing here decides an exit code.
+Steps return what they observed; only this module assembles the `Report`. Nothing here prints
+except through `ctx.progress`, and nothing here decides an exit code (exceptions do, at the CLI).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from flux_ci import fluxobjects as fo
-from flux_ci.consumers import find_consumers, read_consumers, wait_consumers
-from flux_ci.consumers import preflight as consumers_preflight
+from flux_ci.cluster import new_token, request_reconcile
 from flux_ci.context import Context
-from flux_ci.fluxobjects import Obj
-from flux_ci.models import Artifact, Report, Status
-from flux_ci.publish import check_push_config, push, pushed_tags
-from flux_ci.settings import Settings
-from flux_ci.sources import find_sources, preflight, read_sources, sync_sources
+from flux_ci.discovery import Found, discover
+from flux_ci.engine import Observer, Target
+from flux_ci.errors import ConsumerFailedError, FluxCIError, SourceFailedError, SupersededError
+from flux_ci.fluxobjects import Expectation, Obj, Verdict
+from flux_ci.models import Artifact, ConsumerState, ObjectRef, Report, SourceState, Status
+from flux_ci.publish import push, pushed_tags
+from flux_ci.registry import Registry, open_registry
 from flux_ci.toolcheck import require_tools
 
 
@@ -24,103 +28,261 @@ def expected_artifact(ctx: Context) -> Artifact:
     s = ctx.settings
     return Artifact(
         s.repository or "",
-        tuple(pushed_tags(s) if s.tag else []),
+        tuple(pushed_tags(s) if s.tag else s.extra_tags),
         s.required("digest"),
         s.source or "",
         s.revision or "",
     )
 
 
-def discover(ctx: Context, report: Report, *, tags: Sequence[str]) -> list[Obj]:
-    """Find the sources and refuse setups that can never work, before anything is pushed."""
-    require_tools(ctx, ["kubectl"])
-    _require_source_config(ctx.settings)
-    with ctx.progress.step("discover", ctx.settings.repository or ctx.settings.ocirepository or ""):
-        found = find_sources(ctx)
-        report.sources = read_sources(found)  # what a failing preflight reports: every source found
-        sources = _preflight(ctx, found, tags=tags, digest=None)
-        report.sources = read_sources(sources)
-        for obj in sources:
-            kind, value = fo.followed_ref(obj)
-            ctx.progress.note(f"{fo.ref_of(obj)} follows {kind} {value}")
-    return sources
-
-
-def reconcile(ctx: Context, report: Report, artifact: Artifact, sources: list[Obj]) -> list[Obj]:
-    """Returns the sources that follow the artifact (a digest pin can only be checked now)."""
-    with ctx.progress.step("reconcile", artifact.digest):
-        sources = _preflight(ctx, sources, tags=artifact.tags, digest=artifact.digest)
-        sync_sources(ctx, sources, artifact.digest, report)
-    return sources
-
-
-def _preflight(ctx: Context, sources: list[Obj], *, tags: Sequence[str], digest: str | None) -> list[Obj]:
-    strict = ctx.settings.ocirepository is not None
-    return preflight(sources, tags=tags, digest=digest, strict=strict, progress=ctx.progress)
-
-
-def wait(ctx: Context, report: Report, artifact: Artifact, sources: list[Obj]) -> None:
-    with ctx.progress.step("wait", artifact.digest):
-        consumers = find_consumers(ctx, [fo.ref_of(obj) for obj in sources])
-        report.consumers = read_consumers(consumers)
-        consumers_preflight(consumers)
-        if not consumers:
-            ctx.progress.note("no Kustomization or HelmRelease reads these sources: nothing to wait for")
-        wait_consumers(ctx, consumers, artifact.digest, artifact.revision or None, report)
+# --- the commands ------------------------------------------------------------------------------
 
 
 def run_push(ctx: Context, report: Report) -> None:
-    check_push_config(ctx.settings)  # configuration first: it is the cheapest thing to fix
     require_tools(ctx, ["flux", "oras"])
-    push(ctx, report)
-    _finish(ctx, report)
-
-
-def run_reconcile(ctx: Context, report: Report) -> None:
-    artifact = expected_artifact(ctx)
-    report.artifact = artifact
-    sources = discover(ctx, report, tags=artifact.tags)
-    reconcile(ctx, report, artifact, sources)
-    _finish(ctx, report)
-
-
-def run_wait(ctx: Context, report: Report) -> None:
-    artifact = expected_artifact(ctx)
-    report.artifact = artifact
-    sources = discover(ctx, report, tags=artifact.tags) if _has_source_config(ctx.settings) else []
-    wait(ctx, report, artifact, sources)
+    with open_registry(ctx) as registry:
+        report.artifact = push(ctx, registry)
     _finish(ctx, report)
 
 
 def run_deploy(ctx: Context, report: Report) -> None:
     """push → reconcile → wait; the cluster is checked first so a hopeless deploy pushes nothing."""
-    check_push_config(ctx.settings)
-    require_tools(ctx, ["flux", "oras"])
-    sources = discover(ctx, report, tags=pushed_tags(ctx.settings))
-    artifact = push(ctx, report)
-    sources = reconcile(ctx, report, artifact, sources)
-    wait(ctx, report, artifact, sources)
+    require_tools(ctx, ["flux", "oras", "kubectl"])
+    found = _discover(ctx, report, tags=pushed_tags(ctx.settings), digest=None, needs_patch=True)
+    with open_registry(ctx) as registry, _observing(ctx, report, found) as observer:
+        report.artifact = push(ctx, registry)
+        _settle(_Settling(ctx, report, found, observer, registry, report.artifact))
+    _finish(ctx, report)
+
+
+def run_reconcile(ctx: Context, report: Report) -> None:
+    """Ask the sources to fetch FLUX_CI_DIGEST and wait until they have (consumers not waited for)."""
+    require_tools(ctx, ["oras", "kubectl"])
+    artifact = report.artifact = expected_artifact(ctx)
+    found = _discover(
+        ctx, report, tags=artifact.tags, digest=artifact.digest, needs_patch=True, consumers=False
+    )
+    with open_registry(ctx) as registry, _observing(ctx, report, found) as observer:
+        _Settling(ctx, report, found, observer, registry, artifact).sources()
+    _finish(ctx, report)
+
+
+def run_wait(ctx: Context, report: Report) -> None:
+    """Wait until the sources hold FLUX_CI_DIGEST and their consumers applied it; requests nothing
+    from the sources (a re-run after a fix still asks the consumers to try again)."""
+    require_tools(ctx, ["oras", "kubectl"])
+    artifact = report.artifact = expected_artifact(ctx)
+    found = _discover(ctx, report, tags=artifact.tags, digest=artifact.digest, needs_patch=False)
+    with open_registry(ctx) as registry, _observing(ctx, report, found) as observer:
+        _settle(_Settling(ctx, report, found, observer, registry, artifact), request_sources=False)
     _finish(ctx, report)
 
 
 def run_status(ctx: Context, report: Report) -> None:
     """Every source following the repository and every consumer reading them, as they are now."""
     require_tools(ctx, ["kubectl"])
-    _require_source_config(ctx.settings)
-    sources = find_sources(ctx)
-    report.sources = read_sources(sources)
-    report.consumers = read_consumers(find_consumers(ctx, [fo.ref_of(obj) for obj in sources]))
+    found = discover(ctx, tags=(), digest=None, needs_patch=False, survey=True)
+    _record_found(report, found)
     if ctx.settings.digest:
         report.artifact = expected_artifact(ctx)
 
 
-def _require_source_config(settings: Settings) -> None:
-    if settings.ocirepository is None:
-        settings.require("repository")
+# --- steps -------------------------------------------------------------------------------------
 
 
-def _has_source_config(settings: Settings) -> bool:
-    return settings.repository is not None or settings.ocirepository is not None or settings.wait_for is None
+def _discover(
+    ctx: Context,
+    report: Report,
+    *,
+    tags: Sequence[str],
+    digest: str | None,
+    needs_patch: bool,
+    consumers: bool = True,
+) -> Found:
+    with ctx.progress.step("discover", ctx.settings.repository or ctx.settings.ocirepository or ""):
+        found = discover(ctx, tags=tags, digest=digest, needs_patch=needs_patch, find_consumers=consumers)
+        _record_found(report, found)
+        for obj in found.sources:
+            kind, value = fo.followed_ref(obj)
+            ctx.progress.note(f"{fo.ref_of(obj)} follows {kind} {value}")
+        for obj in found.consumers:
+            ctx.progress.note(f"{fo.ref_of(obj)} reads it")
+    return found
+
+
+def _record_found(report: Report, found: Found) -> None:
+    report.sources = [fo.source_state(obj) for obj in found.sources]
+    report.consumers = [fo.consumer_state(obj) for obj in found.consumers]
+    report.scope = list(found.scope)
+    report.notes = [f"left out: {reason}" for reason in found.left_out]
+
+
+@contextmanager
+def _observing(ctx: Context, report: Report, found: Found) -> Iterator[Observer]:
+    """Watch every kind/namespace involved from now on; the report shows each object as last seen."""
+    observer = Observer(ctx, found.watch_groups()).start([*found.sources, *found.consumers])
+    try:
+        yield observer
+    finally:
+        observer.stop()
+        report.sources = [_seen_source(observer, obj) for obj in found.sources]
+        report.consumers = [_seen_consumer(observer, obj) for obj in found.consumers]
+
+
+def _last_seen(observer: Observer, obj: Obj) -> tuple[Obj, str]:
+    """The object as the watches last saw it, and flux-ci's verdict on it then ("" if not judged)."""
+    ref = fo.ref_of(obj)
+    verdict = observer.verdicts.get(ref)
+    return observer.latest.get(ref, obj), str(verdict.phase) if verdict else ""
+
+
+def _seen_source(observer: Observer, obj: Obj) -> SourceState:
+    return fo.source_state(*_last_seen(observer, obj))
+
+
+def _seen_consumer(observer: Observer, obj: Obj) -> ConsumerState:
+    return fo.consumer_state(*_last_seen(observer, obj))
+
+
+@dataclass
+class _Settling:
+    """One run's requests to Flux and what it expects back: sources fetch the digest, then the
+    consumers apply it; exactly this digest, Ready, and never a state left from before."""
+
+    ctx: Context
+    report: Report
+    found: Found
+    observer: Observer
+    registry: Registry
+    artifact: Artifact
+    checked_tags: set[tuple[str, str]] = field(default_factory=set)
+    # The sources stay judged while the consumers are waited for: a newer push that replaces our
+    # artifact on the source before a consumer applied it is seen there first.
+    source_targets: list[Target] = field(default_factory=list)
+
+    def sources(self, *, request: bool = True) -> dict[ObjectRef, str | None]:
+        """Request reconciliation of every source not holding the digest and wait until all do.
+
+        Returns, per source, the token written on it (None: it already held the digest, or
+        `request` is off because `wait` only watches).
+        """
+        digest = self.artifact.digest
+        with self.ctx.progress.step("reconcile" if request else "sources", digest):
+            wanted = (lambda obj: not _holds(self.observer, obj, digest)) if request else (lambda _obj: False)
+            tokens = _request(self.ctx, self.found.sources, wanted)
+            self.source_targets = [
+                self._target(
+                    obj,
+                    tokens=tokens,
+                    before=fo.source_revision(obj),
+                    verdict=fo.source_verdict,
+                    error=SourceFailedError,
+                    verb="fetch",
+                )
+                for obj in self.found.sources
+            ]
+            self._wait(self.source_targets, f"the sources to fetch {digest}")
+        self.report.sources = [_seen_source(self.observer, obj) for obj in self.found.sources]
+        return tokens
+
+    def consumers(self, already: set[ObjectRef]) -> None:
+        """Wait until every consumer applied the digest and is Ready.
+
+        A re-run (its source already held the digest): the consumer is asked to try again, so a
+        failure or success left from before never decides this run.
+        """
+        if not self.found.consumers:
+            self.ctx.progress.skip(
+                "wait", "FLUX_CI_WAIT_FOR=none: no Kustomization or HelmRelease is waited for"
+            )
+            return
+        with self.ctx.progress.step("wait", self.artifact.digest):
+            tokens = _request(self.ctx, self.found.consumers, lambda obj: fo.consumer_source(obj) in already)
+            targets = [
+                self._target(
+                    obj,
+                    tokens=tokens,
+                    before=fo.attempted_revision(obj),
+                    verdict=fo.consumer_verdict,
+                    error=ConsumerFailedError,
+                    verb="apply",
+                )
+                for obj in self.found.consumers
+            ]
+            self._wait([*self.source_targets, *targets], f"the consumers to apply {self.artifact.digest}")
+
+    def _target(
+        self,
+        obj: Obj,
+        *,
+        tokens: dict[ObjectRef, str | None],
+        before: str,
+        verdict: Callable[[Obj, Expectation], Verdict],
+        error: type[FluxCIError],
+        verb: str,
+    ) -> Target:
+        ref = fo.ref_of(obj)
+        expect = Expectation(self.artifact.digest, self.artifact.tags, tokens.get(ref), before)
+        digest = self.artifact.digest
+        return Target(
+            ref,
+            lambda seen: verdict(seen, expect),
+            lambda failed, message: error(f"{failed} failed to {verb} {digest}: {message}"),
+            tokens.get(ref),
+        )
+
+    def _wait(self, targets: list[Target], what: str) -> None:
+        if not self.ctx.runner.dry_run:  # nothing was pushed or requested: nothing will change
+            self.observer.wait(targets, what=what, moved=self.moved)
+
+    def moved(self, ref: ObjectRef, tag: str, digest: str) -> None:
+        """`ref` holds another digest of a tag we pushed: superseded, if the tag moved on."""
+        if (tag, digest) in self.checked_tags:
+            return
+        now = self.registry.resolve(self.artifact.repository, tag)
+        self.checked_tags.add((tag, digest))
+        if now != self.artifact.digest:
+            raise SupersededError(
+                f"superseded: {ref} holds {tag}@{digest}, and tag {tag!r} now points to {now}, not to "
+                f"this run's {self.artifact.digest} (another pipeline pushed after this one). Flux "
+                "deploys the newer artifact; this one will not be applied.",
+                by_digest=now,
+            )
+
+
+def _settle(settling: _Settling, *, request_sources: bool = True) -> None:
+    """Sources fetch the digest (requested, unless `wait` only watches), then consumers apply it."""
+    digest = settling.artifact.digest
+    held = {fo.ref_of(obj) for obj in settling.found.sources if _holds(settling.observer, obj, digest)}
+    settling.sources(request=request_sources)
+    settling.consumers(held)
+
+
+def _holds(observer: Observer, obj: Obj, digest: str) -> bool:
+    latest = observer.latest.get(fo.ref_of(obj), obj)
+    return fo.revision_has_digest(fo.source_revision(latest), digest)
+
+
+def _request(
+    ctx: Context, objects: Sequence[Obj], wanted: Callable[[Obj], bool]
+) -> dict[ObjectRef, str | None]:
+    """Annotate the objects `wanted` selects (one call per kind and namespace); their tokens."""
+    chosen = [obj for obj in objects if wanted(obj)]
+    tokens: dict[ObjectRef, str | None] = {fo.ref_of(obj): None for obj in objects}
+    for obj in objects:
+        if obj not in chosen and obj.get("kind") == "OCIRepository":
+            ctx.progress.note(f"{fo.ref_of(obj)} already holds the digest: not requested again")
+    groups: dict[tuple[str, str], list[str]] = {}
+    for obj in chosen:
+        ref = fo.ref_of(obj)
+        groups.setdefault((ref.kind, ref.namespace), []).append(ref.name)
+    for (kind, namespace), names in sorted(groups.items()):
+        token = new_token()
+        request_reconcile(ctx, kind, namespace, names, token)
+        for name in names:
+            tokens[ObjectRef(kind, namespace, name)] = token
+        ctx.progress.note(f"reconcile requested: {kind} {', '.join(names)} in {namespace}")
+    return tokens
 
 
 def _finish(ctx: Context, report: Report) -> None:

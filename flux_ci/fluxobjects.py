@@ -21,8 +21,36 @@ class Phase(StrEnum):
 
 @dataclass(frozen=True)
 class Verdict:
+    """What one observation of an object says about our artifact.
+
+    `moved` is (tag, digest) when the object holds another digest of a tag this run pushed: only the
+    registry can tell whether that tag moved on (superseded) or the object is merely behind.
+    `settled` means Flux already handled our request, so "behind" is no longer an explanation.
+    """
+
     phase: Phase
     message: str
+    moved: tuple[str, str] | None = None
+    settled: bool = False
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What an object must show for this run to count: the digest, and which request it answers."""
+
+    digest: str  # sha256:<hex> of the pushed OCI manifest
+    tags: tuple[str, ...] = ()  # the tags this run pushed (a source following one may be superseded)
+    requested_at: str | None = None  # our reconcile.fluxcd.io/requestedAt token, if we wrote one
+    before: str = ""  # the revision the object reported before this run pushed anything
+
+    def acknowledged(self, obj: Obj) -> bool:
+        """Flux finished a reconcile that saw our request (it records the token in the same patch)."""
+        handled = obj.get("status", {}).get("lastHandledReconcileAt")
+        return self.requested_at is not None and handled == self.requested_at
+
+    def answered(self, obj: Obj) -> bool:
+        """Nothing was requested, or the request was handled: the state is not left from before."""
+        return self.requested_at is None or self.acknowledged(obj)
 
 
 def ref_of(obj: Obj) -> ObjectRef:
@@ -78,9 +106,10 @@ def source_revision(obj: Obj) -> str:
     return str((obj.get("status", {}).get("artifact") or {}).get("revision", ""))
 
 
-def source_state(obj: Obj) -> SourceState:
+def source_state(obj: Obj, phase: str = "") -> SourceState:
     ready, message, changed = ready_status(obj)
     artifact = obj.get("status", {}).get("artifact") or {}
+    kind, value = followed_ref(obj)
     return SourceState(
         ref=ref_of(obj),
         url=source_url(obj),
@@ -88,6 +117,9 @@ def source_state(obj: Obj) -> SourceState:
         ready=ready,
         message=message,
         updated=str(artifact.get("lastUpdateTime", changed)),
+        state=phase,
+        follows=f"{kind} {value}",
+        interval=str(obj.get("spec", {}).get("interval", "")),
     )
 
 
@@ -100,24 +132,41 @@ def followed_ref(obj: Obj) -> tuple[str, str]:
     return "tag", "latest"
 
 
-def source_verdict(obj: Obj, digest: str, requested_at: str | None = None) -> Verdict:
-    """Has this OCIRepository fetched exactly `digest`? A Ready left from an older one never counts."""
+def source_verdict(obj: Obj, expect: Expectation) -> Verdict:
+    """Has this OCIRepository fetched exactly the digest? A Ready left from an older one never counts."""
     ready, message, _ = ready_status(obj)
     revision = source_revision(obj)
-    if revision_has_digest(revision, digest):
+    if revision_has_digest(revision, expect.digest):
         return Verdict(Phase.DONE, message or f"fetched {revision}")
     if condition_is(obj, "Stalled", "True"):
         stalled = condition(obj, "Stalled") or {}
         return Verdict(Phase.FAILED, str(stalled.get("message", message)))
-    handled = obj.get("status", {}).get("lastHandledReconcileAt")
-    if requested_at and handled == requested_at and ready == "True":
-        # Our request was handled after the push, yet another digest is stored: the tag moved on.
+    acknowledged = expect.acknowledged(obj)
+    if ready == "False" and (acknowledged or expect.digest in message):
+        # source-controller keeps retrying (Reconciling=ProgressingWithRetry) a refused pull secret,
+        # a failed verification or a missing layer: after our request, that is this artifact failing.
+        return Verdict(Phase.FAILED, message)
+    moved = _other_digest_of_our_tag(revision, expect, include_before=acknowledged)
+    if moved is not None:
+        return Verdict(Phase.WAITING, f"holds {revision}", moved=moved, settled=acknowledged)
+    if acknowledged and ready == "True":
         return Verdict(
             Phase.FAILED,
-            f"fetched {revision or 'nothing'} after the reconcile request, not {digest}: "
-            "the followed tag points to another digest (was it pushed again meanwhile?)",
+            f"fetched {revision or 'nothing'} after the reconcile request, not {expect.digest}",
         )
     return Verdict(Phase.WAITING, message or "waiting for source-controller")
+
+
+def _other_digest_of_our_tag(
+    revision: str, expect: Expectation, *, include_before: bool
+) -> tuple[str, str] | None:
+    """(tag, digest) when `revision` is `<one of our tags>@<another digest>`."""
+    tag, _, digest = revision.rpartition("@")
+    if not tag or tag not in expect.tags or digest == expect.digest:
+        return None
+    if not include_before and revision == expect.before:
+        return None  # still the pre-push state: the object is behind, not superseded
+    return tag, digest
 
 
 # --- Kustomization / HelmRelease -------------------------------------------------------------
@@ -140,7 +189,11 @@ def consumer_revision(obj: Obj) -> str:
     return str(status.get("lastAppliedRevision", ""))
 
 
-def consumer_state(obj: Obj) -> ConsumerState:
+def attempted_revision(obj: Obj) -> str:
+    return str(obj.get("status", {}).get("lastAttemptedRevision", ""))
+
+
+def consumer_state(obj: Obj, phase: str = "") -> ConsumerState:
     ready, message, changed = ready_status(obj)
     return ConsumerState(
         ref=ref_of(obj),
@@ -148,38 +201,60 @@ def consumer_state(obj: Obj) -> ConsumerState:
         ready=ready,
         message=message,
         updated=changed,
+        state=phase,
     )
 
 
-def _consumer_has(obj: Obj, field_name: str, digest: str) -> bool:
-    revision = str(obj.get("status", {}).get(field_name, ""))
+def _helm_has(obj: Obj, digest: str) -> bool:
+    """helm-controller names an OCI chart `<version>+<first 12 hex of the digest>`; with digest
+    tracking off it keeps the digest in lastAttemptedRevisionDigest instead."""
+    status = obj.get("status", {})
+    short = digest.removeprefix("sha256:")[:12]
+    revision = str(status.get("lastAttemptedRevision", ""))
+    return bool(short) and (
+        revision.endswith(f"+{short}") or status.get("lastAttemptedRevisionDigest") == digest
+    )
+
+
+def applied(obj: Obj, digest: str) -> bool:
+    """The consumer applied exactly `digest` (origin revisions are never trusted: the same commit
+    can be pushed twice with different content)."""
     if obj.get("kind") == "HelmRelease":
-        # helm-controller writes <chart version>+<first 12 hex of the OCI digest>.
-        short = digest.removeprefix("sha256:")[:12]
-        return bool(short) and revision.endswith(f"+{short}")
-    return revision_has_digest(revision, digest)
+        return _helm_has(obj, digest)
+    return revision_has_digest(str(obj.get("status", {}).get("lastAppliedRevision", "")), digest)
 
 
-def _applied(obj: Obj, digest: str, origin_revision: str | None) -> bool:
+def _attempted(obj: Obj, digest: str) -> bool:
     if obj.get("kind") == "HelmRelease":
-        return _consumer_has(obj, "lastAttemptedRevision", digest)
-    if _consumer_has(obj, "lastAppliedRevision", digest):
-        return True
-    origin = obj.get("status", {}).get("lastAppliedOriginRevision")
-    return bool(origin_revision) and origin == origin_revision
+        return _helm_has(obj, digest)
+    return revision_has_digest(attempted_revision(obj), digest)
 
 
-def consumer_verdict(obj: Obj, digest: str, origin_revision: str | None = None) -> Verdict:
-    """Has this consumer applied `digest` and become Ready for its current spec?"""
+def consumer_verdict(obj: Obj, expect: Expectation) -> Verdict:
+    """Has this consumer applied the digest and become Ready for its current spec?
+
+    Where we asked it to reconcile (the source already held the digest: a re-run), only a state
+    written after Flux handled that request counts, so an old failure never decides a new run.
+    """
     ready, message, _ = ready_status(obj)
-    if _applied(obj, digest, origin_revision) and ready == "True" and generation_current(obj):
+    answered = expect.answered(obj)
+    if applied(obj, expect.digest) and ready == "True" and generation_current(obj) and answered:
         return Verdict(Phase.DONE, message)
-    if condition_is(obj, "Stalled", "True"):
+    if answered and condition_is(obj, "Stalled", "True"):
         stalled = condition(obj, "Stalled") or {}
         return Verdict(Phase.FAILED, str(stalled.get("message", message)).strip())
-    if _attempt_failed(obj, digest):
-        return Verdict(Phase.FAILED, message)
-    return Verdict(Phase.WAITING, message or "waiting for the new revision")
+    if answered and _attempt_failed(obj, expect.digest):
+        return Verdict(Phase.FAILED, _failure_message(obj, message))
+    moved = _other_digest_of_our_tag(attempted_revision(obj), expect, include_before=False)
+    return Verdict(Phase.WAITING, message or "waiting for the new revision", moved=moved)
+
+
+def _failure_message(obj: Obj, ready_message: str) -> str:
+    reconciling = condition(obj, "Reconciling") or {}
+    extra = str(reconciling.get("message", "")).strip()
+    if extra and extra not in ready_message and reconciling.get("reason") == "ProgressingWithRetry":
+        return f"{ready_message} ({extra})"
+    return ready_message
 
 
 def _attempt_failed(obj: Obj, digest: str) -> bool:
@@ -187,18 +262,22 @@ def _attempt_failed(obj: Obj, digest: str) -> bool:
 
     kustomize-controller leaves Reconciling=True with reason ProgressingWithRetry after a failed
     apply (it retries at retryInterval) and names the revision in that condition's message, so a
-    failure is: the new revision attempted, Ready=False for the current generation, and Reconciling
-    either gone or "retrying <that revision>". A missing dependency is not a failure: dependsOn
-    chains simply take longer.
+    failure is: the new revision attempted (or, for failures before it records lastAttemptedRevision
+    such as a path missing from the artifact or a denied cross-namespace source, named in the Ready
+    or Reconciling message), Ready=False for the current generation, and Reconciling either gone or
+    "retrying <that revision>". A missing dependency is not a failure: dependsOn chains simply take
+    longer.
     """
     ready = condition(obj, "Ready") or {}
     if ready.get("status") != "False" or ready.get("reason") == "DependencyNotReady":
         return False
-    if not (_consumer_has(obj, "lastAttemptedRevision", digest) and generation_current(obj)):
+    if not generation_current(obj):
         return False
     reconciling = condition(obj, "Reconciling")
-    if reconciling is None or reconciling.get("status") != "True":
-        return True
-    if reconciling.get("reason") != "ProgressingWithRetry":
+    retrying = reconciling is not None and reconciling.get("status") == "True"
+    if retrying and (reconciling or {}).get("reason") != "ProgressingWithRetry":
         return False  # an attempt is under way
-    return obj.get("kind") == "HelmRelease" or digest in str(reconciling.get("message", ""))
+    named = digest in str(ready.get("message", "")) or digest in str((reconciling or {}).get("message", ""))
+    if _attempted(obj, digest):
+        return not retrying or named or obj.get("kind") == "HelmRelease"
+    return named

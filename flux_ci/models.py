@@ -11,6 +11,7 @@ SCHEMA_VERSION = 1
 class Status(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    SUPERSEDED = "superseded"  # another pipeline's artifact took this one's place (exit 9)
     DRY_RUN = "dry-run"
 
 
@@ -57,6 +58,9 @@ class SourceState:
     ready: str  # "True", "False" or "Unknown"
     message: str
     updated: str = ""  # status.artifact.lastUpdateTime or the Ready transition time
+    state: str = ""  # flux-ci's verdict when last seen: done, waiting or failed ("" if not judged)
+    follows: str = ""  # "tag latest", "semver >=1.0", "digest sha256:..."
+    interval: str = ""  # spec.interval: when Flux would look again by itself
 
 
 @dataclass(frozen=True)
@@ -64,10 +68,11 @@ class ConsumerState:
     """What a Kustomization or HelmRelease reports, read from its status."""
 
     ref: ObjectRef
-    revision: str  # lastAppliedRevision
+    revision: str  # lastAppliedRevision (HelmRelease: lastAttemptedRevision)
     ready: str
     message: str
     updated: str = ""
+    state: str = ""  # flux-ci's verdict when last seen: done, waiting or failed ("" if not judged)
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,8 @@ class Step:
 class ErrorInfo:
     code: str
     message: str
+    retryable: bool = False  # running the job again unchanged may succeed (registry/API hiccup)
+    superseded_by: str = ""  # the digest that replaced ours on the followed tag (exit 9)
 
 
 @dataclass
@@ -95,6 +102,9 @@ class Report:
     consumers: list[ConsumerState] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
+    # What was searched and what could not be seen (namespaced RBAC), said in every output.
+    scope: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     error: ErrorInfo | None = None
 
 

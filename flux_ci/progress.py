@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from flux_ci.masking import Masker
 from flux_ci.models import Step, StepStatus
+from flux_ci.secrets import Masker
 
 _SECTION_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 

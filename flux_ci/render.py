@@ -1,4 +1,8 @@
-"""Renders a `Report` exactly once: a table for people, one JSON document, or a GitLab dotenv file."""
+"""Renders a `Report` exactly once: a table for people, one JSON document, or a GitLab dotenv file.
+
+The report arrives masked (secrets are replaced in its values before rendering, never in the
+rendered text, where escaping would let them slip through).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,14 @@ from typing import Any
 
 from tabulate import tabulate
 
-from flux_ci.models import SCHEMA_VERSION, Report
+from flux_ci.models import SCHEMA_VERSION, ConsumerState, Report, SourceState
 
 # GitLab dotenv: no quotes, spaces or newlines in values, and the file is at most 5 KB.
 _DOTENV_UNSAFE = re.compile(r"[\s'\"\\#]")
 DOTENV_LIMIT = 5 * 1024
-_MESSAGE_WIDTH = 80
+# A CI log is about 120 columns wide: the table shortens digests and messages (JSON has them whole).
+TABLE_WIDTH = 120
+_DIGEST = re.compile(r"(sha256:[0-9a-f]{12})[0-9a-f]{52}")
 
 
 def to_json(report: Report) -> str:
@@ -24,31 +30,10 @@ def to_json(report: Report) -> str:
         "status": str(report.status),
         "exit_code": report.exit_code,
         "artifact": _artifact(report),
-        "sources": [
-            {
-                "kind": s.ref.kind,
-                "namespace": s.ref.namespace,
-                "name": s.ref.name,
-                "url": s.url,
-                "revision": s.revision,
-                "ready": s.ready,
-                "message": s.message,
-                "updated": s.updated,
-            }
-            for s in report.sources
-        ],
-        "consumers": [
-            {
-                "kind": c.ref.kind,
-                "namespace": c.ref.namespace,
-                "name": c.ref.name,
-                "revision": c.revision,
-                "ready": c.ready,
-                "message": c.message,
-                "updated": c.updated,
-            }
-            for c in report.consumers
-        ],
+        "sources": [_source(s) for s in report.sources],
+        "consumers": [_consumer(c) for c in report.consumers],
+        "scope": list(report.scope),
+        "notes": list(report.notes),
         "steps": [
             {"name": s.name, "status": str(s.status), "duration_s": s.duration_s} for s in report.steps
         ],
@@ -56,7 +41,36 @@ def to_json(report: Report) -> str:
     }
     if report.checks:
         data["checks"] = [asdict(check) for check in report.checks]
-    return json.dumps(data, indent=2) + "\n"
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _source(s: SourceState) -> dict[str, Any]:
+    return {
+        "kind": s.ref.kind,
+        "namespace": s.ref.namespace,
+        "name": s.ref.name,
+        "url": s.url,
+        "follows": s.follows,
+        "interval": s.interval,
+        "revision": s.revision,
+        "ready": s.ready,
+        "state": s.state,
+        "message": s.message,
+        "updated": s.updated,
+    }
+
+
+def _consumer(c: ConsumerState) -> dict[str, Any]:
+    return {
+        "kind": c.ref.kind,
+        "namespace": c.ref.namespace,
+        "name": c.ref.name,
+        "revision": c.revision,
+        "ready": c.ready,
+        "state": c.state,
+        "message": c.message,
+        "updated": c.updated,
+    }
 
 
 def _artifact(report: Report) -> dict[str, Any] | None:
@@ -79,37 +93,55 @@ def to_table(report: Report) -> str:
         a = report.artifact
         rows = [("artifact", a.url), ("tags", ", ".join(a.tags)), ("revision", a.revision)]
         blocks.append(tabulate(rows, tablefmt="plain"))
-    objects = [
-        (str(s.ref.kind), s.ref.namespace, s.ref.name, s.revision, s.ready, _short(s.message), s.updated)
-        for s in report.sources
-    ] + [
-        (str(c.ref.kind), c.ref.namespace, c.ref.name, c.revision, c.ready, _short(c.message), c.updated)
-        for c in report.consumers
-    ]
+    objects = [_row(state) for state in [*report.sources, *report.consumers]]
     if objects:
-        headers = ("KIND", "NAMESPACE", "NAME", "REVISION", "READY", "MESSAGE", "UPDATED")
-        blocks.append(tabulate(objects, headers=headers, tablefmt="simple"))
+        headers = ("KIND", "NAMESPACE/NAME", "REVISION", "READY", "STATE", "MESSAGE")
+        blocks.append(_fit(tabulate(objects, headers=headers, tablefmt="simple")))
     if report.checks:
-        checks = [("ok" if c.ok else "FAIL", c.name, c.detail) for c in report.checks]
+        checks = [("ok" if c.ok else "FAIL", c.name, _short(c.detail, 80)) for c in report.checks]
         blocks.append(tabulate(checks, headers=("", "CHECK", "DETAIL"), tablefmt="simple"))
+    lines = [f"scope: {_short(item, TABLE_WIDTH - 7)}" for item in report.scope]
+    lines += [f"note: {_short(item, TABLE_WIDTH - 6)}" for item in report.notes]
+    if lines:
+        blocks.append("\n".join(lines))
     verdict = f"{report.command}: {report.status}"
     if report.error:  # the message itself goes to stderr, with the other words for people
         verdict += f" (exit {report.exit_code}, {report.error.code})"
+        if report.error.superseded_by:
+            verdict += f", superseded by {report.error.superseded_by}"
     blocks.append(verdict)
     return "\n\n".join(blocks) + "\n"
 
 
+def _row(state: SourceState | ConsumerState) -> tuple[str, ...]:
+    ref = state.ref
+    revision = _DIGEST.sub(r"\1…", state.revision)
+    return (ref.kind, f"{ref.namespace}/{ref.name}", revision, state.ready, state.state or "-", state.message)
+
+
+def _fit(table: str) -> str:
+    """Cut the last column (the message) so no line is wider than a CI log."""
+    return "\n".join(_short(line, TABLE_WIDTH) for line in table.splitlines())
+
+
 def to_dotenv(report: Report) -> str:
-    """FLUX_CI_* variables for later jobs; values that GitLab cannot carry are left out."""
+    """FLUX_CI_* variables for later jobs; values that GitLab cannot carry are left out.
+
+    The digest and tag keep the input variables' names, so a later `flux-ci wait` or `promote`
+    job reads them as they are; everything else is named for what it reports.
+    """
     artifact = report.artifact
+    error = report.error
     values = {
         "FLUX_CI_STATUS": str(report.status),
         "FLUX_CI_EXIT_CODE": str(report.exit_code),
+        "FLUX_CI_RETRYABLE": "true" if error and error.retryable else "false",
         "FLUX_CI_DIGEST": artifact.digest if artifact else "",
         "FLUX_CI_URL": artifact.url if artifact and artifact.digest else "",
         "FLUX_CI_TAG": artifact.tags[0] if artifact and artifact.tags else "",
         "FLUX_CI_REVISION": artifact.revision if artifact else "",
         "FLUX_CI_SOURCE_REVISION": report.sources[0].revision if report.sources else "",
+        "FLUX_CI_SUPERSEDED_BY": error.superseded_by if error else "",
     }
     lines = [f"{key}={value}" for key, value in values.items() if value and not _DOTENV_UNSAFE.search(value)]
     text = "\n".join(lines) + "\n"
@@ -119,6 +151,6 @@ def to_dotenv(report: Report) -> str:
     return text
 
 
-def _short(message: str) -> str:
-    line = message.replace("\n", " ").strip()
-    return line if len(line) <= _MESSAGE_WIDTH else line[: _MESSAGE_WIDTH - 1] + "…"
+def _short(text: str, width: int) -> str:
+    line = text.replace("\n", " ").strip()
+    return line if len(line) <= width else line[: width - 1] + "…"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from flux_ci.context import Context
 from flux_ci.errors import ToolError
@@ -52,4 +53,7 @@ def tool_version(ctx: Context, tool: str) -> str:
 
 
 def require_tools(ctx: Context, tools: Sequence[str]) -> dict[str, str]:
-    return {tool: tool_version(ctx, tool) for tool in tools}
+    """Every tool's version, asked concurrently: each answers in tens of milliseconds, in parallel."""
+    with ThreadPoolExecutor(max_workers=max(1, len(tools))) as pool:
+        versions = list(pool.map(lambda tool: tool_version(ctx, tool), tools))
+    return dict(zip(tools, versions, strict=True))

@@ -1,8 +1,10 @@
 """FakeRunner: a stand-in for `flux_ci.runner.Runner` in unit tests, named as a fake.
 
-It never starts a process: it records each argv and answers from canned results, which the tests
-take from golden files of real flux/oras/kubectl output. The real runner is tested against real
-child processes in tests/test_runner.py, and the real CLIs in tests/e2e/.
+It never starts a process: it records each argv (and whether the caller marked it `mutating`) and
+answers from canned results, which the tests take from golden files of real flux/oras/kubectl output.
+Like the real runner, in dry-run mode it skips mutating commands without consulting the answers,
+stops what starts after `stop_all`, and raises at its next command once `interrupt`ed. The real runner
+is tested against real child processes in tests/test_runner.py, and the real CLIs in tests/e2e/.
 """
 
 from __future__ import annotations
@@ -12,10 +14,15 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
-from flux_ci.masking import Masker
+from flux_ci.errors import ExitCode, SignalInterruptError
 from flux_ci.runner import CommandResult
+from flux_ci.secrets import Masker
 
 Lines = list[str] | Callable[[], list[str]]
+
+
+# What a child stopped by SIGTERM reports (128 + 15), as the real runner does after stop_all.
+STOPPED_EXIT_CODE = 143
 
 
 @dataclass
@@ -23,6 +30,8 @@ class Call:
     argv: tuple[str, ...]
     stdin: str | None
     env: Mapping[str, str | None]
+    mutating: bool = False
+    skipped: bool = False  # a mutating command that dry-run mode did not run
 
 
 @dataclass
@@ -33,6 +42,9 @@ class FakeRunner:
     dry_run: bool = False
     answers: list[tuple[tuple[str, ...], CommandResult | Lines]] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
+    said: list[str] = field(default_factory=list)  # what the real runner would print ([dry-run] ...)
+    stopped: bool = False  # stop_all ran: what starts now is stopped at once
+    interrupted: tuple[str, ExitCode] | None = None
 
     def answer(
         self, prefix: Sequence[str], *, stdout: str = "", stderr: str = "", exit_code: int = 0
@@ -53,10 +65,15 @@ class FakeRunner:
         mutating: bool = False,
     ) -> CommandResult:
         assert timeout >= 0, f"negative timeout for {argv}"
+        self.check_interrupted()
         feed = stdin.get_secret_value() if isinstance(stdin, SecretStr) else stdin
-        self.calls.append(Call(tuple(argv), feed, dict(env or {})))
-        if mutating and self.dry_run:
+        skipped = mutating and self.dry_run
+        self.calls.append(Call(tuple(argv), feed, dict(env or {}), mutating=mutating, skipped=skipped))
+        if skipped:
+            self.said.append(f"[dry-run] would run: $ {' '.join(argv)}")
             return CommandResult(tuple(argv), 0, "", "", 0.0, dry_run=True)
+        if self.stopped:
+            return CommandResult(tuple(argv), STOPPED_EXIT_CODE, "", "", 0.0)
         answer = self._find(argv, stream=False)
         assert isinstance(answer, CommandResult)
         return CommandResult(tuple(argv), answer.exit_code, answer.stdout, answer.stderr, 0.01)
@@ -64,16 +81,38 @@ class FakeRunner:
     def stream(
         self, argv: Sequence[str], *, timeout: float, env: Mapping[str, str | None] | None = None
     ) -> Generator[str, None, None]:
+        assert timeout >= 0, f"negative timeout for {argv}"
+        self.check_interrupted()
         self.calls.append(Call(tuple(argv), None, dict(env or {})))
+        if self.stopped:
+            return
         answer = self._find(argv, stream=True)
         assert not isinstance(answer, CommandResult)
         yield from answer() if callable(answer) else answer
+        self.check_interrupted()
 
     def stop_all(self) -> None:
-        """Nothing runs, so nothing to stop."""
+        self.stopped = True
+
+    def interrupt(self, signal_name: str, exit_code: ExitCode) -> None:
+        """What SIGINT/SIGTERM does to the real runner: everything stops, the next command raises."""
+        self.interrupted = (signal_name, exit_code)
+        self.stop_all()
+
+    def check_interrupted(self) -> None:
+        if self.interrupted is not None:
+            raise SignalInterruptError(*self.interrupted)
 
     def commands(self) -> list[str]:
         return [" ".join(call.argv) for call in self.calls]
+
+    def mutations(self) -> list[str]:
+        """The commands the caller marked as changing the registry or the cluster."""
+        return [" ".join(call.argv) for call in self.calls if call.mutating]
+
+    def changes(self) -> list[str]:
+        """The mutating commands that really ran (none in dry-run mode)."""
+        return [" ".join(call.argv) for call in self.calls if call.mutating and not call.skipped]
 
     def _find(self, argv: Sequence[str], *, stream: bool) -> CommandResult | Lines:
         for prefix, answer in self.answers:

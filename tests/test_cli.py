@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from flux_ci.cli import app, main
+from flux_ci.errors import ExitCode
+from flux_ci.settings import Settings, variable_name
 
 PUSH_VARS = {
     "FLUX_CI_REPOSITORY": "oci://127.0.0.1:1/app",
@@ -81,7 +85,7 @@ def test_empty_manifest_directory_is_a_config_error(
     monkeypatch.setenv("FLUX_CI_PATH", str(tmp_path / "empty"))
     code, _, err = _run(capsys, "push")
     assert code == 2
-    assert "is an empty directory" in err
+    assert f"FLUX_CI_PATH: {str(tmp_path / 'empty')!r} holds no Kubernetes object" in err
 
 
 def _fake_tool(directory: Path, name: str, script: str) -> None:
@@ -129,7 +133,9 @@ def test_dotenv_is_written_on_failure_too(
     monkeypatch.setenv("FLUX_CI_DOTENV", str(tmp_path / "deploy.env"))
     code, _, _ = _run(capsys, "deploy")
     assert code == 2
-    assert (tmp_path / "deploy.env").read_text() == "FLUX_CI_STATUS=failed\nFLUX_CI_EXIT_CODE=2\n"
+    lines = (tmp_path / "deploy.env").read_text().splitlines()
+    assert lines[:2] == ["FLUX_CI_STATUS=failed", "FLUX_CI_EXIT_CODE=2"]
+    assert not [line for line in lines if line.startswith(("FLUX_CI_DIGEST=", "FLUX_CI_URL="))]
 
 
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -164,3 +170,189 @@ def test_flags_work_after_the_command_name_too(
     code, out, _ = _run(capsys, "-o", "table", "deploy", "--output", "json", "-v")
     assert code == 2
     assert json.loads(out)["command"] == "deploy"  # the later --output wins
+
+
+def test_help_version_and_usage_errors_import_nothing_heavier_than_typer() -> None:
+    probe = (
+        "import json, sys\n"
+        "from flux_ci.cli import main\n"
+        "for args in (['--help'], ['--version'], ['push', '--help'], ['launch']):\n"
+        "    main(args)\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env={"PATH": os.defpath}
+    )
+    loaded = set(json.loads(done.stderr.splitlines()[-1]))
+    # flux_ci.runner may load (main installs its signal handlers): it defers sh to the first child.
+    heavy = {"sh", "tabulate", "pydantic_settings", "flux_ci.settings", "flux_ci.flow", "flux_ci.plan"}
+    heavy |= {"flux_ci.render", "flux_ci.doctor", "flux_ci.context", "flux_ci.secrets", "flux_ci.registry"}
+    assert loaded & heavy == set()
+    assert "typer" in loaded
+
+
+def _help(capsys: pytest.CaptureFixture[str], command: str) -> str:
+    code, out, _ = _run(capsys, command, "--help")
+    assert code == 0
+    return " ".join(out.split())  # unwrapped
+
+
+@pytest.mark.parametrize("command", ["push", "reconcile", "wait", "deploy", "status", "doctor"])
+def test_each_command_help_lists_the_variables_it_reads_and_its_exit_codes(
+    capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    text = _help(capsys, command)
+    listed = set(re.findall(r"FLUX_CI_[A-Z_]+", text.split("Reads:", 1)[1]))
+    assert listed <= {variable_name(name) for name in Settings.model_fields}
+    assert {"FLUX_CI_TIMEOUT", "FLUX_CI_OUTPUT", "FLUX_CI_DOTENV"} <= listed
+    exits = text.split("Exit codes:", 1)[1].split("Options:", 1)[0]
+    codes = {int(code) for code in re.findall(r"\b(\d+)\b", exits)}
+    assert {0, 2, 130, 143} <= codes <= {int(code) for code in ExitCode}
+
+
+@pytest.mark.parametrize(
+    ("command", "needed"),
+    [
+        ("push", {"FLUX_CI_PATH", "FLUX_CI_REPOSITORY", "FLUX_CI_TAG", "FLUX_CI_SOURCE", "FLUX_CI_REVISION"}),
+        ("deploy", {"FLUX_CI_PATH", "FLUX_CI_REPOSITORY", "FLUX_CI_WAIT_FOR", "FLUX_CI_ALLOW_EMPTY"}),
+        ("reconcile", {"FLUX_CI_DIGEST", "FLUX_CI_REPOSITORY", "FLUX_CI_OCIREPOSITORY"}),
+        ("wait", {"FLUX_CI_DIGEST", "FLUX_CI_WAIT_FOR"}),
+        ("status", {"FLUX_CI_REPOSITORY", "FLUX_CI_OCIREPOSITORY"}),
+    ],
+)
+def test_help_names_what_the_command_cannot_do_without(
+    capsys: pytest.CaptureFixture[str], command: str, needed: set[str]
+) -> None:
+    assert needed <= set(re.findall(r"FLUX_CI_[A-Z_]+", _help(capsys, command)))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-o", "json", "launch"], "No such command 'launch'."),
+        (["--output=json", "push", "--bogus"], "No such option: --bogus"),
+        (["push", "-ojson", "--bogus"], "No such option: --bogus"),
+        (["-o", "json"], "Missing command."),
+    ],
+)
+def test_usage_errors_in_json_mode_are_one_json_document(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, out, err = _run(capsys, *args)
+    assert code == 2
+    data = json.loads(out)  # exactly one document: trailing output would fail to parse
+    assert data["exit_code"] == 2
+    assert data["status"] == "failed"
+    assert data["error"]["code"] == "config"
+    assert data["error"]["message"].startswith(message)
+    assert "Usage: flux-ci" in err  # Click's usage text still goes to people, on stderr
+
+
+def test_usage_error_json_mode_from_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLUX_CI_OUTPUT", "json")
+    code, out, _ = _run(capsys)
+    assert code == 2
+    assert json.loads(out)["error"]["message"] == "no command given: run flux-ci --help"
+
+
+def test_usage_errors_in_table_mode_leave_stdout_empty(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "push", "--bogus")
+    assert code == 2
+    assert out == ""
+    assert "No such option: --bogus" in err
+
+
+SECRETS = {
+    "CI_JOB_TOKEN": "job-token-value-1",
+    "CI_REGISTRY_PASSWORD": "job-token-value-1",
+    "CI_DEPLOY_PASSWORD": "deploy-pass-value",
+    "GITHUB_TOKEN": "ghs_tokenvalue123",
+    "ACTIONS_RUNTIME_TOKEN": "runtime-token-val",
+    "COSIGN_PASSWORD": "cosign-pass-value",
+}
+
+
+def test_children_get_an_allowlisted_environment_without_secrets(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _with_manifests(tmp_path, monkeypatch)
+    seen = tmp_path / "flux-env.json"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake_tool(
+        bin_dir,
+        "flux",
+        f"import json, os\nopen({str(seen)!r}, 'w').write(json.dumps(dict(os.environ)))\n"
+        'print(\'{"flux": "v2.9.3"}\')',
+    )
+    _fake_tool(
+        bin_dir, "oras", "import sys\nprint('Version: 1.3.6')\nsys.exit(0 if sys.argv[1] == 'version' else 1)"
+    )
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("UNRELATED_JOB_VARIABLE", "whatever")
+    monkeypatch.setenv("CI_REGISTRY_USER", "gitlab-ci-token")  # pairs with CI_REGISTRY_PASSWORD
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = _run(capsys, "push")
+    assert code == 4  # the fake flux refuses to push; its `flux version` saw the environment
+    env = json.loads(seen.read_text())
+    assert env["PATH"] == str(bin_dir)
+    assert not set(env) & {*SECRETS, "UNRELATED_JOB_VARIABLE", "FLUX_CI_REPOSITORY", "FLUX_CI_TAG"}
+    assert not set(env.values()) & set(SECRETS.values())
+    for value in SECRETS.values():
+        assert value not in out + err
+
+
+def test_a_password_a_tool_echoes_is_masked_in_every_form(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = 'pa"ss\\wörd-2024'
+    _with_manifests(tmp_path, monkeypatch)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake_tool(bin_dir, "flux", 'print(\'{"flux": "v2.9.3"}\')')
+    _fake_tool(  # a login that fails and repeats the password it was given, as careless tools do
+        bin_dir,
+        "oras",
+        "import sys\n"
+        "if sys.argv[1] == 'version':\n    print('Version: 1.3.6')\n    sys.exit(0)\n"
+        "sys.stderr.write('Error: bad password ' + repr(sys.stdin.read()) + ' ' + 'x' * 80)\nsys.exit(1)",
+    )
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("FLUX_CI_REGISTRY_USER", "alice")
+    monkeypatch.setenv("FLUX_CI_REGISTRY_PASSWORD", password)
+    for output in ("json", "table"):
+        code, out, err = _run(capsys, "-o", output, "push")
+        assert code == 4
+        for form in (password, json.dumps(password)[1:-1], json.dumps(password, ensure_ascii=False)[1:-1]):
+            assert form not in out
+            assert form not in err
+        assert "bad password '****'" in err
+    data = json.loads(_run(capsys, "-o", "json", "push")[1])
+    assert data["error"]["message"].startswith("registry login failed: bad password '****'")
+
+
+def test_doctor_reports_configuration_problems_as_a_check_and_runs_the_others(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin-nothing"))
+    monkeypatch.setenv("FLUX_CI_REGISTRY_USER", "alice")  # no password: a configuration problem
+    code, out, _ = _run(capsys, "-o", "json", "doctor")
+    checks = {check["name"]: check for check in json.loads(out)["checks"]}
+    assert code == 3  # the first failed check decides: flux is not installed
+    assert [checks[f"{tool} installed"]["ok"] for tool in ("flux", "oras", "kubectl")] == [False] * 3
+    assert checks["configuration"]["ok"] is False
+    for expected in ("FLUX_CI_TAG is not set", "FLUX_CI_REGISTRY_PASSWORD is not set", "FLUX_CI_PATH: "):
+        assert expected in checks["configuration"]["detail"]
+
+
+def test_doctor_still_stops_at_invalid_values(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLUX_CI_TIMEOUT", "inf")
+    code, _, err = _run(capsys, "doctor")
+    assert code == 2
+    assert "FLUX_CI_TIMEOUT: 'inf'" in err

@@ -1,4 +1,5 @@
-"""The commands' flow with a FakeRunner answering from golden files of real tool output."""
+"""The commands' flow against FakeCluster (a scripted fake of the API server, see tests/fakecluster.py)
+and golden files of real tool output; the real thing is in tests/e2e/."""
 
 from __future__ import annotations
 
@@ -16,50 +17,75 @@ from flux_ci.deadline import Deadline
 from flux_ci.errors import (
     ClusterError,
     ConfigError,
-    ConsumerFailedError,
     DeadlineExceededError,
     SourceFailedError,
+    SupersededError,
 )
-from flux_ci.masking import Masker
 from flux_ci.models import Report, Status
 from flux_ci.progress import Progress
+from flux_ci.runner import CommandResult
+from flux_ci.secrets import Masker
 from flux_ci.settings import Settings
 from flux_ci.tools.kubectl import KUSTOMIZATIONS, OCIREPOSITORIES
-from tests.fakes import FakeRunner
+from tests.fakecluster import FakeCluster, Obj, no_controller
 from tests.golden import obj, text
 
 SOURCE = obj("kubectl/ocirepository-ready.json")
+KUSTOMIZATION = obj("kubectl/kustomization-ready.json")
 REPOSITORY = SOURCE["spec"]["url"]
 PUSHED = json.loads(text("flux/push-artifact.json"))["digest"]
-PASSWORD = "registry-pass-123"
+OLD = "sha256:" + "1" * 64
+NEWER = "sha256:" + "2" * 64
 
 
-def _source_with(digest: str, **spec: Any) -> dict[str, Any]:
+def _source(digest: str = OLD, **spec: Any) -> Obj:
     source = copy.deepcopy(SOURCE)
     source["status"]["artifact"]["revision"] = f"latest@{digest}"
     source["spec"].update(spec)
     return source
 
 
-def _kustomization_applied(digest: str) -> dict[str, Any]:
-    ks = copy.deepcopy(obj("kubectl/kustomization-ready.json"))
-    ks["status"]["lastAppliedRevision"] = f"latest@{digest}"
+def _kustomization(digest: str = OLD) -> Obj:
+    ks = copy.deepcopy(KUSTOMIZATION)
+    ks["status"]["lastAppliedRevision"] = ks["status"]["lastAttemptedRevision"] = f"latest@{digest}"
     return ks
 
 
-def _as_list(*items: dict[str, Any]) -> str:
-    return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(items)})
+def _controllers(fetches: str = PUSHED, *, apply: bool = True) -> Any:
+    """Play source- and kustomize-controller: fetch `fetches` on request, then apply it."""
+
+    def react(cluster: FakeCluster, requested: Obj, token: str) -> None:
+        updated = copy.deepcopy(requested)
+        updated["status"]["lastHandledReconcileAt"] = token
+        if requested["kind"] == "OCIRepository":
+            updated["status"]["artifact"]["revision"] = f"latest@{fetches}"
+            cluster.put(updated)
+            if apply:
+                cluster.put(_kustomization(fetches))
+        else:
+            cluster.put(updated)
+
+    return react
 
 
-def _lines(*objects: dict[str, Any]) -> list[str]:
-    return [line + "\n" for o in objects for line in json.dumps(o, indent=4).splitlines()]
+def _cluster(*objects: Obj, **kwargs: Any) -> FakeCluster:
+    cluster = FakeCluster(objects or (_source(), _kustomization()), **kwargs)
+    cluster.answer(["flux", "version"], stdout=text("flux/version.json"))
+    cluster.answer(["oras", "version"], stdout=text("oras/version.txt"))
+    cluster.answer(["kubectl", "version"], stdout=text("kubectl/version.json"))
+    cluster.answer(["oras", "login"], stdout=text("oras/login.stdout"))
+    cluster.answer(["flux", "push", "artifact"], stdout=text("flux/push-artifact.json"))
+    cluster.answer(["oras", "tag"], stdout="Tagging [registry] x\nTagged latest\n")
+    cluster.answer(["oras", "resolve"], stdout=f"{PUSHED}\n")
+    cluster.on_annotate = _controllers()
+    return cluster
 
 
 @pytest.fixture
 def manifests(tmp_path: Path) -> Path:
     path = tmp_path / "manifests"
     path.mkdir()
-    (path / "cm.yaml").write_text("kind: ConfigMap\n")
+    (path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n")
     return path
 
 
@@ -71,234 +97,199 @@ def _settings(manifests: Path, **overrides: Any) -> Settings:
         "revision": "main@sha1:abc",
         "path": manifests,
         "registry_user": "alice",
-        "registry_password": PASSWORD,
+        "registry_password": "registry-pass-123",
         "insecure_registry": True,
-        "timeout": 30,
+        "namespace": "golden",
+        "timeout": 10,
     }
     return Settings(**{**values, **overrides})
 
 
-def _tools(runner: FakeRunner) -> None:
-    runner.answer(["flux", "version"], stdout=text("flux/version.json"))
-    runner.answer(["oras", "version"], stdout=text("oras/version.txt"))
-    runner.answer(["kubectl", "version"], stdout=text("kubectl/version.json"))
+def _context(settings: Settings, runner: FakeCluster, seconds: float | None = None) -> Context:
+    progress = Progress(Masker(), out=io.StringIO())
+    return Context(settings, runner, Deadline(seconds or settings.timeout), progress)
 
 
-def _context(settings: Settings, runner: FakeRunner, seconds: float | None = None) -> Context:
-    return Context(
-        settings, runner, Deadline(seconds or settings.timeout), Progress(Masker(), out=io.StringIO())
-    )
-
-
-def _deploy_runner(source: dict[str, Any], *, consumer: dict[str, Any] | None = None) -> FakeRunner:
-    runner = FakeRunner()
-    _tools(runner)
-    runner.answer(["kubectl", "get", OCIREPOSITORIES, "--all-namespaces"], stdout=_as_list(source))
-    runner.answer(["oras", "login"], stdout=text("oras/login.stdout"))
-    runner.answer(["flux", "push", "artifact"], stdout=text("flux/push-artifact.json"))
-    runner.answer(["oras", "tag"], stdout="Tagging [registry] x\nTagged latest\n")
-    runner.answer(["kubectl", "annotate"])
-    runner.answer_stream(["kubectl", "get", OCIREPOSITORIES, "app"], _lines(source, _source_with(PUSHED)))
-    runner.answer(
-        ["kubectl", "get", KUSTOMIZATIONS, "--all-namespaces"],
-        stdout=text("kubectl/kustomizations-list.json"),
-    )
-    runner.answer(
-        ["kubectl", "get", "helmreleases.helm.toolkit.fluxcd.io"],
-        stderr=text("kubectl/get-no-resource-type.stderr"),
-        exit_code=1,
-    )
-    runner.answer_stream(
-        ["kubectl", "get", KUSTOMIZATIONS, "app"], _lines(consumer or _kustomization_applied(PUSHED))
-    )
-    return runner
-
-
-def test_deploy_pushes_reconciles_and_waits_for_the_digest(manifests: Path) -> None:
-    runner = _deploy_runner(_source_with("sha256:" + "1" * 64))
+def _deploy(cluster: FakeCluster, settings: Settings, seconds: float | None = None) -> Report:
     report = Report("deploy")
-    flow.run_deploy(_context(_settings(manifests), runner), report)
+    flow.run_deploy(_context(settings, cluster, seconds), report)
+    return report
+
+
+def _index(commands: list[str], start: str) -> int:
+    return next(i for i, command in enumerate(commands) if command.startswith(start))
+
+
+def test_deploy_checks_the_cluster_first_then_pushes_requests_and_waits(manifests: Path) -> None:
+    cluster = _cluster()
+    report = _deploy(cluster, _settings(manifests))
     assert report.artifact is not None
     assert report.artifact.digest == PUSHED
-    assert report.artifact.tags == ("c1", "latest")
-    assert report.sources[0].revision == f"latest@{PUSHED}"
-    assert report.consumers[0].revision == f"latest@{PUSHED}"
-    commands = runner.commands()
-    steps = (
-        "kubectl get ocirepositories",
-        "flux push",
-        "oras tag",
+    assert [(s.revision, s.state) for s in report.sources] == [(f"latest@{PUSHED}", "done")]
+    assert [(c.revision, c.state) for c in report.consumers] == [(f"latest@{PUSHED}", "done")]
+    commands = cluster.commands()
+    order = [_index(commands, step) for step in (
+        "kubectl create --filename=-", f"kubectl get {OCIREPOSITORIES} --all-namespaces --output=json",
+        f"kubectl get {KUSTOMIZATIONS} --all-namespaces --output=json", "flux push", "oras tag",
         "kubectl annotate",
-        "kubectl get kustomizations",
-    )
-    order = [next(i for i, c in enumerate(commands) if c.startswith(step)) for step in steps]
-    assert order == sorted(order)  # the cluster is checked before anything is pushed
-    assert any(f"oras tag {REPOSITORY.removeprefix('oci://')}@{PUSHED} latest" in c for c in commands)
+    )]  # fmt: skip
+    assert order == sorted(order)  # permissions and objects are checked before anything is pushed
+    watches = [c for c in commands if "--watch" in c]
+    assert len(watches) == 2  # one per kind, not one per object
+    assert report.scope == [
+        "OCIRepository: all namespaces",
+        "Kustomization: all namespaces",
+        "HelmRelease: not installed",
+    ]
 
 
-def test_password_travels_on_stdin_and_the_login_dir_is_removed(manifests: Path) -> None:
-    runner = _deploy_runner(_source_with("sha256:" + "1" * 64))
-    flow.run_deploy(_context(_settings(manifests), runner), Report("deploy"))
-    login = next(call for call in runner.calls if call.argv[:2] == ("oras", "login"))
-    assert login.stdin == PASSWORD
-    assert all(PASSWORD not in " ".join(call.argv) for call in runner.calls)
-    push = next(call for call in runner.calls if call.argv[:2] == ("flux", "push"))
-    docker_config = push.env["DOCKER_CONFIG"]
-    assert docker_config is not None
-    assert f"--registry-config={docker_config}/config.json" in login.argv
-    assert not Path(docker_config).exists()
+def test_exit_0_never_rests_on_nothing(manifests: Path) -> None:
+    cluster = _cluster(_source())
+    with pytest.raises(
+        ConfigError, match="no Kustomization or HelmRelease reads OCIRepository/golden/app"
+    ) as caught:
+        _deploy(cluster, _settings(manifests))
+    assert "FLUX_CI_WAIT_FOR=none" in caught.value.message
+    assert not any(c.startswith("flux push") for c in cluster.commands())
 
 
-def test_source_already_holding_the_digest_is_not_reconciled(manifests: Path) -> None:
-    runner = FakeRunner()
-    _tools(runner)
-    runner.answer(["kubectl", "get", OCIREPOSITORIES], stdout=_as_list(_source_with(PUSHED)))
-    report = Report("reconcile")
-    flow.run_reconcile(_context(_settings(manifests, digest=PUSHED), runner), report)
-    assert not any("annotate" in c or "--watch" in c for c in runner.commands())
-    assert report.sources[0].revision == f"latest@{PUSHED}"
-
-
-def test_tag_that_is_not_pushed_fails_before_pushing(manifests: Path) -> None:
-    runner = _deploy_runner(_source_with(PUSHED, ref={"tag": "stable"}))
-    with pytest.raises(ConfigError, match="follows tag 'stable', but this deploy pushes tags: c1, latest"):
-        flow.run_deploy(_context(_settings(manifests), runner), Report("deploy"))
-    assert not any(c.startswith("flux push") for c in runner.commands())
-
-
-def test_suspended_source_fails_before_pushing(manifests: Path) -> None:
-    runner = _deploy_runner(_source_with(PUSHED, suspend=True))
-    with pytest.raises(ConfigError, match="is suspended"):
-        flow.run_deploy(_context(_settings(manifests), runner), Report("deploy"))
-
-
-def test_other_pinned_digest_fails(manifests: Path) -> None:
-    pinned = _source_with("sha256:" + "2" * 64, ref={"digest": "sha256:" + "2" * 64})
-    runner = _deploy_runner(pinned)
-    with pytest.raises(ConfigError, match="pins digest sha256:2222"):
-        flow.run_deploy(_context(_settings(manifests), runner), Report("deploy"))
-
-
-def test_no_source_follows_the_repository(manifests: Path) -> None:
-    runner = _deploy_runner(_source_with(PUSHED))
-    settings = _settings(manifests, repository="oci://elsewhere.example/app")
-    with pytest.raises(ConfigError, match=r"no OCIRepository follows oci://elsewhere\.example/app"):
-        flow.run_deploy(_context(settings, runner), Report("deploy"))
-
-
-def test_failed_consumer_raises_with_controller_message_and_reports_state(manifests: Path) -> None:
-    failed = copy.deepcopy(obj("kubectl/kustomization-apply-failed.json"))
-    failed["status"]["lastAttemptedRevision"] = f"latest@{PUSHED}"
-    for cond in failed["status"]["conditions"]:
-        cond["message"] = cond["message"].replace(
-            failed["status"]["lastAppliedRevision"].split("@")[1], PUSHED
-        )
-    reconciling = next(c for c in failed["status"]["conditions"] if c["type"] == "Reconciling")
-    reconciling["message"] = f"Detecting drift for revision latest@{PUSHED} with a timeout of 9m30s"
-    runner = _deploy_runner(_source_with("sha256:" + "1" * 64), consumer=failed)
-    report = Report("deploy")
-    with pytest.raises(ConsumerFailedError, match='no matches for kind "NoSuchKind"'):
-        flow.run_deploy(_context(_settings(manifests), runner), report)
-    assert report.consumers[0].ready == "False"
-
-
-def test_deadline_names_what_was_pending_with_its_last_message(manifests: Path) -> None:
-    waiting = obj("kubectl/kustomization-dependency-not-ready.json")
-    runner = _deploy_runner(_source_with("sha256:" + "1" * 64), consumer=waiting)
-    runner.answer(["kubectl", "get", KUSTOMIZATIONS, "app", "--namespace=golden", "--output=json"],
-                  stdout=json.dumps(waiting))  # fmt: skip
-    with pytest.raises(DeadlineExceededError) as caught:
-        flow.run_deploy(_context(_settings(manifests), runner, seconds=1.5), Report("deploy"))
-    assert "Kustomization/golden/app (last: dependency 'golden/never-there' not found" in caught.value.message
-
-
-def test_source_that_fetched_another_digest_after_our_request_fails(manifests: Path) -> None:
-    runner = FakeRunner()
-    _tools(runner)
-    runner.answer(["kubectl", "get", OCIREPOSITORIES, "--all-namespaces"], stdout=_as_list(SOURCE))
-    runner.answer(["kubectl", "annotate"])
-
-    def handled_with_old_digest() -> list[str]:
-        # As source-controller does: echo the request token, here with the digest it already had.
-        annotate = next(call for call in runner.calls if call.argv[1] == "annotate")
-        handled = copy.deepcopy(SOURCE)
-        handled["status"]["lastHandledReconcileAt"] = annotate.argv[-1].split("=", 1)[1]
-        return _lines(handled)
-
-    runner.answer_stream(["kubectl", "get", OCIREPOSITORIES, "app"], handled_with_old_digest)
-    settings = _settings(manifests, digest=PUSHED)
-    with pytest.raises(SourceFailedError, match="points to another digest"):
-        flow.run_reconcile(_context(settings, runner), Report("reconcile"))
-
-
-def test_dry_run_changes_nothing(manifests: Path) -> None:
-    runner = _deploy_runner(_source_with("sha256:" + "1" * 64))
-    runner.dry_run = True
-    report = Report("deploy")
-    flow.run_deploy(_context(_settings(manifests, digest=PUSHED), runner), report)
-    assert report.status is Status.DRY_RUN
-    assert not any("--watch" in c for c in runner.commands())
-
-
-def test_wait_for_none_waits_for_no_consumer(manifests: Path) -> None:
-    runner = FakeRunner()
-    _tools(runner)
-    runner.answer(["kubectl", "get", OCIREPOSITORIES], stdout=_as_list(_source_with(PUSHED)))
-    report = Report("wait")
-    flow.run_wait(_context(_settings(manifests, digest=PUSHED, wait_for=["none"]), runner), report)
+def test_wait_for_none_is_an_explicit_opt_out(manifests: Path) -> None:
+    cluster = _cluster(_source())
+    report = _deploy(cluster, _settings(manifests, wait_for=["none"]))
     assert report.consumers == []
-    assert not any("kustomizations" in c for c in runner.commands())
+    assert [s.state for s in report.sources] == ["done"]
 
 
-def test_named_consumer_that_does_not_exist_is_a_cluster_error(manifests: Path) -> None:
-    runner = FakeRunner()
-    _tools(runner)
-    runner.answer(
-        ["kubectl", "get", OCIREPOSITORIES, "--all-namespaces"], stdout=_as_list(_source_with(PUSHED))
+def test_a_missing_patch_right_fails_before_the_tag_moves(manifests: Path) -> None:
+    cluster = _cluster(denied=[("patch", OCIREPOSITORIES, "golden")])
+    with pytest.raises(ClusterError, match=f"may not patch {OCIREPOSITORIES} in namespace golden"):
+        _deploy(cluster, _settings(manifests))
+    assert not any(c.startswith(("flux push", "oras tag")) for c in cluster.commands())
+
+
+def test_namespaced_rights_search_only_what_may_be_seen_and_say_so(manifests: Path) -> None:
+    denied = [
+        (verb, resource, "") for verb in ("list", "watch") for resource in (OCIREPOSITORIES, KUSTOMIZATIONS)
+    ]
+    cluster = _cluster(denied=denied)
+    report = _deploy(cluster, _settings(manifests))
+    assert [c.state for c in report.consumers] == ["done"]
+    assert report.scope[0].startswith("OCIRepository: only namespace golden (not allowed: list/watch")
+    assert any(
+        c.endswith("--namespace=golden --output=json --watch --output-watch-events")
+        for c in cluster.commands()
     )
-    runner.answer(
-        ["kubectl", "get", KUSTOMIZATIONS], stderr=text("kubectl/get-not-found.stderr"), exit_code=1
-    )
-    settings = _settings(manifests, digest=PUSHED, wait_for=["Kustomization/golden/nope"])
-    with pytest.raises(ClusterError, match="Kustomization/golden/nope not found"):
-        flow.run_wait(_context(settings, runner), Report("wait"))
 
 
-def test_status_reads_without_changing(manifests: Path) -> None:
-    runner = FakeRunner()
-    _tools(runner)
-    runner.answer(["kubectl", "get", OCIREPOSITORIES], stdout=_as_list(SOURCE))
-    runner.answer(["kubectl", "get", KUSTOMIZATIONS], stdout=text("kubectl/kustomizations-list.json"))
-    runner.answer(
-        ["kubectl", "get", "helmreleases.helm.toolkit.fluxcd.io"],
-        stderr=text("kubectl/get-no-resource-type.stderr"),
-        exit_code=1,
-    )
-    report = Report("status")
-    flow.run_status(_context(_settings(manifests), runner), report)
+def test_consumers_hidden_by_rbac_are_a_cluster_error_not_nothing_to_wait_for(manifests: Path) -> None:
+    denied = [(verb, KUSTOMIZATIONS, ns) for verb in ("list", "watch") for ns in ("", "golden")]
+    cluster = _cluster(denied=denied)
+    with pytest.raises(ClusterError, match="may not read Kustomization objects: it lacks list/watch"):
+        _deploy(cluster, _settings(manifests))
+    assert not any(c.startswith("flux push") for c in cluster.commands())
+
+
+def test_sources_following_other_refs_are_left_out_with_a_note(manifests: Path) -> None:
+    semver = _source(NEWER, ref={"semver": ">=1.0.0"})
+    semver["metadata"]["name"] = "releases"
+    stable = _source(NEWER, ref={"tag": "stable"})
+    stable["metadata"]["name"] = "production"
+    cluster = _cluster(_source(), semver, stable, _kustomization())
+    report = _deploy(cluster, _settings(manifests))
     assert [s.ref.name for s in report.sources] == ["app"]
-    assert [c.ref.kind for c in report.consumers] == ["Kustomization"]
-    assert not any("annotate" in c or "push" in c for c in runner.commands())
+    assert report.notes == [
+        "left out: OCIRepository/golden/production follows tag 'stable', but this run pushes tags: "
+        "c1, latest",
+        "left out: OCIRepository/golden/releases follows the semver range '>=1.0.0', not a tag this "
+        "run pushes",
+    ]
+    assert not any("annotate" in c and ("production" in c or "releases" in c) for c in cluster.commands())
 
 
-def test_source_of_another_environment_is_left_out_not_fatal(manifests: Path) -> None:
-    production = _source_with(PUSHED, ref={"tag": "stable"})
-    production["metadata"]["name"] = "production"
-    staging = _source_with("sha256:" + "1" * 64)
-    runner = _deploy_runner(staging)
-    runner.answer(
-        ["kubectl", "get", OCIREPOSITORIES, "--all-namespaces"], stdout=_as_list(staging, production)
-    )
-    runner.answers.insert(0, runner.answers.pop())  # this listing wins over the one-source default
+def test_a_named_source_following_another_ref_is_fatal(manifests: Path) -> None:
+    cluster = _cluster(_source(ref={"semver": "1.x"}), _kustomization())
+    with pytest.raises(ConfigError, match=r"follows the semver range '1\.x'"):
+        _deploy(cluster, _settings(manifests, ocirepository="golden/app"))
+
+
+def test_a_digest_pin_is_known_before_the_push(manifests: Path) -> None:
+    cluster = _cluster(_source(ref={"digest": NEWER}), _kustomization())
+    with pytest.raises(ConfigError, match=f"pins digest {NEWER}: a push makes a new digest"):
+        _deploy(cluster, _settings(manifests))
+    assert not any(c.startswith("flux push") for c in cluster.commands())
+
+
+def test_a_newer_push_on_the_followed_tag_is_superseded_not_a_timeout(manifests: Path) -> None:
+    cluster = _cluster()
+    cluster.on_annotate = _controllers(NEWER, apply=False)
+    cluster.answers.insert(0, (("oras", "resolve"), _result(f"{NEWER}\n")))
     report = Report("deploy")
-    flow.run_deploy(_context(_settings(manifests), runner), report)
-    assert [s.ref.name for s in report.sources] == ["app"]
-    assert not any("annotate" in c and "production" in c for c in runner.commands())
+    with pytest.raises(SupersededError) as caught:
+        flow.run_deploy(_context(_settings(manifests), cluster), report)
+    assert caught.value.by_digest == NEWER
+    assert "tag 'latest' now points to" in caught.value.message
 
 
-def test_named_source_following_another_tag_is_fatal(manifests: Path) -> None:
-    production = _source_with(PUSHED, ref={"tag": "stable"})
-    runner = _deploy_runner(production)
-    runner.answer(["kubectl", "get", OCIREPOSITORIES, "app"], stdout=json.dumps(production))
-    with pytest.raises(ConfigError, match="follows tag 'stable'"):
-        flow.run_deploy(_context(_settings(manifests, ocirepository="golden/app"), runner), Report("deploy"))
+def test_a_source_failing_after_our_request_fails_fast(manifests: Path) -> None:
+    failing = copy.deepcopy(obj("kubectl/ocirepository-auth-failed.json"))
+    failing["metadata"]["namespace"] = "golden"
+    failing["metadata"]["name"] = "app"
+    failing["spec"]["url"] = REPOSITORY
+
+    def refuse(cluster: FakeCluster, requested: Obj, token: str) -> None:
+        failing["status"]["lastHandledReconcileAt"] = token  # as source-controller records it
+        cluster.put(copy.deepcopy(failing))
+
+    cluster = _cluster(_source(), _kustomization())
+    cluster.on_annotate = refuse
+    with pytest.raises(SourceFailedError, match="failed to get credential"):
+        _deploy(cluster, _settings(manifests), seconds=30)
+
+
+def test_a_rerun_asks_the_consumers_again_and_counts_only_their_answer(manifests: Path) -> None:
+    cluster = _cluster(_source(PUSHED), _kustomization(PUSHED))
+    report = _deploy(cluster, _settings(manifests))
+    annotated = [c for c in cluster.commands() if c.startswith("kubectl annotate")]
+    assert len(annotated) == 1
+    assert annotated[0].startswith(f"kubectl annotate {KUSTOMIZATIONS} app")
+    handled = cluster.get("Kustomization", "golden", "app")["status"]["lastHandledReconcileAt"]
+    assert annotated[0].endswith(handled)
+    assert [c.state for c in report.consumers] == ["done"]
+
+
+def test_the_deadline_names_the_controller_that_never_answered(manifests: Path) -> None:
+    cluster = _cluster()
+    cluster.on_annotate = no_controller  # source-controller is stopped
+    with pytest.raises(DeadlineExceededError) as caught:
+        _deploy(cluster, _settings(manifests), seconds=1.5)
+    assert "OCIRepository/golden/app" in caught.value.message
+    assert "source-controller has not acknowledged the reconcile request" in caught.value.message
+
+
+def test_dry_run_runs_nothing_that_changes_anything(manifests: Path) -> None:
+    cluster = _cluster()
+    cluster.dry_run = True
+    report = Report("deploy")
+    flow.run_deploy(_context(_settings(manifests, digest=PUSHED), cluster), report)
+    assert report.status is Status.DRY_RUN
+    planned = cluster.mutations()
+    assert [c.split()[:2] for c in planned] == [["flux", "push"], ["oras", "tag"], ["kubectl", "annotate"]]
+    assert cluster.changes() == []  # printed, never run
+    annotations = cluster.get("OCIRepository", "golden", "app")["metadata"]["annotations"]
+    assert annotations == SOURCE["metadata"]["annotations"]  # no new reconcile request
+    assert not any("--watch" in c for c in cluster.commands())
+
+
+def test_status_reports_every_source_of_the_repository(manifests: Path) -> None:
+    semver = _source(NEWER, ref={"semver": ">=1.0.0"})
+    semver["metadata"]["name"] = "releases"
+    cluster = _cluster(_source(), semver, _kustomization())
+    report = Report("status")
+    flow.run_status(_context(_settings(manifests), cluster), report)
+    assert [s.ref.name for s in report.sources] == ["app", "releases"]
+    assert [c.ref.kind for c in report.consumers] == ["Kustomization"]
+    assert not any(c.startswith(("kubectl annotate", "flux push")) for c in cluster.commands())
+
+
+def _result(stdout: str) -> CommandResult:
+    return CommandResult(("oras", "resolve"), 0, stdout, "", 0.01)

@@ -4,9 +4,9 @@ import io
 
 import pytest
 
-from flux_ci.masking import Masker
 from flux_ci.models import StepStatus
 from flux_ci.progress import Progress
+from flux_ci.secrets import Masker
 
 
 def test_step_lines_with_elapsed_time_and_recorded_outcome() -> None:

@@ -65,9 +65,11 @@ def test_json_has_the_documented_envelope() -> None:
     }
     assert data["sources"][0] == {
         "kind": "OCIRepository", "namespace": "flux-system", "name": "app", "url": "oci://r.example/app",
-        "revision": f"abc123@{DIGEST}", "ready": "True", "message": "stored artifact",
-        "updated": "2026-01-01T00:00:00Z",
+        "follows": "", "interval": "", "revision": f"abc123@{DIGEST}", "ready": "True", "state": "",
+        "message": "stored artifact", "updated": "2026-01-01T00:00:00Z",
     }  # fmt: skip
+    assert data["scope"] == []
+    assert data["notes"] == []
     assert set(data["consumers"][0]) >= {"kind", "namespace", "name", "revision", "ready", "message"}
     assert data["steps"] == [{"name": "push", "status": "ok", "duration_s": 1.25}]
     assert data["error"] is None
@@ -77,12 +79,31 @@ def test_json_on_failure_carries_the_error() -> None:
     report = _report(status=Status.FAILED, exit_code=7, error=ErrorInfo("consumer_failed", "apply failed"))
     data = json.loads(to_json(report))
     assert (data["status"], data["exit_code"]) == ("failed", 7)
-    assert data["error"] == {"code": "consumer_failed", "message": "apply failed"}
+    assert data["error"] == {
+        "code": "consumer_failed", "message": "apply failed", "retryable": False, "superseded_by": ""
+    }  # fmt: skip
 
 
-def test_table_shows_full_revisions_and_the_verdict() -> None:
-    table = to_table(_report())
-    assert f"abc123@{DIGEST}" in table  # never truncated, unlike `flux get`
+def test_superseded_names_the_digest_that_replaced_ours_everywhere() -> None:
+    newer = "sha256:" + "cd" * 32
+    error = ErrorInfo("superseded", "superseded: ...", superseded_by=newer)
+    report = _report(status=Status.SUPERSEDED, exit_code=9, error=error)
+    assert json.loads(to_json(report))["error"]["superseded_by"] == newer
+    assert (
+        to_table(report).rstrip().endswith(f"deploy: superseded (exit 9, superseded), superseded by {newer}")
+    )
+    lines = to_dotenv(report).splitlines()
+    assert "FLUX_CI_STATUS=superseded" in lines
+    assert f"FLUX_CI_SUPERSEDED_BY={newer}" in lines
+    assert "FLUX_CI_RETRYABLE=false" in lines
+
+
+def test_table_fits_a_ci_log_and_shows_the_verdict() -> None:
+    report = _report(scope=["Kustomization: only namespace apps (not allowed: list/watch ...)"])
+    table = to_table(report)
+    assert f"abc123@{DIGEST[:19]}…" in table  # shortened; the JSON has it whole
+    assert max(len(line) for line in table.splitlines()) <= 120
+    assert "scope: Kustomization: only namespace apps" in table
     assert "KIND" in table
     assert "OCIRepository" in table
     assert "Kustomization" in table
@@ -92,8 +113,8 @@ def test_table_shows_full_revisions_and_the_verdict() -> None:
 def test_table_truncates_long_messages() -> None:
     consumer = ConsumerState(ObjectRef("Kustomization", "ns", "k"), "", "False", "x" * 500)
     table = to_table(_report(consumers=[consumer]))
-    assert "x" * 79 + "…" in table
-    assert "x" * 81 not in table
+    assert "xxx…" in table
+    assert max(len(line) for line in table.splitlines()) == 120
 
 
 def test_dotenv_follows_gitlab_rules() -> None:
@@ -117,4 +138,4 @@ def test_dotenv_leaves_out_values_gitlab_cannot_carry() -> None:
 
 def test_dotenv_on_config_failure_still_has_status() -> None:
     report = Report(command="deploy", status=Status.FAILED, exit_code=2)
-    assert to_dotenv(report) == "FLUX_CI_STATUS=failed\nFLUX_CI_EXIT_CODE=2\n"
+    assert to_dotenv(report) == "FLUX_CI_STATUS=failed\nFLUX_CI_EXIT_CODE=2\nFLUX_CI_RETRYABLE=false\n"

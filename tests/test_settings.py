@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from flux_ci.errors import ConfigError
-from flux_ci.models import ObjectRef
-from flux_ci.settings import Settings, ci_defaults, parse_object_ref
+from flux_ci.models import Artifact, ErrorInfo, ObjectRef, Report, SourceState
+from flux_ci.render import to_dotenv
+from flux_ci.settings import Settings, ci_defaults, parse_object_ref, unknown_variables
 
 GITLAB = {
     "CI_REGISTRY_IMAGE": "registry.example.com/group/app",
@@ -152,3 +153,200 @@ def test_ocirepository_ref_takes_the_default_namespace(monkeypatch: pytest.Monke
 def test_parse_object_ref_rejects_malformed(text: str) -> None:
     with pytest.raises(ValueError, match=r"[Kk]ind"):
         parse_object_ref(text, "flux-system")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("true", True),
+        ("YES", True),
+        (" on ", True),
+        ("1", True),
+        ("false", False),
+        ("No", False),
+        ("off", False),
+        ("0", False),
+    ],
+)
+def test_booleans_accept_the_usual_words(monkeypatch: pytest.MonkeyPatch, text: str, expected: bool) -> None:
+    monkeypatch.setenv("FLUX_CI_INSECURE_REGISTRY", text)
+    assert Settings.load().insecure_registry is expected
+
+
+@pytest.mark.parametrize("text", ["ture", "enabled", "2", "y", "t"])
+def test_booleans_refuse_anything_else(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setenv("FLUX_CI_DRY_RUN", text)
+    with pytest.raises(ConfigError, match=r"FLUX_CI_DRY_RUN: .* is not a boolean"):
+        Settings.load()
+
+
+def test_ci_debug_trace_stays_lenient_but_flux_ci_trace_is_strict(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI_DEBUG_TRACE", "maybe")
+    assert Settings.load().trace is False
+    monkeypatch.setenv("FLUX_CI_TRACE", "maybe")
+    with pytest.raises(ConfigError, match="FLUX_CI_TRACE"):
+        Settings.load()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("1s", 1.0), ("90s", 90.0), ("1h30m", 5400.0), ("168h", 604800.0)]
+)
+def test_timeouts_within_bounds(monkeypatch: pytest.MonkeyPatch, text: str, seconds: float) -> None:
+    monkeypatch.setenv("FLUX_CI_TIMEOUT", text)
+    assert Settings.load().timeout == seconds
+
+
+@pytest.mark.parametrize("text", ["inf", "nan", "-inf", "1e400", "0", "-5", "-5s", "0.5s", "999ms", "169h"])
+def test_timeouts_must_be_finite_and_at_least_a_second(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setenv("FLUX_CI_TIMEOUT", text)
+    with pytest.raises(ConfigError, match="FLUX_CI_TIMEOUT"):
+        Settings.load()
+
+
+def test_extra_tags_drop_repeats_and_none_stands_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLUX_CI_EXTRA_TAGS", "latest,main,latest")
+    assert Settings.load().extra_tags == ["latest", "main"]
+    monkeypatch.setenv("FLUX_CI_EXTRA_TAGS", "none,latest")
+    with pytest.raises(ConfigError, match="FLUX_CI_EXTRA_TAGS: 'none,latest': none means no extra tags"):
+        Settings.load()
+
+
+@pytest.mark.parametrize(
+    ("text", "normalized"),
+    [
+        ("registry.example.com:5000/group/app", "oci://registry.example.com:5000/group/app"),
+        ("oci://[::1]:5000/a/b/", "oci://[::1]:5000/a/b"),
+        ("oci://localhost:5000/my__app/x--y/z.v2", "oci://localhost:5000/my__app/x--y/z.v2"),
+    ],
+)
+def test_repository_forms_that_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, text: str, normalized: str
+) -> None:
+    monkeypatch.setenv("FLUX_CI_REPOSITORY", text)
+    assert Settings.load().repository == normalized
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("oci://registry.example.com/Group/app", "must be lowercase"),
+        ("oci://registry.example.com/app:v1", "must not include a tag or digest"),
+        ("oci://registry.example.com/app@sha256:" + "0" * 64, "must not include a tag or digest"),
+        ("oci://registry.example.com", "must be oci://<registry>/<path>"),
+        ("https://registry.example.com/app", "must be oci://<registry>/<path>"),
+        ("oci://registry.example.com/app-/x", "must be lowercase"),
+        ("oci://bad_host/app", "is not a registry host"),
+    ],
+)
+def test_repository_forms_that_are_refused(monkeypatch: pytest.MonkeyPatch, text: str, reason: str) -> None:
+    monkeypatch.setenv("FLUX_CI_REPOSITORY", text)
+    with pytest.raises(ConfigError, match=f"FLUX_CI_REPOSITORY: .*{reason}"):
+        Settings.load()
+
+
+@pytest.mark.parametrize(
+    "text", ["oci://robot:pw-Secret-1@registry.example.com/app", "robot:pw-Secret-1@r.example/app"]
+)
+def test_credentials_in_the_repository_are_refused_and_never_repeated(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.setenv("FLUX_CI_REPOSITORY", text)
+    with pytest.raises(ConfigError) as caught:
+        Settings.load()
+    assert "FLUX_CI_REPOSITORY: contains credentials (user:password@)" in caught.value.message
+    assert "pw-Secret-1" not in caught.value.message
+    assert "robot" not in caught.value.message
+
+
+def test_credentials_in_the_source_are_refused_and_never_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLUX_CI_SOURCE", "https://oauth2:glpat-Secret99@gitlab.example.com/g/app")
+    with pytest.raises(ConfigError) as caught:
+        Settings.load()
+    assert "FLUX_CI_SOURCE: contains credentials (user:password@)" in caught.value.message
+    assert "glpat-Secret99" not in caught.value.message
+    monkeypatch.setenv("FLUX_CI_SOURCE", "git@github.com:octo/app.git")  # a user, no credential
+    assert Settings.load().source == "git@github.com:octo/app.git"
+
+
+def test_a_project_url_carrying_a_token_never_becomes_the_source() -> None:
+    defaults = ci_defaults({"CI_PROJECT_URL": "https://gitlab-ci-token:tok3n@gitlab.example.com/g/app"})
+    assert defaults["source"] == "https://gitlab.example.com/g/app"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "reason"),
+    [
+        ("FLUX_CI_NAMESPACE", "Flux_System", "is not a valid namespace"),
+        ("FLUX_CI_NAMESPACE", "a" * 64, "is not a valid namespace"),
+        ("FLUX_CI_OCIREPOSITORY", "a/b/c", r"must be \[namespace/\]name"),
+        ("FLUX_CI_OCIREPOSITORY", "/app", r"must be \[namespace/\]name"),
+        ("FLUX_CI_OCIREPOSITORY", "apps/App", "is not a valid Kubernetes name"),
+        ("FLUX_CI_WAIT_FOR", "Kustomization/Bad_NS/app", "is not a valid namespace"),
+        ("FLUX_CI_WAIT_FOR", "HelmRelease/apps/db_1", "is not a valid Kubernetes name"),
+        ("FLUX_CI_WAIT_FOR", "none,Kustomization/apps/web", "must stand alone"),
+        ("FLUX_CI_WAIT_FOR", ",", "is empty"),
+    ],
+)
+def test_kubernetes_names_are_checked(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, reason: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=f"{variable}: .*{reason}"):
+        Settings.load()
+
+
+def test_unknown_variables_are_named_with_the_likely_one() -> None:
+    problems = unknown_variables({"FLUX_CI_EXTRA_TAG": "x", "flux_ci_timout": "5m", "FLUX_CI_ZZZZZZ": "1"})
+    assert problems == [
+        "FLUX_CI_EXTRA_TAG is not a flux-ci variable; did you mean FLUX_CI_EXTRA_TAGS?",
+        "FLUX_CI_ZZZZZZ is not a flux-ci variable",
+        "flux_ci_timout is not a flux-ci variable; did you mean FLUX_CI_TIMEOUT?",
+    ]
+
+
+def test_tooling_variables_and_reserved_settings_are_known() -> None:
+    env = dict.fromkeys(
+        (
+            "FLUX_CI_TOOLS_DIR",
+            "FLUX_CI_BUILD_DIR",
+            "FLUX_CI_SANDBOX_DIR",
+            "FLUX_CI_SANDBOX_REGISTRY",
+            "FLUX_CI_WAIT_FOR",
+            "FLUX_CI_ALLOW_EMPTY",
+        ),
+        "x",
+    )
+    assert unknown_variables(env) == []
+
+
+def test_variables_of_an_earlier_jobs_dotenv_report_are_known() -> None:
+    report = Report(
+        command="deploy",
+        exit_code=9,
+        artifact=Artifact("oci://r.example/a", ("t",), "sha256:" + "0" * 64, "s", "main@sha1:abc"),
+        sources=[SourceState(ObjectRef("OCIRepository", "n", "a"), "u", "t@sha256:x", "True", "m")],
+        error=ErrorInfo("superseded", "newer", retryable=True, superseded_by="sha256:" + "1" * 64),
+    )
+    written = {line.split("=", 1)[0]: "x" for line in to_dotenv(report).splitlines()}
+    assert len(written) >= 8
+    assert unknown_variables(written) == []
+
+
+def test_an_unknown_variable_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLUX_CI_EXTRA_TAG", "main")
+    with pytest.raises(ConfigError, match="did you mean FLUX_CI_EXTRA_TAGS"):
+        Settings.load()
+
+
+def test_load_partial_reports_every_problem_and_keeps_the_valid_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLUX_CI_TIMEOUT", "inf")
+    monkeypatch.setenv("FLUX_CI_TAG", "bad tag")
+    monkeypatch.setenv("FLUX_CI_NAMESPACE", "apps")
+    monkeypatch.setenv("FLUX_CI_TYPO", "1")
+    settings, problems = Settings.load_partial()
+    assert [field for field, _ in problems] == ["", "tag", "timeout"]
+    assert settings.timeout == 300  # the broken value's default, so later checks can still run
+    assert settings.tag is None
+    assert settings.namespace == "apps"

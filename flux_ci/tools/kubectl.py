@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from flux_ci.errors import ClusterError, FluxCIError
+from flux_ci.errors import ClusterError
 
 OCIREPOSITORIES = "ocirepositories.source.toolkit.fluxcd.io"
 KUSTOMIZATIONS = "kustomizations.kustomize.toolkit.fluxcd.io"
@@ -25,8 +26,35 @@ RECONCILE_ANNOTATION = "reconcile.fluxcd.io/requestedAt"
 # The field manager Flux's own docs use for this annotation, so Flux-side tools see one owner.
 FIELD_MANAGER = "flux-client-side-apply"
 
+
+@dataclass(frozen=True, order=True)
+class AccessCheck:
+    """One question for the API server: may I `verb` `resource` in `namespace` ("" = all)?"""
+
+    verb: str
+    resource: str  # plural.group, e.g. ocirepositories.source.toolkit.fluxcd.io
+    namespace: str = ""
+
+    def attributes(self) -> dict[str, str]:
+        plural, _, group = self.resource.partition(".")
+        attributes = {"verb": self.verb, "group": group, "resource": plural}
+        if self.namespace:
+            attributes["namespace"] = self.namespace
+        return attributes
+
+    def __str__(self) -> str:
+        scope = f"in namespace {self.namespace}" if self.namespace else "cluster-wide"
+        return f"{self.verb} {self.resource} {scope}"
+
+
 _KLOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d")
 _SUMMARY_PREFIXES = ("error:", "Error from server", "Unable to connect", "The connection to the server")
+_UNREACHABLE = re.compile(
+    r"connection refused|connection reset|Unable to connect to the server|i/o timeout|"
+    r"TLS handshake timeout|unexpected EOF|\bEOF\b|server is currently unable|no route to host|"
+    r"http2: (server sent GOAWAY|client connection lost)|ServiceUnavailable|context deadline exceeded",
+    re.IGNORECASE,
+)
 _NO_RESOURCE_TYPE = re.compile(r"doesn't have a resource type|the server could not find the requested")
 
 
@@ -45,33 +73,72 @@ def get_argv(
     return [*argv, "--output=json"]
 
 
-def watch_argv(context: str | None, resource: str, namespace: str, name: str) -> list[str]:
-    """A watch that prints the object now and again on every change, as concatenated JSON."""
+def watch_argv(context: str | None, resource: str, namespace: str | None) -> list[str]:
+    """One watch over every object of a kind in a namespace (or all namespaces when None).
+
+    kubectl lists first, then watches from there; `--output-watch-events` wraps each object in
+    `{"type": ADDED|MODIFIED|DELETED, "object": ...}` so a deleted object is not mistaken for a change.
+    """
+    scope = [f"--namespace={namespace}"] if namespace else ["--all-namespaces"]
     return [
         *base_argv(context),
         "get",
         resource,
-        name,
-        f"--namespace={namespace}",
+        *scope,
         "--output=json",
         "--watch",
+        "--output-watch-events",
     ]
 
 
 def annotate_argv(
-    context: str | None, resource: str, namespace: str, name: str, requested_at: str
+    context: str | None, resource: str, namespace: str, names: Sequence[str], requested_at: str
 ) -> list[str]:
-    """Ask Flux to reconcile now: the same annotation `flux reconcile` writes, without its wait."""
+    """Ask Flux to reconcile now: the annotation `flux reconcile` writes, without its 2 s polling.
+
+    Several objects of one namespace take one call.
+    """
     return [
         *base_argv(context),
         "annotate",
         resource,
-        name,
+        *names,
         f"--namespace={namespace}",
         "--overwrite",
         f"--field-manager={FIELD_MANAGER}",
         f"{RECONCILE_ANNOTATION}={requested_at}",
     ]
+
+
+def access_review_argv(context: str | None) -> list[str]:
+    """Create the SelfSubjectAccessReviews read from stdin (a List) in one call; prints the answers."""
+    return [*base_argv(context), "create", "--filename=-", "--output=json"]
+
+
+def access_reviews_document(checks: Sequence[AccessCheck]) -> str:
+    """The List of SelfSubjectAccessReviews asking the API server about each check, as JSON."""
+    items = [
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": check.attributes()},
+        }
+        for check in checks
+    ]
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+
+
+def parse_access_reviews(stdout: str, checks: Sequence[AccessCheck]) -> dict[AccessCheck, bool]:
+    """Each check's answer; kubectl prints the created reviews one JSON document after another, in
+    the order they were sent."""
+    reviews = [item for document in iter_json_documents([stdout]) for item in _items(document)]
+    if len(reviews) != len(checks):
+        msg = f"expected {len(checks)} access reviews, kubectl returned {len(reviews)}"
+        raise ValueError(msg)
+    return {
+        check: bool(review.get("status", {}).get("allowed"))
+        for check, review in zip(checks, reviews, strict=True)
+    }
 
 
 def version_argv() -> list[str]:
@@ -84,31 +151,67 @@ def parse_version(stdout: str) -> str:
 
 def parse_items(stdout: str) -> list[dict[str, Any]]:
     """The objects of a `kubectl get -o json` answer (a List, or one object)."""
-    data = json.loads(stdout)
-    if data.get("kind", "").endswith("List"):
+    return _items(json.loads(stdout))
+
+
+def _items(data: dict[str, Any]) -> list[dict[str, Any]]:
+    if str(data.get("kind", "")).endswith("List"):
         return list(data.get("items", []))
     return [data]
 
 
 def iter_json_documents(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """Split the concatenated, pretty-printed JSON objects of `kubectl get --watch -o json`."""
-    decoder = json.JSONDecoder()
-    buffer = ""
-    for line in lines:
-        buffer += line
-        while True:
-            stripped = buffer.lstrip()
-            if not stripped:
-                buffer = ""
-                break
-            try:
-                document, end = decoder.raw_decode(stripped)
-            except json.JSONDecodeError:
-                buffer = stripped  # incomplete: wait for more lines
-                break
-            buffer = stripped[end:]
-            if isinstance(document, dict):
+    """Split the concatenated, pretty-printed JSON objects of `kubectl get --watch -o json`.
+
+    Linear in what it reads. With `--output-watch-events` kubectl prints each event on one line,
+    which is parsed once. Without it, documents are pretty-printed: every nested line is indented,
+    so a document can only end on a line that starts with `}`, and only then is the collected text
+    parsed, once. Input that is not cut at line ends (tests feed arbitrary chunks) is re-split.
+    """
+    pending: list[str] = []
+    partial = ""
+    for chunk in lines:
+        partial += chunk
+        if "\n" not in partial:
+            continue
+        *complete, partial = partial.split("\n")
+        for line in complete:
+            document = _take_line(pending, line)
+            if document is not None:
                 yield document
+    if partial:
+        document = _take_line(pending, partial)
+        if document is not None:
+            yield document
+
+
+def _take_line(pending: list[str], line: str) -> dict[str, Any] | None:
+    if not pending:
+        if not line.strip():
+            return None
+        if line.startswith("{") and line.rstrip().endswith("}"):  # a whole document on one line
+            try:
+                document = json.loads(line)
+            except json.JSONDecodeError:
+                pass
+            else:
+                return document if isinstance(document, dict) else None
+    pending.append(line)
+    if not line.startswith("}"):
+        return None
+    try:
+        document = json.loads("\n".join(pending))
+    except json.JSONDecodeError:
+        return None  # a `}` inside a multi-line string value: keep collecting
+    pending.clear()
+    return document if isinstance(document, dict) else None
+
+
+def watch_event(document: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(type, object) of a `--output-watch-events` document; a bare object counts as MODIFIED."""
+    if "object" in document and "type" in document:
+        return str(document["type"]), dict(document["object"])
+    return "MODIFIED", document
 
 
 def missing_resource_type(stderr: str) -> bool:
@@ -116,9 +219,18 @@ def missing_resource_type(stderr: str) -> bool:
     return bool(_NO_RESOURCE_TYPE.search(stderr))
 
 
-def failure(what: str, stderr: str) -> FluxCIError:
-    """kubectl's own message, as a cluster error (exit 5)."""
-    return ClusterError(f"{what} failed: {_explain(_message(stderr))}")
+def failure(what: str, stderr: str) -> ClusterError:
+    """kubectl's own message, as a cluster error (exit 5); a connection problem is worth a retry."""
+    return ClusterError(f"{what} failed: {_explain(_message(stderr))}", retryable=unreachable(stderr))
+
+
+def unreachable(stderr: str) -> bool:
+    """The API server could not be reached or dropped us: transient, unlike a refusal or a 404."""
+    return bool(_UNREACHABLE.search(stderr))
+
+
+def forbidden(stderr: str) -> bool:
+    return "forbidden" in stderr.lower() and not unreachable(stderr)
 
 
 def _message(stderr: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.project import Project
 from tests.sandbox import SandboxClient, down, unique_name, up
 from tests.sandbox.procs import sigterm_as_interrupt
 
@@ -56,6 +57,16 @@ def repository(sandbox: SandboxClient, request: pytest.FixtureRequest) -> str:
 def docker_config(sandbox: SandboxClient, tmp_path: Path) -> Path:
     """A DOCKER_CONFIG dir logged in to the sandbox registry (password via stdin)."""
     return sandbox.login(tmp_path / "docker-config")
+
+
+@pytest.fixture
+def project(sandbox: SandboxClient, namespace: str, repository: str, tmp_path: Path) -> Project:
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    project = Project(sandbox, namespace, repository, manifests)
+    project.write("hello")
+    sandbox.deploy_oci(namespace, "app", repository, tag="latest", target_namespace=namespace)
+    return project
 
 
 @pytest.hookimpl(wrapper=True)

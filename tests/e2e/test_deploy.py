@@ -10,110 +10,15 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.e2e.project import ROOT, Project, Run, child_env
 from tests.sandbox import SandboxClient
 from tests.sandbox.demo import demo
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).parent.parent.parent
-REVISION = "main@sha1:1111111111111111111111111111111111111111"
-
-
-@dataclass(frozen=True)
-class Run:
-    exit_code: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    def json(self) -> dict[str, Any]:
-        data = json.loads(self.stdout)
-        assert isinstance(data, dict)
-        return data
-
-
-@dataclass
-class Project:
-    """One CI project deploying into one namespace through one OCIRepository + Kustomization."""
-
-    sandbox: SandboxClient
-    namespace: str
-    repository: str
-    manifests: Path
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return {
-            "FLUX_CI_REPOSITORY": self.sandbox.oci_url(self.repository),
-            "FLUX_CI_PATH": str(self.manifests),
-            "FLUX_CI_TAG": "c1",
-            "FLUX_CI_SOURCE": "https://git.example/flux-ci-e2e",
-            "FLUX_CI_REVISION": REVISION,
-            "FLUX_CI_NAMESPACE": self.namespace,
-            "FLUX_CI_TIMEOUT": "120s",
-            "FLUX_CI_OUTPUT": "json",
-            **extra,
-        }
-
-    def write(self, greeting: str, *, extra_yaml: str = "") -> None:
-        for old in self.manifests.glob("*.yaml"):
-            old.unlink()
-        (self.manifests / "configmap.yaml").write_text(
-            f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\ndata:\n  greeting: {greeting}\n"
-        )
-        if extra_yaml:
-            (self.manifests / "extra.yaml").write_text(extra_yaml)
-
-    def flux_ci(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 180) -> Run:
-        started = time.monotonic()
-        done = subprocess.run(
-            [sys.executable, "-m", "flux_ci", *args],
-            env=_child_env(self.sandbox, env or self.env()),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=ROOT,
-            check=False,
-        )
-        return Run(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
-
-    def kustomization(self, name: str = "app") -> dict[str, Any]:
-        return self.sandbox.get_json("kustomizations.kustomize.toolkit.fluxcd.io", name, self.namespace)
-
-    def configmap_greeting(self) -> str | None:
-        found = self.sandbox.find_json("configmap", "greeting", self.namespace)
-        return None if found is None else str(found["data"]["greeting"])
-
-    def resolve(self, tag: str) -> str:
-        ref = f"{self.sandbox.registry}/{self.repository}:{tag}"
-        config = self.sandbox.login(self.manifests.parent / "resolve-config")
-        done = self.sandbox.oras(
-            "resolve", ref, "--plain-http", "--registry-config", str(config / "config.json")
-        )
-        return done.stdout.strip()
-
-
-def _child_env(sandbox: SandboxClient, flux_ci_env: Mapping[str, str]) -> dict[str, str]:
-    """The sandbox's PATH/KUBECONFIG/registry credentials, no other FLUX_CI_ or CI_ variable."""
-    base = {k: v for k, v in sandbox.env.items() if not k.startswith(("CI_", "GITLAB_"))}
-    return {**base, "PYTHONPATH": str(ROOT), **flux_ci_env}
-
-
-@pytest.fixture
-def project(sandbox: SandboxClient, namespace: str, repository: str, tmp_path: Path) -> Project:
-    manifests = tmp_path / "manifests"
-    manifests.mkdir()
-    project = Project(sandbox, namespace, repository, manifests)
-    project.write("hello")
-    sandbox.deploy_oci(namespace, "app", repository, tag="latest", target_namespace=namespace)
-    return project
 
 
 def test_deploy_applies_exactly_the_pushed_digest(project: Project, tmp_path: Path) -> None:
@@ -188,7 +93,7 @@ def test_source_following_a_tag_that_is_not_pushed_exits_2_fast(
     run = project.flux_ci("deploy")
     assert run.exit_code == 2, run.stderr
     assert run.seconds < 10
-    assert "follows tag 'stable', but this deploy pushes tags: c1, latest" in run.json()["error"]["message"]
+    assert "follows tag 'stable', but this run pushes tags: c1, latest" in run.json()["error"]["message"]
     missing = sandbox.oras("resolve", f"{sandbox.registry}/{repository}:c1", "--plain-http", check=False)
     assert missing.returncode != 0  # nothing was pushed
 
@@ -303,7 +208,7 @@ def test_signal_stops_children_and_exits_with_its_code(
     _block_on_missing_dependency(project)
     process = subprocess.Popen(
         [sys.executable, "-m", "flux_ci", "-v", "deploy"],
-        env=_child_env(project.sandbox, project.env(FLUX_CI_TIMEOUT="120s")),
+        env=child_env(project.sandbox, project.env(FLUX_CI_TIMEOUT="120s")),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
     assert process.stderr is not None
@@ -330,12 +235,14 @@ def _command_lines() -> list[str]:
     return lines
 
 
-def test_reconcile_to_a_digest_the_tag_no_longer_points_at_exits_6(project: Project) -> None:
-    first, _ = _deploy_twice(project, "newer")
+def test_reconcile_to_a_digest_the_tag_no_longer_points_at_is_superseded(project: Project) -> None:
+    first, second = _deploy_twice(project, "newer")
     old_digest = first.json()["artifact"]["digest"]
     run = project.flux_ci("reconcile", env=project.env(FLUX_CI_DIGEST=old_digest))
-    assert run.exit_code == 6, run.stderr
-    assert "points to another digest" in run.json()["error"]["message"]
+    assert run.exit_code == 9, run.stderr
+    report = run.json()
+    assert report["status"] == "superseded"
+    assert report["error"]["superseded_by"] == second.json()["artifact"]["digest"]
 
 
 def test_dry_run_pushes_and_annotates_nothing(project: Project) -> None:

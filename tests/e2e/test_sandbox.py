@@ -1,24 +1,29 @@
 """The sandbox runs the real thing: flux pushes, the registry checks passwords, Flux applies.
 
 Every test drives the real binaries (flux, oras, kubectl, docker-registry, etcd, kube-apiserver,
-source-controller, kustomize-controller); nothing is faked.
+source-controller, kustomize-controller, helm-controller); nothing is faked. The fault injection
+helpers (pause, stop, restart) and the namespaced RBAC identity are tested here as well.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.sandbox import OciDeployment, SandboxClient, condition
+from tests.sandbox import OciDeployment, SandboxClient, condition, unique_name
 from tests.sandbox.launch import Launch
 from tests.sandbox.lifecycle import down
-from tests.sandbox.net import port_is_free
-from tests.sandbox.procs import is_alive, stop_process, wait_healthy
+from tests.sandbox.net import http_status, port_is_free, probe
+from tests.sandbox.procs import is_alive, is_stopped, stop_process, wait_healthy
 from tests.sandbox.registry import start_registry
 from tests.sandbox.state import load
 from tests.sandbox.versions import REPO_ROOT, tool_path
@@ -234,7 +239,254 @@ def test_up_is_idempotent_and_down_leaves_nothing_behind(tmp_path: Path) -> None
     finally:
         down(state_dir)  # a failing assertion must not leave a second sandbox running
 
-    assert len(state.processes) == 5
+    assert [r.name for r in state.processes] == [
+        "registry", "etcd", "kube-apiserver",
+        "source-controller", "kustomize-controller", "helm-controller",
+    ]  # fmt: skip
     assert not [r.name for r in state.processes if is_alive(r)]
     assert [port for port in state.ports if not port_is_free(port)] == []
     assert not state_dir.exists()
+
+
+# -- fault injection ------------------------------------------------------------------------------
+
+RECONCILE_ANNOTATION = "reconcile.fluxcd.io/requestedAt"
+# What a paused controller is given to (not) react: far longer than it needs when it runs.
+PAUSED_OBSERVATION_S = 5
+
+
+def deploy_configmap(
+    sandbox: SandboxClient, namespace: str, repository: str, docker_config: Path, directory: Path
+) -> OciDeployment:
+    """A deployment whose first ConfigMap (`hello-1`) is applied."""
+    sandbox.push_artifact(write_configmap(directory, "hello-1"), repository, docker_config=docker_config)
+    deployment = sandbox.deploy_oci(namespace, "app", repository)
+    sandbox.wait_for(
+        lambda: configmap_text(sandbox, namespace) == "hello-1", timeout=APPLY_TIMEOUT_S, what="hello-1"
+    )
+    return deployment
+
+
+def request_reconcile(sandbox: SandboxClient, deployment: OciDeployment) -> str:
+    """What `flux reconcile` writes: the annotation whose value Flux echoes once it handled it."""
+    token = datetime.now(UTC).isoformat()
+    sandbox.kubectl(
+        "annotate", "--overwrite", "ocirepository", deployment.name, "-n", deployment.namespace,
+        f"{RECONCILE_ANNOTATION}={token}",
+    )  # fmt: skip
+    return token
+
+
+def handled_token(sandbox: SandboxClient, deployment: OciDeployment) -> str | None:
+    obj = sandbox.get_json("ocirepository", deployment.name, deployment.namespace)
+    handled = obj.get("status", {}).get("lastHandledReconcileAt")
+    return None if handled is None else str(handled)
+
+
+def test_paused_controller_does_not_handle_a_reconcile_request_until_resumed(
+    sandbox: SandboxClient, namespace: str, repository: str, docker_config: Path, tmp_path: Path
+) -> None:
+    deployment = deploy_configmap(sandbox, namespace, repository, docker_config, tmp_path / "m")
+
+    with sandbox.paused("source-controller"):
+        assert is_stopped(sandbox.state.process("source-controller"))
+        token = request_reconcile(sandbox, deployment)
+        time.sleep(PAUSED_OBSERVATION_S)
+        assert handled_token(sandbox, deployment) != token
+
+    assert not is_stopped(sandbox.state.process("source-controller"))
+    sandbox.wait_for(
+        lambda: handled_token(sandbox, deployment) == token, timeout=60, what="the request to be handled"
+    )
+
+
+def test_paused_registry_answers_nothing_until_resumed(sandbox: SandboxClient) -> None:
+    health = sandbox.state.process("registry").health
+
+    with sandbox.paused("registry"):
+        assert http_status(health, timeout=2) is None  # the connection opens, no answer comes
+
+    assert http_status(health) == 401
+
+
+def test_paused_api_server_times_kubectl_out_until_resumed(sandbox: SandboxClient) -> None:
+    with sandbox.paused("kube-apiserver"):
+        hung = sandbox.kubectl("get", "namespace", "flux-system", "--request-timeout=3s", check=False)
+        assert hung.returncode == 1
+        assert "Client.Timeout" in hung.stderr or "timeout" in hung.stderr.lower()
+
+    sandbox.kubectl("get", "namespace", "flux-system", "--request-timeout=10s")
+
+
+def test_stopped_api_server_refuses_kubectl_and_comes_back_with_the_same_token_cert_and_data(
+    sandbox: SandboxClient, namespace: str
+) -> None:
+    old = sandbox.state.process("kube-apiserver")
+    sandbox.stop("kube-apiserver")
+    try:
+        refused = sandbox.kubectl("get", "namespace", namespace, "--request-timeout=5s", check=False)
+        assert refused.returncode == 1
+        port = old.health.url.rsplit(":", 1)[1].split("/")[0]
+        assert f"The connection to the server 127.0.0.1:{port} was refused" in refused.stderr
+    finally:
+        seconds = sandbox.restart("kube-apiserver")
+
+    new = sandbox.state.process("kube-apiserver")
+    assert new.pid != old.pid
+    assert new.health.url == old.health.url  # same port
+    assert seconds < 180
+    # The unchanged kubeconfig works (same token, same CA) and etcd kept the namespace.
+    found = json.loads(sandbox.kubectl("get", "namespace", namespace, "-o", "json").stdout)
+    assert found["metadata"]["name"] == namespace
+
+
+def test_stopped_registry_refuses_and_comes_back_with_its_storage_and_password(
+    sandbox: SandboxClient, repository: str, docker_config: Path, tmp_path: Path
+) -> None:
+    pushed = sandbox.push_artifact(
+        write_configmap(tmp_path / "m", "kept"), repository, docker_config=docker_config
+    )
+    reference = f"{sandbox.registry}/{repository}:latest"
+    credentials = ["--plain-http", "--registry-config", str(docker_config / "config.json")]
+
+    sandbox.stop("registry")
+    try:
+        refused = sandbox.oras("resolve", reference, *credentials, check=False)
+        assert refused.returncode == 1
+        assert "connection refused" in refused.stderr
+    finally:
+        sandbox.restart("registry")
+
+    # Same storage (the tag still resolves), same htpasswd (the stored login still works).
+    assert sandbox.oras("resolve", reference, *credentials).stdout.strip() == pushed.digest
+    anonymous = sandbox.oras("resolve", reference, "--plain-http", env=no_credentials_env(tmp_path / "h"),
+                             check=False)  # fmt: skip
+    assert anonymous.returncode == 1
+
+
+@pytest.mark.parametrize("component", ["source-controller", "kustomize-controller"])
+def test_restarted_controller_applies_the_next_push(
+    sandbox: SandboxClient,
+    namespace: str,
+    *,
+    repository: str,
+    docker_config: Path,
+    tmp_path: Path,
+    component: str,
+) -> None:
+    deployment = deploy_configmap(sandbox, namespace, repository, docker_config, tmp_path / "v1")
+    old = sandbox.state.process(component)
+
+    sandbox.restart(component)
+
+    new = sandbox.state.process(component)
+    assert new.pid != old.pid
+    assert not is_alive(old)
+    assert probe(new.health)
+    second = sandbox.push_artifact(
+        write_configmap(tmp_path / "v2", "hello-2"), repository, docker_config=docker_config
+    )
+    reconcile_source(sandbox, deployment)
+    wait_applied(sandbox, deployment, second.digest)
+    assert configmap_text(sandbox, namespace) == "hello-2"
+
+
+def test_restart_is_recorded_so_down_stops_the_new_process(sandbox: SandboxClient) -> None:
+    sandbox.restart("kustomize-controller")
+
+    recorded = load(sandbox.state_dir)
+    assert recorded is not None
+    assert recorded.process("kustomize-controller").pid == sandbox.state.process("kustomize-controller").pid
+
+
+def test_component_restarted_from_a_short_lived_thread_outlives_it(sandbox: SandboxClient) -> None:
+    # A timer thread restarting the registry mid-test must not take it down when the thread ends.
+    restarter = threading.Thread(target=sandbox.restart, args=("registry",))
+    restarter.start()
+    restarter.join(timeout=60)
+    time.sleep(1)
+
+    registry = sandbox.state.process("registry")
+    assert is_alive(registry)
+    assert probe(registry.health)
+
+
+def test_unknown_component_is_refused(sandbox: SandboxClient) -> None:
+    with pytest.raises(ValueError, match="unknown component 'docker'"):
+        sandbox.pause("docker")
+
+
+# -- namespaced RBAC identity ---------------------------------------------------------------------
+
+FLUX_RESOURCES = (
+    "ocirepositories.source.toolkit.fluxcd.io",
+    "kustomizations.kustomize.toolkit.fluxcd.io",
+    "helmreleases.helm.toolkit.fluxcd.io",
+)
+
+
+def test_namespaced_context_may_read_and_annotate_flux_objects_in_its_namespace_only(
+    sandbox: SandboxClient, namespace: str
+) -> None:
+    context = sandbox.namespaced_context(namespace, user=unique_name("gitlab-ci-job"))
+
+    for resource in FLUX_RESOURCES:
+        for verb in ("get", "list", "watch", "patch"):
+            assert sandbox.can_i(context, verb, resource, namespace=namespace), (verb, resource)
+        for verb in ("create", "update", "delete"):
+            assert not sandbox.can_i(context, verb, resource, namespace=namespace), (verb, resource)
+        assert not sandbox.can_i(context, "list", resource), resource  # all namespaces
+        assert not sandbox.can_i(context, "get", resource, namespace="flux-system"), resource
+    assert not sandbox.can_i(context, "get", "secrets", namespace=namespace)
+    # Granted by Kubernetes to every authenticated user (system:basic-user), not by flux-ci's Role.
+    assert sandbox.can_i(context, "create", "selfsubjectaccessreviews.authorization.k8s.io")
+
+
+def test_namespaced_context_reconciles_through_exactly_that_role(
+    sandbox: SandboxClient, namespace: str, repository: str, docker_config: Path, tmp_path: Path
+) -> None:
+    pushed = sandbox.push_artifact(
+        write_configmap(tmp_path / "m", "rbac"), repository, docker_config=docker_config
+    )
+    sandbox.deploy_oci(namespace, "app", repository)
+    user = unique_name("gitlab-ci-job")
+    context = sandbox.namespaced_context(namespace, user=user)
+
+    # flux does what flux-ci does: get, annotate (patch), then watch the object until it is handled.
+    done = sandbox.flux("reconcile", "source", "oci", "app", "-n", namespace, f"--context={context}")
+    assert f"fetched revision latest@{pushed.digest}" in done.stderr
+
+    elsewhere = sandbox.kubectl("get", "ocirepositories", "-A", f"--context={context}", check=False)
+    assert elsewhere.returncode == 1
+    assert f'User "{user}" cannot list resource "ocirepositories"' in elsewhere.stderr
+    assert "at the cluster scope" in elsewhere.stderr
+
+
+def test_cluster_read_role_lists_everywhere_but_patches_nowhere_else(
+    sandbox: SandboxClient, namespace: str
+) -> None:
+    user = unique_name("gitlab-ci-job")
+    context = sandbox.namespaced_context(namespace, user=user)
+
+    sandbox.grant_cluster_read(user)
+
+    for resource in FLUX_RESOURCES:
+        assert sandbox.can_i(context, "list", resource), resource
+        assert sandbox.can_i(context, "watch", resource, namespace="flux-system"), resource
+        assert not sandbox.can_i(context, "patch", resource, namespace="flux-system"), resource
+    listed = sandbox.kubectl("get", "ocirepositories", "-A", "-o", "json", f"--context={context}")
+    assert json.loads(listed.stdout)["kind"] == "List"
+
+
+def test_namespaced_context_takes_another_role(sandbox: SandboxClient, namespace: str) -> None:
+    read_only = (
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: read-only}\n"
+        "rules: [{apiGroups: [source.toolkit.fluxcd.io], resources: [ocirepositories], verbs: [get]}]\n"
+        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: read-only}\n"
+        "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: read-only}\nsubjects: []\n"
+    )
+    context = sandbox.namespaced_context(namespace, user=unique_name("reader"), role_yaml=read_only)
+
+    resource = FLUX_RESOURCES[0]
+    assert sandbox.can_i(context, "get", resource, namespace=namespace)
+    assert not sandbox.can_i(context, "patch", resource, namespace=namespace)

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import secrets
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.sandbox.controllers import CONTROLLERS
+from tests.sandbox import components, rbac
+from tests.sandbox.charts import (
+    HELM_CHART_LAYER_MEDIA_TYPE,
+    HELM_CONFIG_MEDIA_TYPE,
+    Chart,
+    helm_config,
+    package_chart,
+)
+from tests.sandbox.controllers import CONTROLLERS, HELM_SHARD, NO_DIGEST_TRACKING, SHARD_LABEL
 from tests.sandbox.errors import SandboxError
+from tests.sandbox.kube import add_impersonation_context
 from tests.sandbox.procs import log_tail, wait_until
 from tests.sandbox.state import ENV_FILE, SandboxState, child_env, load
 from tests.sandbox.versions import tool_path
@@ -22,6 +32,7 @@ T = TypeVar("T")
 
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
 KUSTOMIZE_API = "kustomize.toolkit.fluxcd.io/v1"
+HELM_API = "helm.toolkit.fluxcd.io/v2"
 PULL_SECRET = "registry-auth"
 
 
@@ -43,6 +54,28 @@ class PushResult:
     repository: str
     tag: str
     digest: str
+
+
+@dataclass(frozen=True)
+class ChartPush:
+    """A Helm OCI chart pushed with `oras push` (what `helm push` writes)."""
+
+    reference: str  # <host>/<repository>@sha256:...
+    repository: str
+    tag: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class HelmDeployment:
+    """An OCIRepository and a HelmRelease of the same name installing the chart it holds."""
+
+    namespace: str
+    name: str
+    url: str
+    tag: str
+    target_namespace: str
+    digest_tracking: bool
 
 
 @dataclass(frozen=True)
@@ -88,11 +121,13 @@ class SandboxClient:
         input_text: str | None = None,
         timeout: float = 120,
         check: bool = False,
+        cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a command with the sandbox env (plus `env` overrides), output captured as text."""
         return subprocess.run(
             argv,
             env=self.env | dict(env or {}),
+            cwd=cwd,
             input=input_text,
             capture_output=True,
             text=True,
@@ -109,9 +144,11 @@ class SandboxClient:
         timeout: float,
         env: Mapping[str, str] | None = None,
         input_text: str | None = None,
+        cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a pinned tool; with check, a failure raises with the tool's own stderr."""
-        done = self.run([str(tool_path(tool)), *args], env=env, input_text=input_text, timeout=timeout)
+        argv = [str(tool_path(tool)), *args]
+        done = self.run(argv, env=env, input_text=input_text, timeout=timeout, cwd=cwd)
         if check and done.returncode != 0:
             raise SandboxError(
                 f"{tool} {' '.join(args)} failed (exit {done.returncode}):\n{done.stderr.strip()}"
@@ -139,8 +176,9 @@ class SandboxClient:
         input_text: str | None = None,
         check: bool = True,
         timeout: float = 120,
+        cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        return self._tool("oras", args, check=check, timeout=timeout, env=env, input_text=input_text)
+        return self._tool("oras", args, check=check, timeout=timeout, env=env, input_text=input_text, cwd=cwd)
 
     # -- Kubernetes objects -----------------------------------------------------------------
 
@@ -148,6 +186,11 @@ class SandboxClient:
         """kubectl apply of a manifest text (YAML, or JSON documents joined by ---)."""
         args = ["apply", "-f", "-"] + ([f"--namespace={namespace}"] if namespace else [])
         return self.kubectl(*args, input_text=yaml_text)
+
+    def as_json(self, yaml_text: str) -> str:
+        """The objects of a YAML manifest as kubectl reads them (JSON), created nowhere."""
+        done = self.kubectl("create", "--dry-run=client", "--output=json", "-f", "-", input_text=yaml_text)
+        return done.stdout
 
     def get_json(self, resource: str, name: str, namespace: str | None = None) -> dict[str, Any]:
         args = ["get", resource, name, "-o", "json"] + ([f"-n={namespace}"] if namespace else [])
@@ -171,11 +214,12 @@ class SandboxClient:
         """Delete the Flux objects, then the namespace.
 
         There is no controller-manager, so the namespace itself stays Terminating; deleting the
-        Kustomizations first lets kustomize-controller prune what they applied and stop work.
+        Kustomizations and HelmReleases first lets their controllers prune or uninstall what they
+        applied and stop work.
         """
         self.kubectl(
-            "delete", "kustomizations,ocirepositories", "--all", "-n", name, "--wait=false",
-            check=False,
+            "delete", "kustomizations,helmreleases,ocirepositories", "--all", "-n", name,
+            "--wait=false", check=False,
         )  # fmt: skip
         self.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
@@ -222,6 +266,27 @@ class SandboxClient:
         pushed = json.loads(done.stdout)
         return PushResult(pushed["url"], pushed["repository"], pushed["tag"], pushed["digest"])
 
+    def push_helm_chart(
+        self, chart: Chart, repository: str, *, docker_config: Path | None, workdir: Path, tag: str = ""
+    ) -> ChartPush:
+        """Push a packaged chart as a Helm OCI artifact with the real oras (tag: the chart version).
+
+        Config and layer carry Helm's media types; `workdir` receives the package and the config
+        file, and oras runs there so the layer's title is the package's file name, as Helm's is.
+        """
+        tag = tag or chart.version.replace("+", "_")  # OCI tags cannot hold '+', Helm writes '_'
+        package = package_chart(chart, workdir)
+        (workdir / "config.json").write_text(helm_config(chart), encoding="utf-8")
+        registry_config = ["--registry-config", str(docker_config / "config.json")] if docker_config else []
+        done = self.oras(
+            "push", f"{self.registry}/{repository}:{tag}", "--plain-http", *registry_config,
+            "--config", f"config.json:{HELM_CONFIG_MEDIA_TYPE}",
+            f"{package.name}:{HELM_CHART_LAYER_MEDIA_TYPE}", "--format", "json",
+            cwd=workdir,
+        )  # fmt: skip
+        pushed = json.loads(done.stdout)
+        return ChartPush(pushed["reference"], repository, tag, pushed["digest"])
+
     # -- Flux objects -----------------------------------------------------------------------
 
     def pull_secret_manifest(self, namespace: str, name: str = PULL_SECRET) -> dict[str, Any]:
@@ -241,6 +306,29 @@ class SandboxClient:
         self.apply(json.dumps(self.pull_secret_manifest(namespace, name)))
         return name
 
+    def oci_source(
+        self,
+        namespace: str,
+        name: str,
+        repository: str,
+        *,
+        tag: str,
+        interval: str,
+        layer_selector: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """An OCIRepository (with a pull secret unless the registry is anonymous)."""
+        source: dict[str, Any] = {
+            "interval": interval,
+            "url": self.oci_url(repository),
+            "ref": {"tag": tag},
+            "insecure": True,  # the sandbox registry speaks plain HTTP
+        }
+        if layer_selector:
+            source["layerSelector"] = dict(layer_selector)
+        if not self.anonymous:
+            source["secretRef"] = {"name": self.create_pull_secret(namespace)}
+        return _flux_object(SOURCE_API, "OCIRepository", name, namespace, source)
+
     def deploy_oci(
         self,
         namespace: str,
@@ -254,14 +342,7 @@ class SandboxClient:
         prune: bool = True,
     ) -> OciDeployment:
         """Pull secret (unless anonymous) + OCIRepository + Kustomization applying it."""
-        source: dict[str, Any] = {
-            "interval": interval,
-            "url": self.oci_url(repository),
-            "ref": {"tag": tag},
-            "insecure": True,  # the sandbox registry speaks plain HTTP
-        }
-        if not self.anonymous:
-            source["secretRef"] = {"name": self.create_pull_secret(namespace)}
+        source = self.oci_source(namespace, name, repository, tag=tag, interval=interval)
         target = target_namespace or namespace
         kustomization = {
             "interval": interval,
@@ -270,12 +351,115 @@ class SandboxClient:
             "prune": prune,
             "targetNamespace": target,
         }
-        documents = [
-            _flux_object(SOURCE_API, "OCIRepository", name, namespace, source),
-            _flux_object(KUSTOMIZE_API, "Kustomization", name, namespace, kustomization),
-        ]
+        documents = [source, _flux_object(KUSTOMIZE_API, "Kustomization", name, namespace, kustomization)]
         self.apply("\n---\n".join(json.dumps(doc) for doc in documents))
         return OciDeployment(namespace, name, self.oci_url(repository), tag, target)
+
+    def deploy_helm(
+        self,
+        namespace: str,
+        name: str,
+        repository: str,
+        *,
+        tag: str = "latest",
+        layer_selector: Mapping[str, str] | None = None,
+        target_namespace: str | None = None,
+        values: Mapping[str, Any] | None = None,
+        interval: str = "10m",
+        digest_tracking: bool = True,
+    ) -> HelmDeployment:
+        """Pull secret + OCIRepository + HelmRelease installing its chart through `spec.chartRef`.
+
+        layer_selector: None for a `flux push artifact` of a directory holding the chart;
+        charts.HELM_CHART_LAYER_SELECTOR for a Helm OCI chart (`push_helm_chart`).
+        digest_tracking=False hands the HelmRelease to the second helm-controller, started now if
+        needed, which runs with DisableChartDigestTracking=true.
+        """
+        source = self.oci_source(
+            namespace, name, repository, tag=tag, interval=interval, layer_selector=layer_selector
+        )
+        target = target_namespace or namespace
+        release: dict[str, Any] = {
+            "interval": interval,
+            "chartRef": {"kind": "OCIRepository", "name": name},
+            "targetNamespace": target,
+            "releaseName": name,  # default <targetNamespace>-<name>: keep the names short and known
+        }
+        if values:
+            release["values"] = dict(values)
+        helm_release = _flux_object(HELM_API, "HelmRelease", name, namespace, release)
+        if not digest_tracking:
+            self.start_helm_shard()
+            helm_release["metadata"]["labels"] = {SHARD_LABEL: NO_DIGEST_TRACKING}
+        self.apply("\n---\n".join(json.dumps(doc) for doc in (source, helm_release)))
+        return HelmDeployment(namespace, name, self.oci_url(repository), tag, target, digest_tracking)
+
+    def start_helm_shard(self) -> None:
+        """Run the helm-controller with DisableChartDigestTracking=true (idempotent)."""
+        components.ensure_helm_shard(self.state)
+
+    # -- RBAC -------------------------------------------------------------------------------
+
+    def namespaced_context(
+        self,
+        namespace: str,
+        *,
+        user: str = "gitlab:ci_job:4242",
+        groups: Sequence[str] = (),
+        role_yaml: str | None = None,
+    ) -> str:
+        """A kube context acting as `user`, allowed exactly what flux-ci's Role allows in `namespace`.
+
+        Applies the Role and RoleBinding of examples/rbac/flux-ci.yaml (or of `role_yaml`) into the
+        namespace, bound to `user`, and adds a context to the sandbox kubeconfig that impersonates
+        that user (and `groups`), as a GitLab agent does for a CI job. Returns the context's name.
+        """
+        manifest = role_yaml or rbac.ROLE_FILE.read_text(encoding="utf-8")
+        objects = rbac.namespaced_objects(self.as_json(manifest), namespace=namespace, user=user)
+        self.apply("\n---\n".join(json.dumps(obj) for obj in objects))
+        context = f"{user}@{namespace}"
+        return add_impersonation_context(self.kubeconfig, context, user=user, groups=groups)
+
+    def grant_cluster_read(self, user: str) -> None:
+        """Apply examples/rbac/flux-ci-cluster-read.yaml for `user`: read Flux objects everywhere."""
+        manifest = rbac.CLUSTER_READ_FILE.read_text(encoding="utf-8")
+        objects = rbac.cluster_objects(self.as_json(manifest), user=user)
+        self.apply("\n---\n".join(json.dumps(obj) for obj in objects))
+
+    def can_i(self, context: str, verb: str, resource: str, *, namespace: str | None = None) -> bool:
+        """`kubectl auth can-i` as that context; namespace None asks about all namespaces."""
+        where = [f"--namespace={namespace}"] if namespace else ["--all-namespaces"]
+        done = self.kubectl("auth", "can-i", verb, resource, f"--context={context}", *where, check=False)
+        answer = done.stdout.strip()
+        if answer not in ("yes", "no"):
+            raise SandboxError(f"kubectl auth can-i {verb} {resource} failed: {done.stderr.strip()}")
+        return answer == "yes"
+
+    # -- fault injection --------------------------------------------------------------------
+
+    def pause(self, component: str) -> None:
+        """Freeze a component (SIGSTOP on its process group): it holds its sockets, answers nothing."""
+        components.pause(self.state, component)
+
+    def resume(self, component: str) -> None:
+        components.resume(self.state, component)
+
+    @contextlib.contextmanager
+    def paused(self, component: str) -> Iterator[None]:
+        """`with sandbox.paused("source-controller"): ...`, resumed on the way out (also on errors)."""
+        self.pause(component)
+        try:
+            yield
+        finally:
+            self.resume(component)
+
+    def stop(self, component: str) -> None:
+        """Stop a component: its port refuses connections until `restart`."""
+        components.stop(self.state, component)
+
+    def restart(self, component: str) -> float:
+        """(Stop and) start a component again, same port and config; seconds until healthy."""
+        return components.restart(self.state, component)
 
     # -- waiting and diagnostics ------------------------------------------------------------
 
@@ -283,9 +467,43 @@ class SandboxClient:
         """Poll `check` until it returns something truthy, TimeoutError naming `what`."""
         return wait_until(check, timeout=timeout, what=what, interval=0.5)
 
+    def wait_condition(
+        self, resource: str, name: str, namespace: str, check: Callable[[dict[str, Any]], bool], *,
+        timeout: float = 120, what: str,
+    ) -> dict[str, Any]:  # fmt: skip
+        """The object once `check(object)` holds (a missing object does not)."""
+
+        def holds() -> dict[str, Any] | None:
+            obj = self.find_json(resource, name, namespace)
+            return obj if obj is not None and check(obj) else None
+
+        return self.wait_for(holds, timeout=timeout, what=f"{resource} {namespace}/{name}: {what}")
+
+    def wait_helm_release(
+        self, deployment: HelmDeployment, *, attempted: str, ready: str = "True", timeout: float = 120
+    ) -> dict[str, Any]:
+        """The HelmRelease once it attempted the chart version `attempted` and has settled with
+        Ready=`ready` for its current generation."""
+
+        def settled(obj: dict[str, Any]) -> bool:
+            status = obj.get("status", {})
+            ready_now = condition(obj, "Ready") or {}
+            return (
+                status.get("lastAttemptedRevision") == attempted
+                and ready_now.get("status") == ready
+                and status.get("observedGeneration") == obj["metadata"]["generation"]
+            )
+
+        what = f"{attempted} attempted, Ready={ready}"
+        return self.wait_condition(
+            "helmrelease", deployment.name, deployment.namespace, settled, timeout=timeout, what=what
+        )
+
     def log_tails(self, lines: int = 40) -> dict[str, str]:
         """The last lines of each controller's log, for failure reports."""
-        return {name: log_tail(self.state.process(name).log, lines) for name in CONTROLLERS}
+        running = {record.name for record in self.state.processes}
+        names = [name for name in (*CONTROLLERS, HELM_SHARD) if name in running]
+        return {name: log_tail(self.state.process(name).log, lines) for name in names}
 
 
 def condition(obj: Mapping[str, Any], kind: str) -> dict[str, Any] | None:

@@ -1,29 +1,59 @@
-"""source-controller and kustomize-controller as local processes against the sandbox."""
+"""source-controller, kustomize-controller and helm-controller as local processes against the sandbox."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.sandbox.launch import Launch, require_tool
 from tests.sandbox.net import LOOPBACK, HealthCheck
-from tests.sandbox.procs import ProcessRecord, log_tail
+from tests.sandbox.procs import ProcessRecord, log_since
 
-CONTROLLERS = ("source-controller", "kustomize-controller")
+CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller")
+
+# A second helm-controller with DisableChartDigestTracking=true, started only when a test asks for
+# it. Flux's own sharding keeps the two apart: each reconciles only the HelmReleases its
+# --watch-label-selector matches, so a HelmRelease labelled for the shard is never touched by the
+# main controller, and no test has to restart a controller that other tests rely on.
+HELM_SHARD = "helm-controller-no-digest-tracking"
+SHARD_LABEL = "sharding.fluxcd.io/key"
+NO_DIGEST_TRACKING = "no-digest-tracking"
 
 # /readyz answers before the informer caches sync. controller-runtime logs "Starting workers" for a
 # reconciler once its caches are in sync: that is when the controller really acts on objects.
-_MAIN_RECONCILER = {"source-controller": "ocirepository", "kustomize-controller": "kustomization"}
+_MAIN_RECONCILER = {
+    "source-controller": "ocirepository",
+    "kustomize-controller": "kustomization",
+    "helm-controller": "helmrelease",
+    HELM_SHARD: "helmrelease",
+}
+# The binary each controller process runs (the shard is helm-controller with other flags).
+_BINARY = {name: name for name in CONTROLLERS} | {HELM_SHARD: "helm-controller"}
+
+
+def is_controller(name: str) -> bool:
+    return name in _BINARY
+
+
+def workers_started_since(offset: int) -> Callable[[ProcessRecord], bool]:
+    """A readiness check that reads the log only after `offset`: a restarted controller appends to
+    the log of its previous run, whose "Starting workers" line must not count."""
+
+    def started(record: ProcessRecord) -> bool:
+        reconciler = _MAIN_RECONCILER[record.name]
+        pattern = re.compile(rf'Starting workers.*"controller": "{reconciler}"')
+        return bool(pattern.search(log_since(record.log, offset)))
+
+    return started
 
 
 def workers_started(record: ProcessRecord) -> bool:
-    reconciler = _MAIN_RECONCILER[record.name]
-    pattern = re.compile(rf'Starting workers.*"controller": "{reconciler}"')
-    return bool(pattern.search(log_tail(record.log, lines=400)))
+    return workers_started_since(0)(record)
 
 
 def _common_flags(health_port: int) -> list[str]:
-    # Both default to :8080/:9440, which would collide: metrics off, one health port each.
+    # All default to :8080/:9440, which would collide: metrics off, one health port each.
     return [
         f"--health-addr={LOOPBACK}:{health_port}",
         "--metrics-addr=0",
@@ -31,19 +61,36 @@ def _common_flags(health_port: int) -> list[str]:
     ]
 
 
+def _source_controller_flags(launch: Launch) -> list[str]:
+    storage = f"{LOOPBACK}:{launch.ports.take()}"
+    storage_path = launch.path("source-controller", "storage")
+    storage_path.mkdir(parents=True, exist_ok=True)  # it refuses a missing dir
+    # kustomize-controller and helm-controller download artifacts from the advertised address:
+    # keep it loopback.
+    return [
+        f"--storage-path={storage_path}",
+        f"--storage-addr={storage}",
+        f"--storage-adv-addr={storage}",
+    ]
+
+
+def _helm_controller_flags(name: str) -> list[str]:
+    if name == HELM_SHARD:
+        return [
+            f"--watch-label-selector={SHARD_LABEL}={NO_DIGEST_TRACKING}",
+            "--feature-gates=DisableChartDigestTracking=true",
+        ]
+    # The main helm-controller leaves every sharded HelmRelease to its shard (Flux's sharding setup).
+    return [f"--watch-label-selector=!{SHARD_LABEL}"]
+
+
 def start_controller(launch: Launch, name: str, kubeconfig: Path) -> ProcessRecord:
     health_port = launch.ports.take()
-    argv = [str(require_tool(name)), *_common_flags(health_port)]
+    argv = [str(require_tool(_BINARY[name])), *_common_flags(health_port)]
     if name == "source-controller":
-        storage = f"{LOOPBACK}:{launch.ports.take()}"
-        storage_path = launch.path("source-controller", "storage")
-        storage_path.mkdir(parents=True, exist_ok=True)  # it refuses a missing dir
-        # kustomize-controller downloads artifacts from the advertised address: keep it loopback.
-        argv += [
-            f"--storage-path={storage_path}",
-            f"--storage-addr={storage}",
-            f"--storage-adv-addr={storage}",
-        ]
+        argv += _source_controller_flags(launch)
+    elif _BINARY[name] == "helm-controller":
+        argv += _helm_controller_flags(name)
     health = HealthCheck(f"http://{LOOPBACK}:{health_port}/readyz")
     # The controllers have no --kubeconfig flag; controller-runtime reads KUBECONFIG.
     return launch.start(name, argv, health, env={"KUBECONFIG": str(kubeconfig)})

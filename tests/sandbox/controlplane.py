@@ -18,7 +18,7 @@ from tests.sandbox.state import write_private
 from tests.sandbox.versions import crds_dir
 
 FLUX_NAMESPACE = "flux-system"
-_CONTROLLERS_WITH_CRDS = ("source-controller", "kustomize-controller")
+_CONTROLLERS_WITH_CRDS = ("source-controller", "kustomize-controller", "helm-controller")
 
 
 @dataclass(frozen=True)

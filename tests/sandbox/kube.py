@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.sandbox.errors import SandboxError
@@ -48,3 +49,28 @@ def kubectl(
     if check and done.returncode != 0:
         raise SandboxError(f"kubectl {' '.join(args)} failed (exit {done.returncode}): {done.stderr.strip()}")
     return done
+
+
+def add_impersonation_context(
+    kubeconfig: Path, context: str, *, user: str, groups: Sequence[str] = (), namespace: str | None = None
+) -> str:
+    """A new context in the kubeconfig that acts as `user` (and `groups`) through impersonation.
+
+    The way a GitLab agent runs a CI job with `access_as: {ci_job: {}}`: the credential is the
+    admin's (who may impersonate), every request carries `Impersonate-User`, and the API server
+    authorizes it as that user alone. The current context is left as it is.
+    """
+    config = json.loads(kubeconfig.read_text(encoding="utf-8"))
+    admin = next(entry["user"] for entry in config["users"] if entry["name"] == "admin")
+    credential: dict[str, object] = {"token": admin["token"], "as": user}
+    if groups:
+        credential["as-groups"] = list(groups)
+    entry: dict[str, object] = {"cluster": CONTEXT, "user": context}
+    if namespace:
+        entry["namespace"] = namespace
+    config["users"] = [u for u in config["users"] if u["name"] != context]
+    config["users"].append({"name": context, "user": credential})
+    config["contexts"] = [c for c in config["contexts"] if c["name"] != context]
+    config["contexts"].append({"name": context, "context": entry})
+    write_private(kubeconfig, json.dumps(config, indent=2) + "\n")
+    return context

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.sandbox.errors import MissingToolError
 from tests.sandbox.net import HealthCheck, PortAllocator
-from tests.sandbox.procs import ProcessRecord, start_process
+from tests.sandbox.procs import LaunchSpec, ProcessRecord, start_process
 from tests.sandbox.state import write_private
 from tests.sandbox.versions import tool_path
 
@@ -52,14 +52,14 @@ class Launch:
     ) -> ProcessRecord:
         """Start a component; it is recorded at once so a failure later still stops it."""
         self.start_times[name] = time.monotonic()
-        record = start_process(
-            name,
-            argv,
-            log=self.path("logs", f"{name}.log"),
-            health=health,
-            env=clean_env() | dict(env or {}),
-            cwd=self.state_dir,
+        spec = LaunchSpec(
+            argv=tuple(argv),
+            cwd=str(self.state_dir),
+            env=dict(env or {}),
             die_with_parent=self.die_with_parent,
+        )
+        record = start_process(
+            name, spec, log=self.path("logs", f"{name}.log"), health=health, base_env=clean_env()
         )
         self.started.append(record)
         records = [r.to_json() for r in self.started]

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.sandbox.controllers import CONTROLLERS, start_controller, workers_started
+from tests.sandbox.controllers import CONTROLLERS, HELM_SHARD, start_controller, workers_started
 from tests.sandbox.controlplane import (
     install_flux_crds,
     kubeconfig_for,
@@ -40,12 +40,14 @@ from tests.sandbox.versions import PINNED_TOOLS, crds_dir, read_versions
 Report = Callable[[str], None]
 
 # Seconds each component gets to become healthy; generous for a cold start on 2 cores.
-_TIMEOUTS = {
+STARTUP_TIMEOUTS = {
     "registry": 30.0,
     "etcd": 60.0,
     "kube-apiserver": 180.0,
     "source-controller": 120.0,
     "kustomize-controller": 120.0,
+    "helm-controller": 120.0,
+    HELM_SHARD: 120.0,
 }
 _KEEP_ON_RESET = {".lock", MARKER_FILE}
 
@@ -94,7 +96,7 @@ class _Starter:
 
     def ready(self, record: ProcessRecord, also: Callable[[ProcessRecord], bool] | None = None) -> None:
         started = self.launch.start_times[record.name]
-        took = wait_healthy(record, timeout=_TIMEOUTS[record.name], started=started, also=also)
+        took = wait_healthy(record, timeout=STARTUP_TIMEOUTS[record.name], started=started, also=also)
         self.seconds[record.name] = round(took, 2)
         self.report(f"{record.name} ready in {took:.1f}s (pid {record.pid})")
 
@@ -110,8 +112,9 @@ class _Starter:
         install_flux_crds(kubeconfig)
         self.seconds["crds"] = round(time.monotonic() - began, 2)
         self.report(f"Flux CRDs and namespace applied in {self.seconds['crds']:.1f}s")
-        for name in CONTROLLERS:
-            controller = start_controller(self.launch, name, kubeconfig)
+        # The controllers only need the API server, not each other: start them all, then wait.
+        controllers = [start_controller(self.launch, name, kubeconfig) for name in CONTROLLERS]
+        for controller in controllers:
             self.ready(controller, also=workers_started)
         return SandboxState(
             state_dir=self.launch.state_dir,

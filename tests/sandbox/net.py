@@ -7,6 +7,7 @@ import socket
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,8 +21,9 @@ class PortAllocator:
     component binds it, so the set guards against the kernel handing the same port out twice.
     """
 
-    def __init__(self) -> None:
-        self._given: set[int] = set()
+    def __init__(self, given: Iterable[int] = ()) -> None:
+        # `given`: ports a running sandbox already uses, when a component joins it later.
+        self._given: set[int] = set(given)
 
     @property
     def given(self) -> list[int]:

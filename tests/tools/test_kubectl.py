@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from flux_ci.errors import ClusterError
@@ -18,16 +20,56 @@ def test_context_goes_first_and_names_scope() -> None:
                     "--namespace=apps", "--output=json"]  # fmt: skip
 
 
-def test_annotate_writes_flux_reconcile_annotation() -> None:
-    argv = kubectl.annotate_argv(None, kubectl.OCIREPOSITORIES, "ns", "app", "2026-01-01T00:00:00.1Z")
+def test_annotate_writes_flux_reconcile_annotation_on_several_objects_at_once() -> None:
+    argv = kubectl.annotate_argv(None, kubectl.OCIREPOSITORIES, "ns", ["a", "b"], "2026-01-01T00:00:00.1Z")
+    assert argv[:5] == ["kubectl", "annotate", kubectl.OCIREPOSITORIES, "a", "b"]
     assert argv[-1] == "reconcile.fluxcd.io/requestedAt=2026-01-01T00:00:00.1Z"
     assert "--overwrite" in argv
     assert "--field-manager=flux-client-side-apply" in argv
 
 
-def test_watch_is_a_json_watch_of_one_object() -> None:
-    argv = kubectl.watch_argv(None, kubectl.OCIREPOSITORIES, "ns", "app")
-    assert argv[-3:] == ["--namespace=ns", "--output=json", "--watch"]
+def test_one_watch_covers_a_kind_in_a_namespace_or_everywhere() -> None:
+    argv = kubectl.watch_argv(None, kubectl.OCIREPOSITORIES, "ns")
+    assert argv == ["kubectl", "get", kubectl.OCIREPOSITORIES, "--namespace=ns", "--output=json",
+                    "--watch", "--output-watch-events"]  # fmt: skip
+    assert "--all-namespaces" in kubectl.watch_argv(None, kubectl.KUSTOMIZATIONS, None)
+
+
+def test_watch_events_come_one_per_line_from_the_real_kubectl() -> None:
+    stream = text("kubectl/watch-events-ocirepositories.stdout")
+    assert stream.count("\n") == 1  # --output-watch-events prints compact JSON, one event a line
+    events = [
+        kubectl.watch_event(doc) for doc in kubectl.iter_json_documents(stream.splitlines(keepends=True))
+    ]
+    assert [(kind, obj["kind"]) for kind, obj in events] == [("ADDED", "OCIRepository")]
+
+
+def test_watch_events_unwrap_and_a_bare_object_counts_as_modified() -> None:
+    source = {"kind": "OCIRepository", "metadata": {"name": "a"}}
+    assert kubectl.watch_event({"type": "DELETED", "object": source}) == ("DELETED", source)
+    assert kubectl.watch_event(source) == ("MODIFIED", source)
+
+
+def test_access_reviews_go_in_one_list_and_come_back_in_order() -> None:
+    checks = [
+        kubectl.AccessCheck("list", kubectl.KUSTOMIZATIONS),
+        kubectl.AccessCheck("patch", kubectl.OCIREPOSITORIES, "apps"),
+    ]
+    sent = json.loads(kubectl.access_reviews_document(checks))
+    assert [item["spec"]["resourceAttributes"] for item in sent["items"]] == [
+        {"verb": "list", "group": "kustomize.toolkit.fluxcd.io", "resource": "kustomizations"},
+        {
+            "verb": "patch",
+            "group": "source.toolkit.fluxcd.io",
+            "resource": "ocirepositories",
+            "namespace": "apps",
+        },
+    ]
+    answers = kubectl.parse_access_reviews(text("kubectl/access-reviews.json"), checks)
+    assert answers == {checks[0]: True, checks[1]: False}
+    assert str(checks[1]) == "patch ocirepositories.source.toolkit.fluxcd.io in namespace apps"
+    with pytest.raises(ValueError, match="expected 1 access reviews"):
+        kubectl.parse_access_reviews(text("kubectl/access-reviews.json"), checks[:1])
 
 
 def test_parse_list_and_single_object() -> None:
@@ -44,6 +86,29 @@ def test_watch_stream_splits_into_objects_whatever_the_line_breaks() -> None:
     twice = stream + stream
     chunks = [twice[i : i + 7] for i in range(0, len(twice), 7)]  # arbitrary cuts mid-token
     assert len(list(kubectl.iter_json_documents(chunks))) == 2
+
+
+def test_decoding_a_watch_event_is_linear_in_its_size() -> None:
+    # A Kustomization with a large inventory: one event must not be re-parsed line after line.
+    inventory = [{"id": f"ns_cm-{i}__ConfigMap", "v": "v1"} for i in range(5000)]
+    event = {
+        "type": "MODIFIED",
+        "object": {"kind": "Kustomization", "status": {"inventory": {"entries": inventory}}},
+    }
+    lines = (json.dumps(event, indent=4) + "\n").splitlines(keepends=True)  # as kubectl prints it
+    calls = 0
+    real_loads = json.loads
+
+    def counting_loads(text: str) -> object:
+        nonlocal calls
+        calls += 1
+        return real_loads(text)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kubectl.json, "loads", counting_loads)
+        decoded = list(kubectl.iter_json_documents(lines * 2))
+    assert len(decoded) == 2
+    assert calls == 2  # one parse per document, whatever its length
 
 
 def test_parse_version_of_real_kubectl() -> None:
@@ -71,6 +136,13 @@ def test_failures_are_cluster_errors_with_kubectl_own_words(golden: str, expecte
     assert isinstance(error, ClusterError)
     assert expected in error.message
     assert "memcache.go" not in error.message  # klog noise is not the message
+
+
+def test_unreachable_is_retryable_and_forbidden_is_not() -> None:
+    assert kubectl.failure("x", text("kubectl/get-unreachable.stderr")).retryable
+    assert not kubectl.failure("x", text("kubectl/get-unauthorized.stderr")).retryable
+    assert kubectl.forbidden(text("kubectl/get-forbidden.stderr"))
+    assert not kubectl.forbidden(text("kubectl/get-unreachable.stderr"))
 
 
 def test_unauthorized_is_explained() -> None:

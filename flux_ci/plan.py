@@ -1,0 +1,269 @@
+"""Configuration checked once per command, before anything runs.
+
+`Settings` checks each value's form; this module checks what a command needs on top: the variables
+it cannot do without, registry credentials as a pair, the manifests on disk (there, readable, and
+holding at least one Kubernetes object) and a writable dotenv path. `load` does both and raises one
+`ConfigError` naming every variable to fix, before any tool runs, so a configuration that would fail
+halfway never pushes anything. The flow can then take the configuration as valid.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flux_ci.errors import ConfigError
+from flux_ci.settings import Problem, Settings, config_message, missing_message, variable_name
+
+COMMANDS = ("push", "reconcile", "wait", "deploy", "status", "doctor")
+
+# The files kustomize-controller reads as manifests, and flux's default ignore list (flux push
+# artifact --ignore-paths, which FLUX_CI_IGNORE_PATHS replaces).
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+FLUX_DEFAULT_IGNORES = (
+    ".git/",
+    ".gitignore",
+    ".gitmodules",
+    ".gitattributes",
+    "*.jpg",
+    "*.jpeg",
+    "*.gif",
+    "*.png",
+    "*.wmv",
+    "*.flv",
+    "*.tar.gz",
+    "*.zip",
+)
+# A top-level `kind:` key (column 0, so not a nested one) with a value on the same line, in any
+# document of a YAML stream; no YAML library needed for "is there an object at all".
+_YAML_KIND = re.compile(r"""^["']?kind["']?[ \t]*:[ \t]*[^\s#]""", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    """What a push needs, all present."""
+
+    repository: str
+    tag: str
+    source: str
+    revision: str
+    tags: tuple[str, ...]  # the immutable tag first, then the moving ones, without repeats
+
+
+def load(command: str, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """The settings for command, or one `ConfigError` naming every problem (values and needs)."""
+    settings, problems = Settings.load_partial(**(overrides or {}))
+    broken = {field for field, _ in problems}
+    needs = [message for field, message in _problems(settings, command) if field not in broken]
+    if problems or needs:
+        raise ConfigError(config_message([message for _, message in problems] + needs))
+    return settings
+
+
+def check(settings: Settings, command: str) -> None:
+    """Raise one `ConfigError` listing everything command needs from settings and lacks."""
+    messages = [message for _, message in _problems(settings, command)]
+    if messages:
+        raise ConfigError(config_message(messages))
+
+
+def push_plan(settings: Settings) -> PushPlan:
+    """What to push, after checking everything a push needs (one `ConfigError` otherwise)."""
+    check(settings, "push")
+    repository, tag = settings.required("repository"), settings.required("tag")
+    source, revision = settings.required("source"), settings.required("revision")
+    tags = tuple(dict.fromkeys([tag, *settings.extra_tags]))
+    return PushPlan(repository, tag, source, revision, tags)
+
+
+def _problems(settings: Settings, command: str) -> list[Problem]:
+    if command not in _NEEDS:
+        msg = f"no configuration checks for command {command!r}"
+        raise ValueError(msg)
+    return [problem for need in _NEEDS[command] for problem in need(settings)]
+
+
+# --- what each command needs ---------------------------------------------------------------------
+
+
+def _push_inputs(settings: Settings) -> list[Problem]:
+    return _required(settings, "repository", "tag", "source", "revision")
+
+
+def _digest(settings: Settings) -> list[Problem]:
+    return _required(settings, "digest")
+
+
+def _sources(settings: Settings) -> list[Problem]:
+    """The OCIRepositories are found by FLUX_CI_REPOSITORY or named in FLUX_CI_OCIREPOSITORY."""
+    if settings.repository is not None or settings.ocirepository is not None:
+        return []
+    return [("repository", f"{missing_message('repository')}, and neither is FLUX_CI_OCIREPOSITORY")]
+
+
+def _wait_sources(settings: Settings) -> list[Problem]:
+    # Consumers named in FLUX_CI_WAIT_FOR need no source to find them by.
+    return [] if settings.wait_for is not None else _sources(settings)
+
+
+def _credentials(settings: Settings) -> list[Problem]:
+    """Both or neither: a user alone would push anonymously without saying so."""
+    user_set, password_set = settings.registry_user is not None, settings.registry_password is not None
+    if user_set == password_set:
+        return []
+    missing, given = (
+        ("registry_password", "registry_user") if user_set else ("registry_user", "registry_password")
+    )
+    message = (
+        f"{missing_message(missing)}, but {variable_name(given)} is: set both, "
+        "or neither to push anonymously (or with your own Docker config)"
+    )
+    return [(missing, message)]
+
+
+def _required(settings: Settings, *fields: str) -> list[Problem]:
+    return [(name, missing_message(name)) for name in fields if getattr(settings, name) is None]
+
+
+def _manifests(settings: Settings) -> list[Problem]:
+    try:
+        found = holds_kubernetes_object(settings.path, settings.ignore_paths or FLUX_DEFAULT_IGNORES)
+    except FileNotFoundError:
+        return [("path", f"FLUX_CI_PATH: {str(settings.path)!r} does not exist")]
+    except OSError as exc:
+        where = exc.filename or settings.path
+        return [("path", f"FLUX_CI_PATH: cannot read {str(where)!r}: {exc.strerror or exc}")]
+    if found or settings.allow_empty:
+        return []
+    message = (
+        f"FLUX_CI_PATH: {str(settings.path)!r} holds no Kubernetes object (no .yaml, .yml or .json "
+        "file with a top-level kind): an empty artifact makes a Kustomization with prune: true delete "
+        "everything it applied. Set FLUX_CI_ALLOW_EMPTY=true if that is what you want"
+    )
+    return [("path", message)]
+
+
+def _dotenv(settings: Settings) -> list[Problem]:
+    """Checked now, not found out after the deploy: the report is how later jobs learn the outcome."""
+    path = settings.dotenv
+    if path is None:
+        return []
+    try:
+        reason = _unwritable(path)
+    except OSError as exc:
+        reason = f"cannot be checked: {exc.strerror or exc}"
+    return [] if reason is None else [("dotenv", f"FLUX_CI_DOTENV: {str(path)!r} {reason}")]
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why the dotenv report could not be written to path (None: it can). The file is not created."""
+    directory = path.parent
+    if path.is_dir():
+        return "is a directory"
+    if not directory.is_dir():
+        return f"cannot be written: its directory {str(directory)!r} does not exist"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else "is not writable"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"cannot be written: its directory {str(directory)!r} is not writable"
+    return None
+
+
+Need = Callable[[Settings], list[Problem]]
+_PUSH: tuple[Need, ...] = (_push_inputs, _credentials, _manifests, _dotenv)
+_NEEDS: dict[str, tuple[Need, ...]] = {
+    "push": _PUSH,
+    "deploy": _PUSH,
+    "reconcile": (_digest, _sources, _credentials, _dotenv),
+    "wait": (_digest, _wait_sources, _credentials, _dotenv),
+    "status": (_sources, _dotenv),
+    # doctor reports configuration problems as one of its checks (doctor.py), next to the others,
+    # instead of stopping before them.
+    "doctor": (),
+}
+
+
+# --- the manifests on disk -----------------------------------------------------------------------
+
+
+def holds_kubernetes_object(path: Path, ignore: Sequence[str]) -> bool:
+    """Does path (a file, or a directory walked as flux packages it) hold a Kubernetes object?
+
+    Raises FileNotFoundError if path is missing, and another OSError (with the path that failed)
+    if a directory or file cannot be read: that is not the same as an empty directory.
+    """
+    if not path.exists() and not path.is_symlink():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+    if path.is_dir():
+        return any(_has_object(file) for file in _manifest_files(path, ignore))
+    _require_access(path, os.R_OK)
+    return path.name.lower().endswith(MANIFEST_SUFFIXES) and _has_object(path)
+
+
+def _manifest_files(root: Path, ignore: Sequence[str]) -> Iterator[Path]:
+    """The manifest files under root in a stable order, minus what flux would leave out."""
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        _require_access(directory, os.R_OK | os.X_OK)
+        with os.scandir(directory) as scanned:
+            entries = sorted(scanned, key=lambda entry: entry.name)
+        for entry in entries:
+            relative = Path(entry.path).relative_to(root).as_posix()
+            if entry.is_dir(follow_symlinks=False):
+                if not ignored(relative, ignore, is_dir=True):
+                    pending.append(Path(entry.path))
+            elif entry.name.lower().endswith(MANIFEST_SUFFIXES) and not ignored(
+                relative, ignore, is_dir=False
+            ):
+                yield Path(entry.path)
+
+
+def _require_access(path: Path, mode: int) -> None:
+    # scandir alone would make an unreadable file look like a non-manifest; say so instead.
+    if not os.access(path, mode):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+
+def ignored(relative: str, patterns: Sequence[str], *, is_dir: bool) -> bool:
+    """Is relative (a /-separated path under the manifests root) left out by these patterns?
+
+    The common subset of .gitignore syntax that flux's --ignore-paths takes: `dir/` matches
+    directories only, a pattern with a `/` is anchored at the root, others match any base name.
+    Negations (`!`) are not followed, so the answer errs towards "not ignored".
+    """
+    for raw in patterns:
+        pattern = raw.strip()
+        if not pattern or pattern.startswith(("#", "!")):
+            continue
+        if pattern.endswith("/") and not is_dir:
+            continue
+        pattern = pattern.rstrip("/")
+        target = relative if "/" in pattern else relative.rsplit("/", 1)[-1]
+        if fnmatch.fnmatchcase(target, pattern.lstrip("/")):
+            return True
+    return False
+
+
+def _has_object(file: Path) -> bool:
+    _require_access(file, os.R_OK)
+    text = file.read_text(encoding="utf-8", errors="replace")
+    if text.lstrip().startswith(("{", "[")):  # JSON (also valid YAML): parse it for real
+        try:
+            return _json_has_object(json.loads(text))
+        except ValueError:
+            return False
+    return _YAML_KIND.search(text) is not None
+
+
+def _json_has_object(data: object) -> bool:
+    if isinstance(data, list):
+        return any(_json_has_object(item) for item in data)
+    return isinstance(data, dict) and isinstance(data.get("kind"), str) and bool(data["kind"])

@@ -1,0 +1,177 @@
+"""One CI project in the sandbox: its manifests, its namespace, and flux-ci run as a pipeline runs it."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.sandbox import SandboxClient
+
+ROOT = Path(__file__).parent.parent.parent
+REVISION = "main@sha1:1111111111111111111111111111111111111111"
+KUSTOMIZATIONS = "kustomizations.kustomize.toolkit.fluxcd.io"
+OCIREPOSITORIES = "ocirepositories.source.toolkit.fluxcd.io"
+
+
+@dataclass(frozen=True)
+class Run:
+    exit_code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def json(self) -> dict[str, Any]:
+        data = json.loads(self.stdout)
+        assert isinstance(data, dict)
+        return data
+
+
+@dataclass
+class Running:
+    """flux-ci started in the background; stderr is read as it comes, so a test can wait for a step."""
+
+    process: subprocess.Popen[str]
+    started: float
+    lines: queue.Queue[str] = field(default_factory=queue.Queue)
+    seen: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.put(line)
+
+    def wait_for_line(self, text: str, timeout: float = 60) -> str:
+        """Block until flux-ci prints a stderr line containing `text` (AssertionError if it never does)."""
+        until = time.monotonic() + timeout
+        while time.monotonic() < until:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.process.poll() is not None and self.lines.empty():
+                    break
+                continue
+            self.seen.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"flux-ci never printed {text!r}; it printed:\n{''.join(self.seen)}")
+
+    def finish(self, timeout: float = 120) -> Run:
+        stdout, _ = self.process.communicate(timeout=timeout)
+        time.sleep(0.1)  # let the reader drain the last stderr lines
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return Run(self.process.returncode, stdout, "".join(self.seen), time.monotonic() - self.started)
+
+
+@dataclass
+class Project:
+    """One CI project deploying into one namespace through one OCIRepository + Kustomization."""
+
+    sandbox: SandboxClient
+    namespace: str
+    repository: str
+    manifests: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "FLUX_CI_REPOSITORY": self.sandbox.oci_url(self.repository),
+            "FLUX_CI_PATH": str(self.manifests),
+            "FLUX_CI_TAG": "c1",
+            "FLUX_CI_SOURCE": "https://git.example/flux-ci-e2e",
+            "FLUX_CI_REVISION": REVISION,
+            "FLUX_CI_NAMESPACE": self.namespace,
+            "FLUX_CI_TIMEOUT": "120s",
+            "FLUX_CI_OUTPUT": "json",
+            **extra,
+        }
+
+    def write(self, greeting: str, *, extra_yaml: str = "") -> None:
+        for old in self.manifests.glob("*.yaml"):
+            old.unlink()
+        (self.manifests / "configmap.yaml").write_text(
+            f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\ndata:\n  greeting: {greeting}\n"
+        )
+        if extra_yaml:
+            (self.manifests / "extra.yaml").write_text(extra_yaml)
+
+    def flux_ci(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 180) -> Run:
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "flux_ci", *args],
+            env=child_env(self.sandbox, env or self.env()),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+            check=False,
+        )
+        return Run(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+
+    def start(self, *args: str, env: Mapping[str, str] | None = None) -> Running:
+        """flux-ci in the background (with -v progress on stderr), for tests that act meanwhile."""
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flux_ci", *args],
+            env=child_env(self.sandbox, env or self.env()),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        return Running(process, time.monotonic())
+
+    def kustomization(self, name: str = "app") -> dict[str, Any]:
+        return self.sandbox.get_json(KUSTOMIZATIONS, name, self.namespace)
+
+    def source(self, name: str = "app") -> dict[str, Any]:
+        return self.sandbox.get_json(OCIREPOSITORIES, name, self.namespace)
+
+    def patch(self, resource: str, name: str, patch: Mapping[str, Any]) -> None:
+        self.sandbox.kubectl(
+            "patch", resource, name, "-n", self.namespace, "--type=merge", f"--patch={json.dumps(patch)}"
+        )
+
+    def configmap_greeting(self) -> str | None:
+        found = self.sandbox.find_json("configmap", "greeting", self.namespace)
+        return None if found is None else str(found["data"]["greeting"])
+
+    def resolve(self, tag: str) -> str:
+        ref = f"{self.sandbox.registry}/{self.repository}:{tag}"
+        config = self.sandbox.login(self.manifests.parent / "resolve-config")
+        done = self.sandbox.oras(
+            "resolve", ref, "--plain-http", "--registry-config", str(config / "config.json")
+        )
+        return done.stdout.strip()
+
+    def pushed(self, tag: str) -> bool:
+        ref = f"{self.sandbox.registry}/{self.repository}:{tag}"
+        config = self.sandbox.login(self.manifests.parent / "resolve-config")
+        args = ("resolve", ref, "--plain-http", "--registry-config", str(config / "config.json"))
+        return self.sandbox.oras(*args, check=False).returncode == 0
+
+
+def child_env(sandbox: SandboxClient, flux_ci_env: Mapping[str, str]) -> dict[str, str]:
+    """The sandbox's PATH/KUBECONFIG/registry credentials, no other FLUX_CI_ or CI_ variable."""
+    base = {k: v for k, v in sandbox.env.items() if _passed_on(k)}
+    return {**base, "PYTHONPATH": str(ROOT), **flux_ci_env}
+
+
+# The sandbox env carries the registry credentials as FLUX_CI_REGISTRY_* (a pipeline's secrets);
+# its other FLUX_CI_SANDBOX_* variables are for people, not flux-ci.
+_SANDBOX_KEEP = ("FLUX_CI_REGISTRY_USER", "FLUX_CI_REGISTRY_PASSWORD", "FLUX_CI_INSECURE_REGISTRY")
+
+
+def _passed_on(name: str) -> bool:
+    if name.startswith(("CI_", "GITLAB_", "GITHUB_")):
+        return False
+    return not name.startswith("FLUX_CI_") or name in _SANDBOX_KEEP

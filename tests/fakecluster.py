@@ -1,0 +1,167 @@
+"""FakeCluster: a scripted stand-in for the Kubernetes API behind kubectl, for flow unit tests.
+
+It is a fake, named as one: it answers the kubectl argv flux-ci sends (SelfSubjectAccessReview
+batches, lists, gets, annotate, watches) from objects held in memory, and lets a test play the
+controllers' part in `on_annotate`. The objects come from golden files of the real controllers;
+the real API server and controllers are exercised in tests/e2e/.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any
+
+from pydantic import SecretStr
+
+from flux_ci.runner import CommandResult
+from flux_ci.tools.kubectl import RECONCILE_ANNOTATION, RESOURCES
+from tests.fakes import Call, FakeRunner
+
+Obj = dict[str, Any]
+KINDS = {resource: kind for kind, resource in RESOURCES.items()}
+NO_HELM = 'error: the server doesn\'t have a resource type "helmreleases.helm.toolkit.fluxcd.io"\n'
+
+
+class FakeCluster(FakeRunner):
+    """A FakeRunner whose kubectl calls are answered by an in-memory cluster."""
+
+    def __init__(self, objects: Sequence[Obj] = (), *, denied: Sequence[tuple[str, str, str]] = ()) -> None:
+        super().__init__()
+        self.objects: dict[tuple[str, str, str], Obj] = {}
+        self.denied = set(denied)  # (verb, resource, namespace "" = cluster-wide)
+        self.helm_installed = False
+        self.on_annotate: Callable[[FakeCluster, Obj, str], None] = no_controller
+        self._changed = threading.Condition()
+        self._version = 0
+        self._closed = False
+        for obj in objects:
+            self.put(obj)
+
+    # -- the cluster --------------------------------------------------------------------------
+
+    def put(self, obj: Obj) -> None:
+        meta = obj["metadata"]
+        with self._changed:
+            self.objects[(obj["kind"], meta["namespace"], meta["name"])] = obj
+            self._version += 1
+            self._changed.notify_all()
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj:
+        return self.objects[(kind, namespace, name)]
+
+    # -- kubectl ------------------------------------------------------------------------------
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        stdin: SecretStr | str | None = None,
+        env: Mapping[str, str | None] | None = None,
+        mutating: bool = False,
+    ) -> CommandResult:
+        args = [a for a in argv if not a.startswith("--context=")]
+        if args[0] != "kubectl" or args[1] not in ("create", "get", "annotate"):
+            return super().run(argv, timeout=timeout, stdin=stdin, env=env, mutating=mutating)
+        skipped = mutating and self.dry_run
+        feed = stdin.get_secret_value() if isinstance(stdin, SecretStr) else stdin
+        self.calls.append(Call(tuple(argv), feed, dict(env or {}), mutating=mutating, skipped=skipped))
+        if skipped:
+            return CommandResult(tuple(argv), 0, "", "", 0.0, dry_run=True)
+        if args[1] == "create":
+            return self._ok(argv, self._reviews(str(stdin)))
+        if args[1] == "annotate":
+            return self._annotate(argv, args)
+        return self._get(argv, args)
+
+    def stream(
+        self, argv: Sequence[str], *, timeout: float, env: Mapping[str, str | None] | None = None
+    ) -> Generator[str, None, None]:
+        self.calls.append(Call(tuple(argv), None, dict(env or {})))
+        args = [a for a in argv if not a.startswith("--context=")]
+        kind, namespace = KINDS[args[2]], _namespace(args)
+        seen: dict[tuple[str, str, str], str] = {}
+        while not self._closed:
+            with self._changed:
+                version = self._version
+                changed = [
+                    (key, obj) for key, obj in sorted(self.objects.items())
+                    if key[0] == kind and (namespace is None or key[1] == namespace)
+                    and seen.get(key) != json.dumps(obj, sort_keys=True)
+                ]  # fmt: skip
+            for key, obj in changed:
+                seen[key] = json.dumps(obj, sort_keys=True)
+                yield from _pretty({"type": "MODIFIED", "object": obj})
+            with self._changed:
+                if self._version == version and not self._closed:
+                    self._changed.wait(timeout=0.05)
+
+    def stop_all(self) -> None:
+        super().stop_all()
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    # -- answers ------------------------------------------------------------------------------
+
+    def _reviews(self, document: str) -> str:
+        items = []
+        for review in json.loads(document)["items"]:
+            attributes = review["spec"]["resourceAttributes"]
+            resource = f"{attributes['resource']}.{attributes['group']}"
+            key = (attributes["verb"], resource, attributes.get("namespace", ""))
+            items.append({**review, "status": {"allowed": key not in self.denied}})
+        return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+
+    def _get(self, argv: Sequence[str], args: list[str]) -> CommandResult:
+        resource = args[2]
+        if resource == RESOURCES["HelmRelease"] and not self.helm_installed:
+            return CommandResult(tuple(argv), 1, "", NO_HELM, 0.01)
+        kind, namespace = KINDS[resource], _namespace(args)
+        if ("list", resource, namespace or "") in self.denied:
+            forbidden = f'Error from server (Forbidden): {resource} is forbidden: User "ci" cannot list\n'
+            return CommandResult(tuple(argv), 1, "", forbidden, 0.01)
+        name = args[3] if len(args) > 3 and not args[3].startswith("-") else None
+        if name is not None:
+            found = self.objects.get((kind, namespace or "", name))
+            if found is None:
+                missing = f'Error from server (NotFound): {resource} "{name}" not found\n'
+                return CommandResult(tuple(argv), 1, "", missing, 0.01)
+            return self._ok(argv, json.dumps(found))
+        items = [o for (k, ns, _), o in sorted(self.objects.items()) if k == kind and namespace in (None, ns)]
+        return self._ok(argv, json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+
+    def _annotate(self, argv: Sequence[str], args: list[str]) -> CommandResult:
+        kind, namespace = KINDS[args[2]], _namespace(args) or ""
+        if ("patch", args[2], namespace) in self.denied:
+            return CommandResult(
+                tuple(argv), 1, "", f"Error from server (Forbidden): {args[2]} is forbidden\n", 0.01
+            )
+        token = args[-1].split("=", 1)[1]
+        names = [a for a in args[3:] if not a.startswith("-") and "=" not in a]
+        for name in names:
+            obj = self.objects[(kind, namespace, name)]
+            obj.setdefault("metadata", {}).setdefault("annotations", {})[RECONCILE_ANNOTATION] = token
+            self.on_annotate(self, obj, token)
+        return self._ok(argv, "")
+
+    @staticmethod
+    def _ok(argv: Sequence[str], stdout: str) -> CommandResult:
+        return CommandResult(tuple(argv), 0, stdout, "", 0.01)
+
+
+def no_controller(cluster: FakeCluster, requested: Obj, token: str) -> None:
+    """No controller runs: requests stay unanswered."""
+
+
+def _namespace(args: list[str]) -> str | None:
+    for arg in args:
+        if arg.startswith("--namespace="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _pretty(document: Obj) -> list[str]:
+    return [line + "\n" for line in json.dumps(document, indent=4).splitlines()]

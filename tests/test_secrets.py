@@ -1,0 +1,282 @@
+"""Secrets: which values are secret, masking without corrupting output, and the children's environment."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import NamedTuple
+from urllib.parse import quote
+
+import pytest
+
+from flux_ci.models import Artifact, Check, ErrorInfo, ObjectRef, Report, SourceState, Status
+from flux_ci.render import to_json, to_table
+from flux_ci.secrets import (
+    MASK,
+    Masker,
+    child_environment,
+    has_userinfo,
+    is_secret_variable,
+    mask_report,
+    redact_url,
+    secret_values,
+    url_credentials,
+    without_userinfo,
+)
+
+DIGEST = "sha256:" + "ab12" * 16
+AWKWARD = 'pa"ss\\wörd-2024'  # a quote, a backslash and a non-ASCII letter: JSON escapes all three
+
+
+def test_masks_every_occurrence_of_a_secret() -> None:
+    masker = Masker(["hunter2-secret"])
+    assert masker.mask("a hunter2-secret b hunter2-secret") == f"a {MASK} b {MASK}"
+
+
+def test_masks_the_base64_login_pair_docker_configs_store() -> None:
+    masker = Masker()
+    masker.add_login("alice", "pa55word")
+    encoded = base64.b64encode(b"alice:pa55word").decode()
+    assert masker.mask(f'{{"auth": "{encoded}"}}') == f'{{"auth": "{MASK}"}}'
+
+
+def test_masks_the_repr_escaped_form() -> None:
+    masker = Masker(["quo'te\\x-long"])
+    assert "quo" not in masker.mask(repr("quo'te\\x-long"))
+
+
+@pytest.mark.parametrize(
+    "rendered",
+    [
+        json.dumps(AWKWARD),
+        json.dumps(AWKWARD, ensure_ascii=False),
+        repr(AWKWARD),
+        quote(AWKWARD, safe=""),
+    ],
+)
+def test_masks_the_escaped_forms_of_an_awkward_password(rendered: str) -> None:
+    masked = Masker([AWKWARD]).mask(f"error: {rendered}")
+    assert "ss" not in masked
+    assert MASK in masked
+
+
+def test_empty_and_blank_values_are_not_secrets() -> None:
+    masker = Masker(["", "   "])
+    assert masker.mask("a   b") == "a   b"
+
+
+@pytest.mark.parametrize(
+    "text", ["ab", "ab cd", "password: ab", '{"password": "ab"}', "(ab)", "--password=ab"]
+)
+def test_a_short_secret_is_masked_where_it_stands_alone(text: str) -> None:
+    masked = Masker(["ab"]).mask(text)
+    assert "ab" not in masked
+    assert MASK in masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        DIGEST,
+        f"latest@{DIGEST}",
+        "abc cab drab",
+        "tags: abba",
+        "oci://registry.example.com/ab/app",
+        "main@sha1:" + "ab" * 20,
+    ],
+)
+def test_a_short_secret_never_mangles_words_names_or_digests(text: str) -> None:
+    assert Masker(["ab"]).mask(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "flux-ci deploy",
+        "oci://registry.example.com/flux/manifests",
+        "Kustomization/flux-system/apps",
+        "influx fluxes",
+        f"latest@{DIGEST}",
+        "kind: OCIRepository, tag latest-1",
+    ],
+)
+def test_common_words_as_secrets_leave_names_intact(text: str) -> None:
+    assert Masker(["flux", "latest"]).mask(text) == text
+
+
+def test_common_words_as_secrets_are_still_masked_alone() -> None:
+    assert Masker(["flux", "latest"]).mask("user flux, tag 'latest'") == f"user {MASK}, tag '{MASK}'"
+
+
+def test_a_long_hex_secret_is_masked_alone_but_never_inside_a_digest() -> None:
+    secret = "ab12ab12ab12ab12"
+    masker = Masker([secret])
+    assert masker.mask(f"token {secret}") == f"token {MASK}"
+    assert masker.mask(f"pushed {DIGEST}") == f"pushed {DIGEST}"
+
+
+def test_longer_secret_containing_a_shorter_one_is_masked_whole() -> None:
+    masker = Masker(["abcd", "abcdefgh"])
+    assert masker.mask("xabcdefghx") == f"x{MASK}x"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://user:tok3n@gitlab.example.com/g/app", f"https://{MASK}@gitlab.example.com/g/app"),
+        ("oci://u:p@ss@registry.example.com/app", f"oci://{MASK}@registry.example.com/app"),
+        ("proxy http://ghp_longtoken@proxy:3128 failed", f"proxy http://{MASK}@proxy:3128 failed"),
+        (f"oci://registry.example.com/app@{DIGEST}", f"oci://registry.example.com/app@{DIGEST}"),
+    ],
+)
+def test_userinfo_in_any_url_is_masked(text: str, expected: str) -> None:
+    assert Masker().mask(text) == expected
+
+
+def test_redact_url() -> None:
+    assert redact_url("oci://user:pw@registry.example.com/app") == f"oci://{MASK}@registry.example.com/app"
+    assert redact_url("user:pw@registry.example.com/app") == f"{MASK}@registry.example.com/app"
+    assert redact_url("oci://registry.example.com/app@sha256:1") == "oci://registry.example.com/app@sha256:1"
+    assert without_userinfo("https://tok@gitlab.example.com/g") == "https://gitlab.example.com/g"
+    assert has_userinfo("registry.example.com:5000/app") is False
+
+
+class _Pair(NamedTuple):
+    name: str
+    times: int
+
+
+def test_mask_tree_masks_strings_only_and_keeps_shapes() -> None:
+    masker = Masker(["s3cret-value"])
+    tree = {
+        "message": "bad s3cret-value",
+        "nested": [("s3cret-value", 3), {"ok": True, "none": None, "n": 1.5}],
+        "pair": _Pair("s3cret-value", 2),
+        "status": Status.FAILED,
+    }
+    masked = masker.mask_tree(tree)
+    assert masked == {
+        "message": f"bad {MASK}",
+        "nested": [(MASK, 3), {"ok": True, "none": None, "n": 1.5}],
+        "pair": _Pair(MASK, 2),
+        "status": Status.FAILED,
+    }
+    assert isinstance(masked["pair"], _Pair)
+    assert masked["status"] is Status.FAILED
+    assert tree["message"] == "bad s3cret-value"  # a copy: the original is untouched
+
+
+def _report_holding(secret: str) -> Report:
+    ref = ObjectRef("OCIRepository", "flux-system", "app")
+    return Report(
+        command="deploy",
+        status=Status.FAILED,
+        exit_code=4,
+        artifact=Artifact(
+            "oci://registry.example.com/app", ("c1", "latest"), DIGEST, f"src {secret}", "main"
+        ),
+        sources=[SourceState(ref, "oci://registry.example.com/app", f"latest@{DIGEST}", "False", secret)],
+        checks=[Check("registry login", ok=False, detail=f"refused {secret}")],
+        error=ErrorInfo("registry", f"oras login: wrong password {secret}"),
+    )
+
+
+def test_mask_report_masks_every_string_field_before_rendering() -> None:
+    report = _report_holding(AWKWARD)
+    masked = mask_report(report, Masker([AWKWARD]))
+    for rendered in (to_json(masked), to_table(masked)):
+        for form in (
+            AWKWARD,
+            json.dumps(AWKWARD)[1:-1],
+            json.dumps(AWKWARD, ensure_ascii=False)[1:-1],
+            "ss\\",
+        ):
+            assert form not in rendered
+    data = json.loads(to_json(masked))
+    assert data["error"]["message"] == f"oras login: wrong password {MASK}"
+    assert data["artifact"]["digest"] == DIGEST
+    assert data["sources"][0]["revision"] == f"latest@{DIGEST}"
+    assert data["status"] == "failed"
+    assert report.error is not None
+    assert AWKWARD in report.error.message  # the original report is not changed
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "FLUX_CI_REGISTRY_PASSWORD",
+        "CI_JOB_TOKEN",
+        "CI_REGISTRY_PASSWORD",
+        "CI_DEPLOY_PASSWORD",
+        "CI_DEPENDENCY_PROXY_PASSWORD",
+        "CI_JOB_JWT",
+        "CI_JOB_JWT_V2",
+        "GITHUB_TOKEN",
+        "ACTIONS_RUNTIME_TOKEN",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "FLUX_CI_RECEIVER_TOKEN",
+        "COSIGN_PASSWORD",
+        "COSIGN_PRIVATE_KEY",
+        "flux_ci_registry_password",
+    ],
+)
+def test_secret_variables(name: str) -> None:
+    assert is_secret_variable(name)
+    assert secret_values({name: "value-of-the-secret"}) == ["value-of-the-secret"]
+
+
+@pytest.mark.parametrize("name", ["CI_REGISTRY_USER", "ACTIONS_CACHE_URL", "CI_COMMIT_SHA", "PATH"])
+def test_ordinary_variables_are_not_secret(name: str) -> None:
+    assert not is_secret_variable(name)
+    assert secret_values({name: "plain-value"}) == []
+
+
+def test_passwords_inside_urls_are_secret_values() -> None:
+    env = {
+        "HTTPS_PROXY": "http://me:prox%40pw@proxy.example.com:3128",
+        "FLUX_CI_REPOSITORY": "robot:reg1stry-pw@registry.example.com/app",
+        "CI_REPOSITORY_URL": "https://gitlab-ci-token:job-token-123@gitlab.example.com/g/app.git",
+        "NOTES": "see ssh://git@example.com/repo",  # a user name, not a credential
+    }
+    values = secret_values(env)
+    assert set(values) == {"prox%40pw", "prox@pw", "reg1stry-pw", "job-token-123"}
+    assert url_credentials("https://ghp_0123456789abcdef@github.com/o/r") == ["ghp_0123456789abcdef"]
+
+
+def test_child_environment_is_an_allowlist_without_secrets() -> None:
+    env = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/ci",
+        "LC_ALL": "C.UTF-8",
+        "https_proxy": "http://proxy:3128",
+        "NO_PROXY": "localhost",
+        "KUBECONFIG": "/tmp/kubeconfig",
+        "DOCKER_CONFIG": "/home/ci/.docker",
+        "AWS_REGION": "eu-west-1",
+        "GOOGLE_APPLICATION_CREDENTIALS": "/tmp/gcp.json",
+        "CI_JOB_TOKEN": "job-token-123456",
+        "CI_REGISTRY_PASSWORD": "job-token-123456",
+        "GITHUB_TOKEN": "ghs_abcdefghijkl",
+        "FLUX_CI_REGISTRY_PASSWORD": "registry-pw-123",
+        "ACTIONS_RUNTIME_TOKEN": "runtime-token-xyz",
+        "CI_PROJECT_URL": "https://gitlab.example.com/g/app",
+        "SOME_NEW_CI_SECRET": "tomorrows-token",
+        "HTTP_PROXY": "http://gitlab-ci-token:job-token-123456@proxy:3128",  # allowlisted, carries a token
+    }
+    child = child_environment(env)
+    assert child == {
+        "PATH": "/usr/bin",
+        "HOME": "/home/ci",
+        "LC_ALL": "C.UTF-8",
+        "https_proxy": "http://proxy:3128",
+        "NO_PROXY": "localhost",
+        "KUBECONFIG": "/tmp/kubeconfig",
+        "DOCKER_CONFIG": "/home/ci/.docker",
+        "AWS_REGION": "eu-west-1",
+        "GOOGLE_APPLICATION_CREDENTIALS": "/tmp/gcp.json",
+    }
+
+
+def test_a_short_job_secret_does_not_evict_ordinary_variables() -> None:
+    child = child_environment({"PATH": "/usr/local/bin:/usr/bin", "CI_JOB_TOKEN": "bin"})
+    assert child == {"PATH": "/usr/local/bin:/usr/bin"}
