@@ -10,11 +10,14 @@ PY := $(VENV)/bin/python
 # Everything after `make test ARGS=...` goes to pytest, e.g. ARGS='-k push -x'.
 ARGS ?=
 IMAGE ?= flux-ci:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+# `make image` runs $CONTAINER_ENGINE, else docker when a Docker engine answers, else podman. Extra
+# flags, e.g. IMAGE_BUILD_FLAGS='--build-context tools=DIR' to take prebuilt tools (see Dockerfile).
+IMAGE_BUILD_FLAGS ?=
 
 .PHONY: help install tools test unit e2e lint demo bench image sandbox-up sandbox-down clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(PY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +39,12 @@ unit: install ## run the unit tests only (no binaries needed)
 e2e: install tools ## run the end-to-end tests only
 	$(PY) -m pytest -m e2e $(ARGS)
 
-lint: install ## ruff and mypy --strict
+lint: install ## ruff and mypy --strict; hadolint on the Dockerfile, shellcheck on the CI scripts
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/shellcheck --external-sources --source-path=SCRIPTDIR .ci/run .ci/*.sh
 
 sandbox-up: install tools ## start registry + API server + Flux controllers on 127.0.0.1; prints the env file
 	$(PY) -m tests.sandbox up
@@ -53,8 +58,10 @@ demo: sandbox-up ## deploy examples/manifests into the sandbox with flux-ci, usi
 bench: install tools ## time N deploys in a private sandbox: step durations, detection lag, peak memory
 	$(PY) -m tests.benchmark $(ARGS)
 
-image: ## build the drop-in CI image ($(IMAGE))
-	docker build -t $(IMAGE) .
+image: ## build the drop-in CI image ($(IMAGE)) with docker or podman, whichever runs
+	@engine=$${CONTAINER_ENGINE:-$$(if docker info >/dev/null 2>&1; then echo docker; \
+	  elif command -v podman >/dev/null; then echo podman; else echo docker; fi)}; \
+	set -x; "$$engine" build --tag $(IMAGE) $(IMAGE_BUILD_FLAGS) .
 
 clean: sandbox-down ## remove the venv and caches (keeps the built tools)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -183,14 +183,23 @@ def consumer_source(obj: Obj) -> ObjectRef | None:
 
 
 def consumer_revision(obj: Obj) -> str:
-    status = obj.get("status", {})
+    """The revision a consumer applied (HelmRelease: the source revision it last attempted)."""
     if obj.get("kind") == "HelmRelease":
-        return str(status.get("lastAttemptedRevision", ""))
-    return str(status.get("lastAppliedRevision", ""))
+        return attempted_revision(obj)
+    return str(obj.get("status", {}).get("lastAppliedRevision", ""))
 
 
 def attempted_revision(obj: Obj) -> str:
-    return str(obj.get("status", {}).get("lastAttemptedRevision", ""))
+    """The source revision the controller last attempted: `<tag>@sha256:…` (or a bare digest).
+
+    helm-controller names the chart `<version>+<first 12 hex>` in lastAttemptedRevision (only
+    `<version>` with digest tracking off) and keeps the source revision in
+    lastAttemptedRevisionDigest either way.
+    """
+    status = obj.get("status", {})
+    if obj.get("kind") == "HelmRelease":
+        return str(status.get("lastAttemptedRevisionDigest") or status.get("lastAttemptedRevision", ""))
+    return str(status.get("lastAttemptedRevision", ""))
 
 
 def consumer_state(obj: Obj, phase: str = "") -> ConsumerState:
@@ -205,14 +214,38 @@ def consumer_state(obj: Obj, phase: str = "") -> ConsumerState:
     )
 
 
-def _helm_has(obj: Obj, digest: str) -> bool:
-    """helm-controller names an OCI chart `<version>+<first 12 hex of the digest>`; with digest
-    tracking off it keeps the digest in lastAttemptedRevisionDigest instead."""
+def _helm_attempted(obj: Obj, digest: str) -> bool:
     status = obj.get("status", {})
     short = digest.removeprefix("sha256:")[:12]
-    revision = str(status.get("lastAttemptedRevision", ""))
-    return bool(short) and (
-        revision.endswith(f"+{short}") or status.get("lastAttemptedRevisionDigest") == digest
+    chart = str(status.get("lastAttemptedRevision", ""))
+    return revision_has_digest(attempted_revision(obj), digest) or (bool(short) and chart.endswith(f"+{short}"))
+
+
+def _helm_released(obj: Obj, digest: str) -> bool:
+    """The release helm-controller installed last is this digest's chart, and it is deployed (a
+    failed upgrade that was rolled back leaves an older release current)."""
+    history = obj.get("status", {}).get("history") or []
+    if not history:
+        return _helm_attempted(obj, digest)
+    latest = history[0]
+    return latest.get("status") == "deployed" and revision_has_digest(str(latest.get("ociDigest", "")), digest)
+
+
+def _helm_kept_older_release(obj: Obj, digest: str, ready: str) -> bool:
+    """Ready and settled after attempting the digest, yet the current release is another artifact's.
+
+    While an upgrade runs, Ready still describes the previous release and Reconciling is True.
+    """
+    history = obj.get("status", {}).get("history") or []
+    return (
+        obj.get("kind") == "HelmRelease"
+        and ready == "True"
+        and not condition_is(obj, "Reconciling", "True")
+        and generation_current(obj)
+        and _helm_attempted(obj, digest)
+        and bool(history)
+        and history[0].get("status") == "deployed"
+        and not revision_has_digest(str(history[0].get("ociDigest", "")), digest)
     )
 
 
@@ -220,13 +253,13 @@ def applied(obj: Obj, digest: str) -> bool:
     """The consumer applied exactly `digest` (origin revisions are never trusted: the same commit
     can be pushed twice with different content)."""
     if obj.get("kind") == "HelmRelease":
-        return _helm_has(obj, digest)
+        return _helm_attempted(obj, digest) and _helm_released(obj, digest)
     return revision_has_digest(str(obj.get("status", {}).get("lastAppliedRevision", "")), digest)
 
 
 def _attempted(obj: Obj, digest: str) -> bool:
     if obj.get("kind") == "HelmRelease":
-        return _helm_has(obj, digest)
+        return _helm_attempted(obj, digest)
     return revision_has_digest(attempted_revision(obj), digest)
 
 
@@ -245,6 +278,13 @@ def consumer_verdict(obj: Obj, expect: Expectation) -> Verdict:
         return Verdict(Phase.FAILED, str(stalled.get("message", message)).strip())
     if answered and _attempt_failed(obj, expect.digest):
         return Verdict(Phase.FAILED, _failure_message(obj, message))
+    if answered and _helm_kept_older_release(obj, expect.digest, ready):
+        return Verdict(
+            Phase.FAILED,
+            "helm-controller attempted this digest but released nothing new: the chart version did not "
+            "change and chart digest tracking is off (DisableChartDigestTracking), so the running "
+            "release is still an older artifact. Bump the chart version, or enable digest tracking",
+        )
     moved = _other_digest_of_our_tag(attempted_revision(obj), expect, include_before=False)
     return Verdict(Phase.WAITING, message or "waiting for the new revision", moved=moved)
 

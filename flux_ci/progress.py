@@ -1,5 +1,6 @@
 """Progress for people, on stderr: one line as each step starts and ends, with elapsed time; in GitLab
-CI each step is a collapsible log section. Stdout stays reserved for the result.
+CI each step is a collapsible log section, in GitHub Actions a log group. Stdout stays reserved for the
+result.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from flux_ci import github
 from flux_ci.models import Step, StepStatus
 from flux_ci.secrets import Masker
 
@@ -21,9 +23,17 @@ _SECTION_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 class Progress:
     """Prints step lines and notes, and records each step's outcome for the report."""
 
-    def __init__(self, masker: Masker, *, gitlab_sections: bool = False, out: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        masker: Masker,
+        *,
+        gitlab_sections: bool = False,
+        github_groups: bool = False,
+        out: TextIO | None = None,
+    ) -> None:
         self._masker = masker
         self._sections = gitlab_sections
+        self._groups = github_groups
         self._out = out
         self._started = time.monotonic()
         self._lock = threading.Lock()
@@ -36,6 +46,8 @@ class Progress:
         section = _SECTION_NAME.sub("_", f"flux_ci_{name}")
         if self._sections:
             self._raw(f"\x1b[0Ksection_start:{int(time.time())}:{section}\r\x1b[0K")
+        if self._groups:
+            self._raw(self._masker.mask(github.group_start(f"{name} {detail}".strip())) + "\n")
         self.say(f"▶ {name}{' ' + detail if detail else ''}")
         status = StepStatus.FAILED
         try:
@@ -44,6 +56,8 @@ class Progress:
         finally:
             took = time.monotonic() - began
             self.steps.append(Step(name, status, round(took, 3)))
+            if self._groups:  # closed before the outcome line, so a collapsed group still shows it
+                self._raw(github.GROUP_END + "\n")
             mark = "✔" if status is StepStatus.OK else "✗"
             self.say(f"{mark} {name} {'done' if status is StepStatus.OK else 'failed'} in {took:.1f}s")
             if self._sections:

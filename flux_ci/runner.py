@@ -194,8 +194,8 @@ class ProcessGroup:
             self._stop(child, time.monotonic())
         self._poke()
 
-    def close(self, owner: object, *, wait: bool = True) -> None:
-        """Stop the owner's children and any it starts later; with wait, until they have exited."""
+    def close(self, owner: object) -> None:
+        """Stop the owner's children and any it starts later; return once those running have exited."""
         with self._lock:
             self._closed.append(owner)
             self._backstop_at = None  # the work is unwinding: it reached a safe point
@@ -204,8 +204,7 @@ class ProcessGroup:
             for child in mine:
                 self._stop(child, now)
         self._poke()
-        if wait:
-            self._wait_exited(mine)
+        self._wait_exited(mine)
 
     def interrupt(self, signal_name: str, exit_code: ExitCode) -> None:
         """Record the signal and stop every child; safe in a signal handler (never blocks long)."""

@@ -210,3 +210,56 @@ def test_consumer_attempting_another_digest_of_our_tag_asks_whether_it_moved() -
     )
     assert verdict.moved == (tag, digest)
     assert fo.consumer_verdict(failed, _expect(OTHER, tags=(tag,), before=attempted)).moved is None
+
+
+# --- HelmRelease (golden objects from the real helm-controller 1.6.2) -----------------------------
+
+
+def _helm(name: str) -> tuple[dict[str, Any], str]:
+    release = obj(f"kubectl/helmrelease-{name}.json")
+    revision = release["status"]["lastAttemptedRevisionDigest"]
+    return release, revision.rpartition("@")[2]
+
+
+def test_helmrelease_installed_from_the_digest_is_done() -> None:
+    release, digest = _helm("ready")
+    assert release["status"]["lastAttemptedRevision"].endswith("+" + digest[7:19])
+    assert fo.consumer_source(release) == ObjectRef("OCIRepository", "golden-helm", "ready")
+    assert fo.consumer_verdict(release, _expect(digest)).phase is fo.Phase.DONE
+    assert fo.consumer_verdict(release, _expect(OTHER)).phase is fo.Phase.WAITING
+    assert fo.consumer_state(release).revision == f"latest@{digest}"
+
+
+def test_helmrelease_without_digest_tracking_that_released_nothing_new_fails_fast() -> None:
+    # Real helm-controller with DisableChartDigestTracking: the new digest is attempted (and named
+    # in lastAttemptedRevisionDigest), but the chart version did not change, so no upgrade ran.
+    release, digest = _helm("no-digest-tracking")
+    assert release["status"]["lastAttemptedRevision"] == "0.1.0"  # no digest in the chart version
+    released = release["status"]["history"][0]["ociDigest"].rpartition("@")[2]
+    assert released != digest
+    verdict = fo.consumer_verdict(release, _expect(digest))
+    assert verdict.phase is fo.Phase.FAILED  # exit 0 here would be a false success
+    assert "released nothing new" in verdict.message
+    assert fo.consumer_verdict(release, _expect(released)).phase is fo.Phase.WAITING
+
+
+def test_helmrelease_upgraded_to_the_digest_is_done_and_its_predecessor_is_not() -> None:
+    release, digest = _helm("upgraded")
+    previous = release["status"]["history"][1]["ociDigest"].rpartition("@")[2]
+    assert fo.consumer_verdict(release, _expect(digest)).phase is fo.Phase.DONE
+    assert fo.consumer_verdict(release, _expect(previous)).phase is fo.Phase.WAITING
+
+
+def test_helmrelease_install_failure_of_the_digest_fails() -> None:
+    release, digest = _helm("install-failed")
+    verdict = fo.consumer_verdict(release, _expect(digest))
+    assert verdict.phase is fo.Phase.FAILED
+    assert "Failed to install after 1 attempt(s)" in verdict.message
+
+
+def test_helmrelease_whose_current_release_is_older_is_not_done() -> None:
+    # Edited: a failed upgrade rolled back, so the newest history entry is not deployed.
+    release, digest = _helm("upgraded")
+    rolled_back = copy.deepcopy(release)
+    rolled_back["status"]["history"][0]["status"] = "failed"
+    assert fo.consumer_verdict(rolled_back, _expect(digest)).phase is fo.Phase.WAITING

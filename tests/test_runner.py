@@ -407,16 +407,18 @@ def test_the_cli_exits_143_within_5s_while_a_tool_ignores_sigterm(pid_dir: Path,
         "FLUX_CI_OUTPUT": "json",
     }
     process = subprocess.Popen(
-        [PY, "-m", "flux_ci", "deploy"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True
-    )
+        [PY, "-X", "faulthandler", "-m", "flux_ci", "-v", "deploy"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     pids = _wait_for_pids(pid_dir, 1)
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)
     try:
-        stdout, _ = process.communicate(timeout=30)
-    finally:
-        process.kill()
-    assert process.returncode == 143
+        stdout, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+        stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 143, stderr
     assert time.monotonic() - started < 5
     assert json.loads(stdout)["error"]["code"] == "sigterm"
     assert [pid for pid in _wait_for_pids(pid_dir, len(pids)) if not _gone(pid)] == []

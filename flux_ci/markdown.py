@@ -1,0 +1,102 @@
+"""Renders a `Report` as Markdown: `FLUX_CI_OUTPUT=markdown` (for a merge request comment) and the
+GitHub Actions job summary are this one text.
+
+Pure: the report arrives masked. Anything Flux or the registry wrote (messages, revisions) is escaped,
+so it can neither break a table nor add HTML or links of its own.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flux_ci.models import Check, ConsumerState, Report, SourceState, Status
+
+_HEADLINE = {
+    Status.SUCCEEDED: "✅",
+    Status.FAILED: "❌",
+    Status.SUPERSEDED: "⏭️",
+    Status.DRY_RUN: "📝",
+}
+# Characters Markdown or HTML would read as syntax inside a table cell.
+_CELL_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"} | {char: f"\\{char}" for char in "\\|`*_[]"}
+_BACKTICKS = re.compile(r"`+")
+
+
+def to_markdown(report: Report) -> str:
+    blocks = [f"### {_HEADLINE[report.status]} flux-ci {report.command}: {report.status}"]
+    if report.artifact is not None:
+        a = report.artifact
+        rows = [("artifact", _code(a.url) if a.digest else _code(a.repository))]
+        if a.digest:
+            rows.append(("digest", _code(a.digest)))
+        rows += [("tags", ", ".join(_code(tag) for tag in a.tags)), ("revision", _code(a.revision))]
+        blocks.append(_table(("", ""), [row for row in rows if row[1]]))
+    objects = [_object_row(state) for state in [*report.sources, *report.consumers]]
+    if objects:
+        blocks.append(_table(("kind", "namespace/name", "revision", "ready", "state", "message"), objects))
+    if report.checks:
+        blocks.append(_table(("", "check", "detail"), [_check_row(check) for check in report.checks]))
+    if report.error is not None:
+        blocks.append(_error(report))
+    lists = [("scope", report.scope), ("notes", report.notes)]
+    for title, items in lists:
+        if items:
+            blocks.append(f"**{title}**\n\n" + "\n".join(f"- {_cell(item)}" for item in items))
+    if report.steps:
+        steps = ", ".join(f"{step.name} {step.status} {step.duration_s:.1f}s" for step in report.steps)
+        blocks.append(f"steps: {_cell(steps)}")
+    return "\n\n".join(blocks) + "\n"
+
+
+def _object_row(state: SourceState | ConsumerState) -> tuple[str, ...]:
+    ref = state.ref
+    return (
+        ref.kind,
+        _code(f"{ref.namespace}/{ref.name}"),
+        _code(state.revision),
+        _cell(state.ready),
+        _cell(state.state or "-"),
+        _cell(state.message),
+    )
+
+
+def _check_row(check: Check) -> tuple[str, ...]:
+    return ("✅" if check.ok else "❌", _cell(check.name), _cell(check.detail))
+
+
+def _error(report: Report) -> str:
+    error = report.error
+    assert error is not None
+    retry = "retryable" if error.retryable else "not retryable"
+    head = f"**Error** (exit {report.exit_code}, `{error.code}`, {retry})"
+    if error.superseded_by:
+        head += f": superseded by {_code(error.superseded_by)}"
+    return f"{head}\n\n{_fenced(error.message)}"
+
+
+def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Plain text in a table cell or list item: one line, no Markdown or HTML of its own."""
+    escaped = "".join(_CELL_ESCAPES.get(char, char) for char in text)
+    return " ".join(escaped.split())
+
+
+def _code(text: str) -> str:
+    """Inline code for digests, references and revisions; the empty string stays empty."""
+    if not text:
+        return ""
+    line = " ".join(text.split()).replace("|", "\\|")  # a pipe ends a table cell even inside code
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(line)), default=0) + 1)
+    pad = " " if line.startswith("`") or line.endswith("`") else ""
+    return f"{fence}{pad}{line}{pad}{fence}"
+
+
+def _fenced(text: str) -> str:
+    """A code block the text cannot close early, whatever backticks it holds."""
+    fence = "`" * max(3, max((len(run) for run in _BACKTICKS.findall(text)), default=0) + 1)
+    return f"{fence}text\n{text.rstrip()}\n{fence}"
