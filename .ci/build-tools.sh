@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the real flux, oras, kubectl, etcd, kube-apiserver, source-controller, kustomize-controller
-# and helm-controller from their Go modules into a cache outside the repository.
+# Build the real flux, oras, kubectl, etcd, kube-apiserver, source-controller, kustomize-controller,
+# helm-controller and notification-controller from their Go modules into a cache outside the
+# repository.
 #
 #   .ci/build-tools.sh [TOOL...]      (default: every tool)
 #
@@ -19,7 +20,8 @@ BUILD_DIR=${FLUX_CI_BUILD_DIR:-$cache/build}
 export CGO_ENABLED=0 GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 mkdir -p "$TOOLS_DIR" "$BUILD_DIR"
 
-all_tools=(oras etcd flux source-controller kustomize-controller helm-controller kube-apiserver kubectl)
+all_tools=(oras etcd flux source-controller kustomize-controller helm-controller notification-controller
+  kube-apiserver kubectl)
 
 version_of() {
   case $1 in
@@ -28,6 +30,7 @@ version_of() {
     source-controller) echo "$SOURCE_CONTROLLER_VERSION" ;;
     kustomize-controller) echo "$KUSTOMIZE_CONTROLLER_VERSION" ;;
     helm-controller) echo "$HELM_CONTROLLER_VERSION" ;;
+    notification-controller) echo "$NOTIFICATION_CONTROLLER_VERSION" ;;
     kube-apiserver | kubectl) echo "$KUBERNETES_VERSION" ;;
     etcd) echo "$ETCD_VERSION" ;;
     *) echo "build-tools: unknown tool '$1' (known: ${all_tools[*]})" >&2; return 2 ;;

@@ -41,7 +41,7 @@ app = typer.Typer(
         "defaults); `flux-ci COMMAND --help` lists the ones each command reads, the README all of them."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # `flux-ci --install-completion` (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -76,7 +76,8 @@ Verbose = Annotated[
     typer.Option("--verbose", "-v", count=True, help="Trace every external command (-vv: and its output)."),
 ]
 Output = Annotated[
-    str | None, typer.Option("--output", "-o", metavar="table|json", help="Output format (FLUX_CI_OUTPUT).")
+    str | None,
+    typer.Option("--output", "-o", metavar="table|json|markdown", help="Output format (FLUX_CI_OUTPUT)."),
 ]
 DryRun = Annotated[
     bool | None, typer.Option("--dry-run", help="Print what would change, change nothing (FLUX_CI_DRY_RUN).")
@@ -235,7 +236,11 @@ def _execute(options: Options, spec: CommandSpec) -> int:
             masker.add(settings.registry_password.get_secret_value())
         work = _work(spec.work)
         runner = _runner(settings, options, masker)
-        progress = Progress(masker, gitlab_sections=os.environ.get("GITLAB_CI") == "true")
+        progress = Progress(
+            masker,
+            gitlab_sections=os.environ.get("GITLAB_CI") == "true",
+            github_groups=os.environ.get("GITHUB_ACTIONS") == "true",
+        )
         work(Context(settings, runner, Deadline(settings.timeout), progress), report)
         runner.check_interrupted()  # a signal during the last, child-free moments still counts
     except FluxCIError as exc:
@@ -278,8 +283,8 @@ def _dotenv_from(settings: Settings | None) -> Path | None:
 
 def _output_from(options: Options) -> str:
     """The output format before settings are valid, so even a config error can be JSON."""
-    chosen = options.output or os.environ.get("FLUX_CI_OUTPUT", "table")
-    return "json" if chosen.strip().lower() == "json" else "table"
+    chosen = (options.output or os.environ.get("FLUX_CI_OUTPUT", "table")).strip().lower()
+    return chosen if chosen in ("json", "markdown") else "table"
 
 
 def _failed(report: Report, exc: FluxCIError) -> None:
@@ -303,6 +308,10 @@ def _emit(report: Report, output: str, dotenv: Path | None, masker: Masker) -> N
             dotenv.write_text(to_dotenv(masked))
         except OSError as exc:
             print(masker.mask(f"flux-ci: cannot write the dotenv report {dotenv}: {exc}"), file=sys.stderr)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        from flux_ci import github  # noqa: PLC0415 - GitHub Actions only
+
+        github.publish(masked, os.environ)  # outputs, job summary, ::error:: annotation
 
 
 def _write_document(report: Report, output: str, masker: Masker) -> Report:
@@ -310,11 +319,13 @@ def _write_document(report: Report, output: str, masker: Masker) -> Report:
 
     Masked value by value before rendering: in finished JSON an escaped secret would slip through.
     """
+    from flux_ci.markdown import to_markdown  # noqa: PLC0415
     from flux_ci.render import to_json, to_table  # noqa: PLC0415
     from flux_ci.secrets import mask_report  # noqa: PLC0415
 
     masked = mask_report(report, masker)
-    sys.stdout.write(to_json(masked) if output == "json" else to_table(masked))
+    render = {"json": to_json, "markdown": to_markdown}.get(output, to_table)
+    sys.stdout.write(render(masked))
     sys.stdout.flush()
     return masked
 

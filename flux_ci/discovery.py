@@ -4,6 +4,7 @@ which consumers read them. Setups that can never succeed stop here (exit 2, or 5
 Permissions are asked of the API server up front (SelfSubjectAccessReview), so a missing right is
 named with its verb, resource and scope instead of surfacing as an obscure failure halfway through,
 and a missing `patch` fails before the moving tag moves (Flux would deploy it at its next interval).
+Only FLUX_CI_NOTIFY=annotate needs `patch`; a Receiver (`receiver`) or the interval (`none`) do not.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Found:
     left_out: list[str] = field(default_factory=list)  # other environments' sources, with why
     scope: list[str] = field(default_factory=list)  # where each kind was searched, for the report
     watchable_everywhere: set[str] = field(default_factory=set)  # kinds we may watch cluster-wide
+    prefetched: _Prefetched | None = field(default=None, repr=False, compare=False)
 
     def watch_groups(self) -> set[tuple[str, str | None]]:
         """One watch per kind that has objects to wait for: across all namespaces where allowed and
@@ -83,6 +85,19 @@ def read_checks(kinds: Sequence[str], namespaces: Sequence[str]) -> list[AccessC
     ]
 
 
+class _Prefetched:
+    """Cluster-wide lists started together with the first permission batch, so discovery costs
+    one round trip of concurrent calls instead of several in a row. A list the identity may not
+    make fails on its own, and is then replaced by namespaced ones."""
+
+    def __init__(self, ctx: Context, pool: ThreadPoolExecutor, kinds: Sequence[str]) -> None:
+        self._lists = {kind: pool.submit(list_objects, ctx, kind) for kind in kinds}
+
+    def cluster_wide(self, ctx: Context, kind: str) -> list[Obj]:
+        future = self._lists.get(kind)
+        return future.result() if future is not None else list_objects(ctx, kind)
+
+
 def discover(
     ctx: Context,
     *,
@@ -92,11 +107,26 @@ def discover(
     find_consumers: bool = True,
     survey: bool = False,
 ) -> Found:
+    with ThreadPoolExecutor(max_workers=len(CONSUMER_KINDS) + 2, thread_name_prefix="discover") as pool:
+        return _discover(ctx, pool, tags=tags, digest=digest, needs_patch=needs_patch,
+                         find_consumers=find_consumers, survey=survey)  # fmt: skip
+
+
+def _discover(
+    ctx: Context,
+    pool: ThreadPoolExecutor,
+    *,
+    tags: Sequence[str],
+    digest: str | None,
+    needs_patch: bool,
+    find_consumers: bool,
+    survey: bool,
+) -> Found:
     """Find our sources and their consumers, checking every permission the command will use.
 
-    `needs_patch`: the command requests reconciliation, so `patch` on the sources (and on the
-    consumers, for re-runs) must be allowed. `survey` (status): report every source following the
-    repository and refuse nothing.
+    `needs_patch`: the command requests reconciliation through the annotation
+    (FLUX_CI_NOTIFY=annotate), so `patch` on the sources (and on the consumers, for re-runs) must
+    be allowed. `survey` (status): report every source following the repository and refuse nothing.
     """
     settings = ctx.settings
     access = _Access(ctx)
@@ -104,8 +134,14 @@ def discover(
     named_source = settings.ocirepository_ref()
     named_consumers = settings.wait_for_refs()
     namespaces = sorted({home, *(r.namespace for r in [named_source, *(named_consumers or [])] if r)})
-    access.ask(read_checks([SOURCE_KIND, *CONSUMER_KINDS], namespaces))
-    found = Found()
+    listed = [SOURCE_KIND] if named_source is None else []
+    listed += list(CONSUMER_KINDS) if find_consumers and named_consumers is None else []
+    prefetched = _Prefetched(ctx, pool, listed)
+    first = read_checks([SOURCE_KIND, *CONSUMER_KINDS], namespaces)
+    if needs_patch:  # usually the sources live in FLUX_CI_NAMESPACE: ask now, in the same batch
+        first += [AccessCheck("patch", RESOURCES[SOURCE_KIND], ns) for ns in namespaces]
+    access.ask(first)
+    found = Found(prefetched=prefetched)
     candidates = _find_sources(ctx, access, found, named_source)
     found.sources = candidates if survey else _classify(ctx, candidates, found, tags=tags, digest=digest)
     source_namespaces = sorted({fo.ref_of(obj).namespace for obj in found.sources})
@@ -125,9 +161,12 @@ def _require_patch(access: _Access, namespaces: Sequence[str]) -> None:
     if denied:
         checks = ", ".join(str(AccessCheck("patch", RESOURCES[SOURCE_KIND], ns)) for ns in denied)
         raise ClusterError(
-            f"the Kubernetes identity may not {checks}: flux-ci asks Flux to reconcile through the "
-            "reconcile.fluxcd.io/requestedAt annotation. Nothing was pushed. Grant the Role in the "
-            "README (RBAC), or use an identity that has it"
+            f"the Kubernetes identity may not {checks}: with FLUX_CI_NOTIFY=annotate (the default) "
+            "flux-ci asks Flux to reconcile through the reconcile.fluxcd.io/requestedAt annotation. "
+            "Nothing was pushed. Grant `patch` (the Role in the README's RBAC section), or tell Flux "
+            "without it: FLUX_CI_NOTIFY=receiver through a Receiver webhook (FLUX_CI_RECEIVER_URL, "
+            "FLUX_CI_RECEIVER, FLUX_CI_RECEIVER_TOKEN), or FLUX_CI_NOTIFY=none to wait for the "
+            "source's own interval"
         )
 
 
@@ -172,7 +211,9 @@ def _list_visible(
     """
     if access.may_read(kind):
         try:
-            objects = list_objects(ctx, kind)
+            objects = (
+                found.prefetched.cluster_wide(ctx, kind) if found.prefetched else list_objects(ctx, kind)
+            )
         except NotInstalledError:
             found.scope.append(f"{kind}: not installed")
             return [], "nowhere (not installed)"
@@ -288,8 +329,7 @@ def _find_consumers(
             hidden.append(f"{kind} objects outside {where}")
         return [obj for obj in objects if fo.consumer_source(obj) in wanted]
 
-    with ThreadPoolExecutor(max_workers=len(CONSUMER_KINDS)) as pool:
-        results = list(pool.map(search, CONSUMER_KINDS))
+    results = [search(kind) for kind in CONSUMER_KINDS]  # their lists were started up front
     found.consumers = sorted((obj for objects in results for obj in objects), key=fo.ref_of)
     unseen_home = [h for h in hidden if "may not read" in h]
     if hidden and (not found.consumers or unseen_home):

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from flux_ci.cluster import ForbiddenError, list_objects, watch_stream
+from flux_ci.cluster import ForbiddenError, NotInstalledError, list_objects, watch_stream
 from flux_ci.context import Context
 from flux_ci.errors import ClusterError, DeadlineExceededError, FluxCIError
 from flux_ci.fluxobjects import Obj, Phase, Verdict, ref_of
@@ -107,6 +107,12 @@ class Observer:
         return not self._stop.is_set() and self._ctx.active()
 
     def _watch(self, group: Group) -> None:
+        try:
+            self._follow(group)
+        except FluxCIError as exc:  # e.g. interrupted by SIGTERM: the waiting thread raises it
+            self._fail(exc)
+
+    def _follow(self, group: Group) -> None:
         kind, namespace = group
         attempt = 0
         while self._active():
@@ -125,14 +131,17 @@ class Observer:
             except ForbiddenError as exc:
                 self._fail(exc)
                 return
+            except NotInstalledError as exc:
+                # The kind existed a moment ago: an API server that just restarted serves its
+                # custom resources a little after the built-in ones.
+                self._seen.unreachable[group] = exc.message
             except ClusterError as exc:
                 if not exc.retryable:
                     self._fail(exc)
                     return
                 self._seen.unreachable[group] = exc.message
-            self._stop.wait(
-                min(_RESUME_PAUSES_S[min(attempt, len(_RESUME_PAUSES_S) - 1)], self._ctx.deadline.remaining)
-            )
+            pause = _RESUME_PAUSES_S[min(attempt, len(_RESUME_PAUSES_S) - 1)]
+            self._stop.wait(min(pause, self._ctx.deadline.remaining))
             attempt += 1
 
     def _record(self, event: str, obj: Obj) -> None:
@@ -169,9 +178,8 @@ class Observer:
             try:
                 changed = self._changes.get(timeout=min(remaining, _TICK_S))
             except queue.Empty:
-                waiting.tick()
-                continue
-            self._ctx.runner.check_interrupted()
+                changed = None
+            self._ctx.runner.check_interrupted()  # every tick: a SIGTERM must not wait for a change
             if changed is not None and changed in waiting.targets:
                 waiting.judge(changed, self._state(changed))
             waiting.tick()

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from flux_ci import fluxobjects as fo
+from flux_ci import notify
 from flux_ci.cluster import new_token, request_reconcile
 from flux_ci.context import Context
 from flux_ci.discovery import Found, discover
@@ -47,8 +48,14 @@ def run_push(ctx: Context, report: Report) -> None:
 
 def run_deploy(ctx: Context, report: Report) -> None:
     """push → reconcile → wait; the cluster is checked first so a hopeless deploy pushes nothing."""
+    if not ctx.settings.verify:  # no cluster access at all: push, trigger the Receiver, verify nothing
+        run_push(ctx, report)
+        if report.artifact is not None:
+            notify.trigger_only(ctx, report, report.artifact)
+        _finish(ctx, report)
+        return
     require_tools(ctx, ["flux", "oras", "kubectl"])
-    found = _discover(ctx, report, tags=pushed_tags(ctx.settings), digest=None, needs_patch=True)
+    found = _discover(ctx, report, tags=pushed_tags(ctx.settings), digest=None, needs_patch=_patches(ctx))
     with open_registry(ctx) as registry, _observing(ctx, report, found) as observer:
         report.artifact = push(ctx, registry)
         _settle(_Settling(ctx, report, found, observer, registry, report.artifact))
@@ -57,10 +64,14 @@ def run_deploy(ctx: Context, report: Report) -> None:
 
 def run_reconcile(ctx: Context, report: Report) -> None:
     """Ask the sources to fetch FLUX_CI_DIGEST and wait until they have (consumers not waited for)."""
-    require_tools(ctx, ["oras", "kubectl"])
     artifact = report.artifact = expected_artifact(ctx)
+    if not ctx.settings.verify:
+        notify.trigger_only(ctx, report, artifact)
+        _finish(ctx, report)
+        return
+    require_tools(ctx, ["oras", "kubectl"])
     found = _discover(
-        ctx, report, tags=artifact.tags, digest=artifact.digest, needs_patch=True, consumers=False
+        ctx, report, tags=artifact.tags, digest=artifact.digest, needs_patch=_patches(ctx), consumers=False
     )
     with open_registry(ctx) as registry, _observing(ctx, report, found) as observer:
         _Settling(ctx, report, found, observer, registry, artifact).sources()
@@ -88,6 +99,11 @@ def run_status(ctx: Context, report: Report) -> None:
 
 
 # --- steps -------------------------------------------------------------------------------------
+
+
+def _patches(ctx: Context) -> bool:
+    """Only FLUX_CI_NOTIFY=annotate writes to the cluster (the reconcile annotation)."""
+    return ctx.settings.notify_mode == "annotate"
 
 
 def _discover(
@@ -159,6 +175,7 @@ class _Settling:
     # The sources stay judged while the consumers are waited for: a newer push that replaces our
     # artifact on the source before a consumer applied it is seen there first.
     source_targets: list[Target] = field(default_factory=list)
+    notifier: notify.Notifier | None = None  # FLUX_CI_NOTIFY receiver or none: asks without patch
 
     def sources(self, *, request: bool = True) -> dict[ObjectRef, str | None]:
         """Request reconciliation of every source not holding the digest and wait until all do.
@@ -169,7 +186,7 @@ class _Settling:
         digest = self.artifact.digest
         with self.ctx.progress.step("reconcile" if request else "sources", digest):
             wanted = (lambda obj: not _holds(self.observer, obj, digest)) if request else (lambda _obj: False)
-            tokens = _request(self.ctx, self.found.sources, wanted)
+            tokens = self._request(self.found.sources, wanted)
             self.source_targets = [
                 self._target(
                     obj,
@@ -197,7 +214,7 @@ class _Settling:
             )
             return
         with self.ctx.progress.step("wait", self.artifact.digest):
-            tokens = _request(self.ctx, self.found.consumers, lambda obj: fo.consumer_source(obj) in already)
+            tokens = self._request(self.found.consumers, lambda obj: fo.consumer_source(obj) in already)
             targets = [
                 self._target(
                     obj,
@@ -210,6 +227,14 @@ class _Settling:
                 for obj in self.found.consumers
             ]
             self._wait([*self.source_targets, *targets], f"the consumers to apply {self.artifact.digest}")
+
+    def _request(self, objects: Sequence[Obj], wanted: Callable[[Obj], bool]) -> dict[ObjectRef, str | None]:
+        """Ask Flux to reconcile what `wanted` selects, the way FLUX_CI_NOTIFY says; their tokens."""
+        if _patches(self.ctx):
+            return _request(self.ctx, objects, wanted)
+        if self.notifier is None:
+            self.notifier = notify.Notifier(self.ctx, self.observer.latest, self.artifact)
+        return self.notifier.request(objects, wanted)
 
     def _target(
         self,

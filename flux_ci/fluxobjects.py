@@ -218,7 +218,8 @@ def _helm_attempted(obj: Obj, digest: str) -> bool:
     status = obj.get("status", {})
     short = digest.removeprefix("sha256:")[:12]
     chart = str(status.get("lastAttemptedRevision", ""))
-    return revision_has_digest(attempted_revision(obj), digest) or (bool(short) and chart.endswith(f"+{short}"))
+    named_in_chart = bool(short) and chart.endswith(f"+{short}")
+    return revision_has_digest(attempted_revision(obj), digest) or named_in_chart
 
 
 def _helm_released(obj: Obj, digest: str) -> bool:
@@ -227,8 +228,10 @@ def _helm_released(obj: Obj, digest: str) -> bool:
     history = obj.get("status", {}).get("history") or []
     if not history:
         return _helm_attempted(obj, digest)
-    latest = history[0]
-    return latest.get("status") == "deployed" and revision_has_digest(str(latest.get("ociDigest", "")), digest)
+    current = history[0]
+    return current.get("status") == "deployed" and revision_has_digest(
+        str(current.get("ociDigest", "")), digest
+    )
 
 
 def _helm_kept_older_release(obj: Obj, digest: str, ready: str) -> bool:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import re
 
-from flux_ci.models import Check, ConsumerState, Report, SourceState, Status
+from flux_ci.models import Check, ConsumerState, ErrorInfo, Report, SourceState, Status
 
+# By the status's value, so a status added later still renders (with the neutral mark).
 _HEADLINE = {
-    Status.SUCCEEDED: "✅",
-    Status.FAILED: "❌",
-    Status.SUPERSEDED: "⏭️",
-    Status.DRY_RUN: "📝",
+    Status.SUCCEEDED.value: "✅",
+    Status.FAILED.value: "❌",
+    Status.SUPERSEDED.value: "⏭️",
+    "triggered": "📤",  # pushed and announced, nothing verified
+    Status.DRY_RUN.value: "📝",
 }
 # Characters Markdown or HTML would read as syntax inside a table cell.
 _CELL_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"} | {char: f"\\{char}" for char in "\\|`*_[]"}
@@ -23,7 +25,7 @@ _BACKTICKS = re.compile(r"`+")
 
 
 def to_markdown(report: Report) -> str:
-    blocks = [f"### {_HEADLINE[report.status]} flux-ci {report.command}: {report.status}"]
+    blocks = [f"### {_HEADLINE.get(str(report.status), '🔹')} flux-ci {report.command}: {report.status}"]
     if report.artifact is not None:
         a = report.artifact
         rows = [("artifact", _code(a.url) if a.digest else _code(a.repository))]
@@ -31,13 +33,13 @@ def to_markdown(report: Report) -> str:
             rows.append(("digest", _code(a.digest)))
         rows += [("tags", ", ".join(_code(tag) for tag in a.tags)), ("revision", _code(a.revision))]
         blocks.append(_table(("", ""), [row for row in rows if row[1]]))
-    objects = [_object_row(state) for state in [*report.sources, *report.consumers]]
+    objects = [_object_row(s) for s in report.sources] + [_object_row(c) for c in report.consumers]
     if objects:
         blocks.append(_table(("kind", "namespace/name", "revision", "ready", "state", "message"), objects))
     if report.checks:
         blocks.append(_table(("", "check", "detail"), [_check_row(check) for check in report.checks]))
     if report.error is not None:
-        blocks.append(_error(report))
+        blocks.append(_error(report.error, report.exit_code))
     lists = [("scope", report.scope), ("notes", report.notes)]
     for title, items in lists:
         if items:
@@ -64,11 +66,9 @@ def _check_row(check: Check) -> tuple[str, ...]:
     return ("✅" if check.ok else "❌", _cell(check.name), _cell(check.detail))
 
 
-def _error(report: Report) -> str:
-    error = report.error
-    assert error is not None
+def _error(error: ErrorInfo, exit_code: int) -> str:
     retry = "retryable" if error.retryable else "not retryable"
-    head = f"**Error** (exit {report.exit_code}, `{error.code}`, {retry})"
+    head = f"**Error** (exit {exit_code}, `{error.code}`, {retry})"
     if error.superseded_by:
         head += f": superseded by {_code(error.superseded_by)}"
     return f"{head}\n\n{_fenced(error.message)}"

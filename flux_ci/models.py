@@ -12,6 +12,9 @@ class Status(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SUPERSEDED = "superseded"  # another pipeline's artifact took this one's place (exit 9)
+    # Pushed and the Receiver accepted the request; the cluster was not read (FLUX_CI_VERIFY=false):
+    # nothing was verified. Exit 0, but never `succeeded`.
+    TRIGGERED = "triggered"
     DRY_RUN = "dry-run"
 
 

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from flux_ci.errors import ConfigError
-from flux_ci.settings import Problem, Settings, config_message, missing_message, variable_name
+from flux_ci.settings import (
+    RECEIVER_OIDC_TOKEN_VARIABLE,
+    Problem,
+    Settings,
+    config_message,
+    missing_message,
+    variable_name,
+)
 
 COMMANDS = ("push", "reconcile", "wait", "deploy", "status", "doctor")
 
@@ -128,6 +135,53 @@ def _credentials(settings: Settings) -> list[Problem]:
     return [(missing, message)]
 
 
+def _receiver(settings: Settings) -> list[Problem]:
+    """FLUX_CI_NOTIFY=receiver (also implied by FLUX_CI_RECEIVER_URL or FLUX_CI_RECEIVER): where the
+    webhook is, and the secret its type authenticates with."""
+    if settings.notify_mode != "receiver":
+        return []
+    why = "(FLUX_CI_NOTIFY=receiver tells Flux through a Receiver webhook)"
+    problems = [
+        (name, f"{message} {why}") for name, message in _required(settings, "receiver_url", "receiver")
+    ]
+    kind = settings.receiver_type
+    if kind != "generic-oidc" and settings.receiver_token is None:
+        problems.append(("receiver_token", (
+            f"FLUX_CI_RECEIVER_TOKEN is not set: a {kind} Receiver's webhook path"
+            + (" and request signature" if kind == "generic-hmac" else "")
+            + " derive from the token in its secretRef"
+        )))  # fmt: skip
+    if kind == "generic-oidc" and settings.receiver_token is not None:
+        problems.append(("receiver_token", (
+            "FLUX_CI_RECEIVER_TOKEN must not be set with FLUX_CI_RECEIVER_TYPE=generic-oidc: that "
+            "Receiver has no secret, the CI job's OIDC token (FLUX_CI_RECEIVER_OIDC_TOKEN) authenticates"
+        )))  # fmt: skip
+    if kind == "generic-oidc" and settings.receiver_oidc_token is None:
+        problems.append(("receiver_oidc_token", (
+            f"FLUX_CI_RECEIVER_OIDC_TOKEN is not set (nor {RECEIVER_OIDC_TOKEN_VARIABLE}): a generic-oidc "
+            "Receiver accepts the CI job's OIDC ID token (GitLab: `id_tokens:` in the job)"
+        )))  # fmt: skip
+    return problems
+
+
+def _unverified(settings: Settings) -> list[Problem]:
+    """FLUX_CI_VERIFY=false ends once the Receiver accepted the request: it needs one to call."""
+    if settings.verify or settings.notify_mode == "receiver":
+        return []
+    message = (
+        f"FLUX_CI_VERIFY=false needs FLUX_CI_NOTIFY=receiver (it is {settings.notify_mode}): without "
+        "the cluster, only a Receiver webhook can tell Flux; to push alone, run `flux-ci push`"
+    )
+    return [("verify", message)]
+
+
+def _verified(settings: Settings) -> list[Problem]:
+    """`wait` does nothing but verify."""
+    if settings.verify:
+        return []
+    return [("verify", "FLUX_CI_VERIFY=false: `flux-ci wait` only reads the cluster, unset it for this job")]
+
+
 def _required(settings: Settings, *fields: str) -> list[Problem]:
     return [(name, missing_message(name)) for name in fields if getattr(settings, name) is None]
 
@@ -180,9 +234,9 @@ Need = Callable[[Settings], list[Problem]]
 _PUSH: tuple[Need, ...] = (_push_inputs, _credentials, _manifests, _dotenv)
 _NEEDS: dict[str, tuple[Need, ...]] = {
     "push": _PUSH,
-    "deploy": _PUSH,
-    "reconcile": (_digest, _sources, _credentials, _dotenv),
-    "wait": (_digest, _wait_sources, _credentials, _dotenv),
+    "deploy": (*_PUSH, _receiver, _unverified),
+    "reconcile": (_digest, _sources, _credentials, _dotenv, _receiver, _unverified),
+    "wait": (_digest, _wait_sources, _credentials, _dotenv, _receiver, _verified),
     "status": (_sources, _dotenv),
     # doctor reports configuration problems as one of its checks (doctor.py), next to the others,
     # instead of stopping before them.

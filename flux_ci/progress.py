@@ -47,7 +47,7 @@ class Progress:
         if self._sections:
             self._raw(f"\x1b[0Ksection_start:{int(time.time())}:{section}\r\x1b[0K")
         if self._groups:
-            self._raw(self._masker.mask(github.group_start(f"{name} {detail}".strip())) + "\n")
+            self._raw(github.group_start(self._masker.mask(f"{name} {detail}".strip())) + "\n")
         self.say(f"▶ {name}{' ' + detail if detail else ''}")
         status = StepStatus.FAILED
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from flux_ci.models import SCHEMA_VERSION, ConsumerState, Report, SourceState
+from flux_ci.models import SCHEMA_VERSION, ConsumerState, Report, SourceState, Status
 
 # GitLab dotenv: no quotes, spaces or newlines in values, and the file is at most 5 KB.
 _DOTENV_UNSAFE = re.compile(r"[\s'\"\\#]")
@@ -93,7 +93,8 @@ def to_table(report: Report) -> str:
         a = report.artifact
         rows = [("artifact", a.url), ("tags", ", ".join(a.tags)), ("revision", a.revision)]
         blocks.append(tabulate(rows, tablefmt="plain"))
-    objects = [_row(state) for state in [*report.sources, *report.consumers]]
+    states: list[SourceState | ConsumerState] = [*report.sources, *report.consumers]
+    objects = [_row(state) for state in states]
     if objects:
         headers = ("KIND", "NAMESPACE/NAME", "REVISION", "READY", "STATE", "MESSAGE")
         blocks.append(_fit(tabulate(objects, headers=headers, tablefmt="simple")))
@@ -105,6 +106,8 @@ def to_table(report: Report) -> str:
     if lines:
         blocks.append("\n".join(lines))
     verdict = f"{report.command}: {report.status}"
+    if report.status is Status.TRIGGERED:  # exit 0, yet not a success: say so where people look
+        verdict += " (the Receiver accepted the request; nothing in the cluster was verified)"
     if report.error:  # the message itself goes to stderr, with the other words for people
         verdict += f" (exit {report.exit_code}, {report.error.code})"
         if report.error.superseded_by:

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -87,6 +88,9 @@ CI_FALLBACKS: dict[str, str] = {
     "trace": "CI_DEBUG_TRACE",
 }
 
+# flux2 cmd/flux/trigger_receiver.go `defaultOIDCTokenEnvVar`: FLUX_CI_RECEIVER_OIDC_TOKEN's fallback.
+RECEIVER_OIDC_TOKEN_VARIABLE = "FLUX_TRIGGER_RECEIVER_OIDC_TOKEN"  # noqa: S105 - a name, not a token
+
 # A field's problem: (field name, message); the field is "" for an unknown variable name.
 Problem = tuple[str, str]
 
@@ -125,7 +129,10 @@ def ci_defaults(env: Mapping[str, str]) -> dict[str, str]:
     """Defaults derived from GitLab's predefined variables, else GitHub Actions' equivalents."""
     gitlab = _gitlab_defaults(env)
     github = _github_defaults(env)
-    return {**github, **gitlab}  # GitLab wins where both somehow exist
+    # The variable `flux trigger receiver` reads its OIDC token from, so a job set up for it works.
+    flux: dict[str, str] = {}
+    _copy(env, flux, receiver_oidc_token=RECEIVER_OIDC_TOKEN_VARIABLE)
+    return {**flux, **github, **gitlab}  # GitLab wins where both somehow exist
 
 
 def _gitlab_defaults(env: Mapping[str, str]) -> dict[str, str]:
@@ -204,15 +211,28 @@ class Settings(BaseSettings):
     digest: str | None = None
     timeout: Duration = 300.0
     kube_context: str | None = None
-    output: Literal["table", "json"] = "table"
+    output: Literal["table", "json", "markdown"] = "table"
     dotenv: Path | None = None
     trace: StrictBool = False
     dry_run: StrictBool = False
     allow_empty: StrictBool = False  # push an artifact holding no Kubernetes object
+    # How Flux is told about the push (flux_ci/notify.py); None: `receiver` when a Receiver is
+    # configured (FLUX_CI_RECEIVER_URL or FLUX_CI_RECEIVER), else `annotate`.
+    notify: Literal["annotate", "receiver", "none"] | None = None
+    receiver_url: str | None = None  # notification-controller's webhook server: http(s)://host[/base]
+    receiver: str | None = None  # [namespace/]name of the Receiver
+    receiver_token: SecretStr | None = None  # the `token` of the Receiver's secretRef
+    receiver_type: Literal["generic", "generic-hmac", "generic-oidc"] = "generic"
+    receiver_oidc_token: SecretStr | None = None  # generic-oidc: the CI job's OIDC ID token
+    # false: `deploy`/`reconcile` never read the cluster; they end once the Receiver accepted the
+    # request, with status `triggered` (nothing verified).
+    verify: StrictBool = True
 
-    secret_fields: ClassVar[frozenset[str]] = frozenset({"registry_password"})
+    secret_fields: ClassVar[frozenset[str]] = frozenset(
+        {"registry_password", "receiver_token", "receiver_oidc_token"}
+    )
     # Never echoed in a message either: they may hold credentials, which must not be repeated.
-    unechoed_fields: ClassVar[frozenset[str]] = secret_fields | {"repository", "source"}
+    unechoed_fields: ClassVar[frozenset[str]] = secret_fields | {"repository", "source", "receiver_url"}
 
     @classmethod
     def settings_customise_sources(
@@ -296,7 +316,7 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value
 
-    @field_validator("output", mode="before")
+    @field_validator("output", "notify", "receiver_type", mode="before")
     @classmethod
     def _output(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -331,7 +351,12 @@ class Settings(BaseSettings):
             raise ValueError("; ".join(errors))
         return value
 
-    @field_validator("ocirepository")
+    @field_validator("receiver_url")
+    @classmethod
+    def _receiver_url(cls, value: str | None) -> str | None:
+        return None if value is None else receiver_url(value)
+
+    @field_validator("ocirepository", "receiver")
     @classmethod
     def _ocirepository(cls, value: str | None) -> str | None:
         if value is None:
@@ -356,6 +381,19 @@ class Settings(BaseSettings):
             return None
         namespace, _, name = self.ocirepository.rpartition("/")
         return ObjectRef("OCIRepository", namespace or self.namespace, name)
+
+    @property
+    def notify_mode(self) -> str:
+        """annotate, receiver or none: FLUX_CI_NOTIFY, else receiver when a Receiver is configured."""
+        if self.notify is not None:
+            return self.notify
+        return "receiver" if self.receiver_url is not None or self.receiver is not None else "annotate"
+
+    def receiver_ref(self) -> ObjectRef | None:
+        if self.receiver is None:
+            return None
+        namespace, _, name = self.receiver.rpartition("/")
+        return ObjectRef("Receiver", namespace or self.namespace, name)
 
     def required(self, field_name: str) -> str:
         """The value of a field the command cannot do without (a `ConfigError` naming it if unset)."""
@@ -393,6 +431,21 @@ def oci_repository(text: str) -> str:
             )
             raise ValueError(msg)
     return f"oci://{address}"
+
+
+def receiver_url(text: str) -> str:
+    """`http(s)://host[:port][/base path]`, without credentials, query or fragment; no trailing `/`."""
+    if has_userinfo(text):  # checked first, and the value is never repeated: it may hold a password
+        msg = f"{_CREDENTIALS_IN_URL}: the Receiver authenticates with FLUX_CI_RECEIVER_TOKEN"
+        raise ValueError(msg)
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        msg = f"{text!r} must be http(s)://<host>[:<port>][/<base path>] (the Receiver webhook server)"
+        raise ValueError(msg)
+    if parts.query or parts.fragment or "/hook/" in f"{parts.path}/":
+        msg = f"{text!r} must be the webhook server's base URL, without /hook/..., query or fragment"
+        raise ValueError(msg)
+    return text.strip().rstrip("/")
 
 
 def _check_tags(tags: list[str]) -> None:

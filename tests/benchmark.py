@@ -58,7 +58,7 @@ class Plan:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmark", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=10, help="rounds of A, W1, W2 (default 10)")
+    parser.add_argument("--rounds", "--runs", type=int, default=10, help="rounds of A, W1, W2 (default 10)")
     parser.add_argument("--quick", action="store_true", help="3 rounds, 5 lag samples, 1 scale round")
     parser.add_argument(
         "--json", type=Path, default=Path("bench-results.json"), help="where to write results"

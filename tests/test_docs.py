@@ -78,9 +78,27 @@ def test_example_pipeline_reads_only_variables_the_dotenv_report_writes() -> Non
 
 def test_dockerfile_builds_the_pinned_tools_and_runs_unprivileged() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
+    # The official bases by default; CI builds against local stand-ins (tests/e2e/test_image.py).
+    assert "ARG GO_IMAGE=golang:1.26-bookworm" in dockerfile
+    assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in dockerfile
+    assert re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)[-1] == "${PYTHON_IMAGE}"
+    # The tools stage compiles the pinned tools, unless `--build-context tools=DIR` replaces it.
     assert "COPY .ci/versions.env .ci/build-tools.sh" in dockerfile
     assert ".ci/build-tools.sh flux oras kubectl" in dockerfile
+    assert re.search(r"^FROM scratch AS tools$", dockerfile, re.MULTILINE)
+    assert "COPY --from=tools /flux /oras /kubectl /usr/local/bin/" in dockerfile
     users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
     assert users
     assert users[-1] not in ("root", "0")
     assert "ENTRYPOINT [" not in dockerfile  # GitLab needs the shell for `script:`
+    # Everything the build copies from the context gets past .dockerignore (an allowlist).
+    allowed = {
+        line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line[:1] == "!"
+    }
+    copied = {
+        source.rstrip("/")
+        for line in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, re.MULTILINE)
+        for source in line.split()
+    }
+    assert copied
+    assert copied <= allowed, copied - allowed

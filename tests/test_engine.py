@@ -127,7 +127,8 @@ def test_a_recorded_deploy_ends_with_every_object_done() -> None:
     watches = [c for c in runner.commands() if "--watch" in c]
     assert len(watches) == 2  # one per kind and namespace
     # Only the latest state of each object is judged: the events arrived faster than they were read.
-    assert f"Kustomization/cap-ok/app: done: Applied revision: latest@{recording.digest}" in progress.getvalue()
+    done = f"Kustomization/cap-ok/app: done: Applied revision: latest@{recording.digest}"
+    assert done in progress.getvalue()
 
 
 def test_a_recorded_apply_failure_fails_with_the_controllers_message() -> None:

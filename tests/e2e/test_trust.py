@@ -129,9 +129,11 @@ def test_a_missing_patch_right_fails_before_anything_is_pushed(
 def _read_only_role() -> str:
     return (
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: flux-ci-read-only\n"
-        "rules:\n- apiGroups: [source.toolkit.fluxcd.io, kustomize.toolkit.fluxcd.io, helm.toolkit.fluxcd.io]\n"
+        "rules:\n- apiGroups:\n  - source.toolkit.fluxcd.io\n  - kustomize.toolkit.fluxcd.io\n"
+        "  - helm.toolkit.fluxcd.io\n"
         "  resources: [ocirepositories, kustomizations, helmreleases]\n  verbs: [get, list, watch]\n"
-        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: flux-ci-read-only\n"
+        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n"
+        "metadata:\n  name: flux-ci-read-only\n"
         "roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: flux-ci-read-only\n"
         "subjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: User\n  name: read-only-ci\n"
     )

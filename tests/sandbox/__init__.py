@@ -1,7 +1,8 @@
 """A real Flux sandbox on 127.0.0.1 for tests and demos (test infrastructure, stdlib only).
 
 docker-registry (htpasswd auth) + etcd + kube-apiserver + source-controller + kustomize-controller
-+ helm-controller, all the pinned real binaries, started as local processes. Never imported by
++ helm-controller + notification-controller (its Receiver webhooks on 127.0.0.1), all the pinned
+real binaries, started as local processes. Never imported by
 flux_ci. SandboxClient also injects faults (pause, stop, restart a component) and hands out
 namespaced RBAC identities.
 """

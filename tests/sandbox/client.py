@@ -21,7 +21,14 @@ from tests.sandbox.charts import (
     helm_config,
     package_chart,
 )
-from tests.sandbox.controllers import CONTROLLERS, HELM_SHARD, NO_DIGEST_TRACKING, SHARD_LABEL
+from tests.sandbox.controllers import (
+    CONTROLLERS,
+    HELM_SHARD,
+    NO_DIGEST_TRACKING,
+    NOTIFICATION_CONTROLLER,
+    SHARD_LABEL,
+    receiver_url,
+)
 from tests.sandbox.errors import SandboxError
 from tests.sandbox.kube import add_impersonation_context
 from tests.sandbox.procs import log_tail, wait_until
@@ -33,6 +40,7 @@ T = TypeVar("T")
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
 KUSTOMIZE_API = "kustomize.toolkit.fluxcd.io/v1"
 HELM_API = "helm.toolkit.fluxcd.io/v2"
+NOTIFICATION_API = "notification.toolkit.fluxcd.io/v1"
 PULL_SECRET = "registry-auth"
 
 
@@ -218,7 +226,7 @@ class SandboxClient:
         applied and stop work.
         """
         self.kubectl(
-            "delete", "kustomizations,helmreleases,ocirepositories", "--all", "-n", name,
+            "delete", "kustomizations,helmreleases,ocirepositories,receivers", "--all", "-n", name,
             "--wait=false", check=False,
         )  # fmt: skip
         self.kubectl("delete", "namespace", name, "--wait=false", check=False)
@@ -393,6 +401,49 @@ class SandboxClient:
             helm_release["metadata"]["labels"] = {SHARD_LABEL: NO_DIGEST_TRACKING}
         self.apply("\n---\n".join(json.dumps(doc) for doc in (source, helm_release)))
         return HelmDeployment(namespace, name, self.oci_url(repository), tag, target, digest_tracking)
+
+    def create_receiver(
+        self,
+        namespace: str,
+        name: str,
+        resources: Sequence[Mapping[str, str]],
+        *,
+        receiver_type: str = "generic",
+        token: str | None = None,
+    ) -> str:
+        """A Receiver of `receiver_type` asking Flux to reconcile `resources`, Ready; returns its token.
+
+        `resources` are CrossNamespaceObjectReferences (`{"kind": "OCIRepository", "name": "app"}`).
+        The token lives in a Secret (key `token`) named like the Receiver; the manifests go to
+        kubectl on stdin, so the token never reaches an argv. Its webhook is `receiver_url` +
+        `status.webhookPath`.
+        """
+        token = token or secrets.token_hex(16)
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"{name}-token", "namespace": namespace},
+            "stringData": {"token": token},
+        }
+        spec = {
+            "type": receiver_type,
+            "resources": [dict(resource) for resource in resources],
+            "secretRef": {"name": f"{name}-token"},
+        }
+        receiver = _flux_object(NOTIFICATION_API, "Receiver", name, namespace, spec)
+        self.apply("\n---\n".join(json.dumps(doc) for doc in (secret, receiver)))
+        self.wait_condition(
+            "receivers.notification.toolkit.fluxcd.io", name, namespace,
+            lambda obj: (condition(obj, "Ready") or {}).get("status") == "True"
+            and bool(obj.get("status", {}).get("webhookPath")),
+            timeout=60, what="Ready with a webhook path",
+        )  # fmt: skip
+        return token
+
+    @property
+    def receiver_url(self) -> str:
+        """notification-controller's webhook server, e.g. `http://127.0.0.1:40123` (no path)."""
+        return receiver_url(self.state.process(NOTIFICATION_CONTROLLER))
 
     def start_helm_shard(self) -> None:
         """Run the helm-controller with DisableChartDigestTracking=true (idempotent)."""

@@ -1,4 +1,4 @@
-"""source-controller, kustomize-controller and helm-controller as local processes against the sandbox."""
+"""source-, kustomize-, helm- and notification-controller as local processes against the sandbox."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from tests.sandbox.launch import Launch, require_tool
 from tests.sandbox.net import LOOPBACK, HealthCheck
 from tests.sandbox.procs import ProcessRecord, log_since
 
-CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller")
+CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller", "notification-controller")
+NOTIFICATION_CONTROLLER = "notification-controller"
+# notification-controller's webhook server for Receivers (`flux trigger receiver` posts here).
+RECEIVER_ADDR_FLAG = "--receiverAddr="
 
 # A second helm-controller with DisableChartDigestTracking=true, started only when a test asks for
 # it. Flux's own sharding keeps the two apart: each reconciles only the HelmReleases its
@@ -27,6 +30,7 @@ _MAIN_RECONCILER = {
     "kustomize-controller": "kustomization",
     "helm-controller": "helmrelease",
     HELM_SHARD: "helmrelease",
+    NOTIFICATION_CONTROLLER: "receiver",
 }
 # The binary each controller process runs (the shard is helm-controller with other flags).
 _BINARY = {name: name for name in CONTROLLERS} | {HELM_SHARD: "helm-controller"}
@@ -74,6 +78,25 @@ def _source_controller_flags(launch: Launch) -> list[str]:
     ]
 
 
+def _notification_controller_flags(launch: Launch) -> list[str]:
+    # Both servers default to all interfaces (:9292, :9090): keep them on loopback ports of their own.
+    return [
+        f"{RECEIVER_ADDR_FLAG}{LOOPBACK}:{launch.ports.take()}",
+        f"--events-addr={LOOPBACK}:{launch.ports.take()}",
+    ]
+
+
+def receiver_url(record: ProcessRecord) -> str:
+    """The base URL of notification-controller's Receiver webhooks, from the flags it was started with."""
+    argv = record.spec.argv if record.spec else ()
+    address = next(
+        (arg.removeprefix(RECEIVER_ADDR_FLAG) for arg in argv if arg.startswith(RECEIVER_ADDR_FLAG)), ""
+    )
+    if not address:
+        raise ValueError(f"{record.name} was not started with {RECEIVER_ADDR_FLAG}")
+    return f"http://{address}"
+
+
 def _helm_controller_flags(name: str) -> list[str]:
     if name == HELM_SHARD:
         return [
@@ -91,6 +114,8 @@ def start_controller(launch: Launch, name: str, kubeconfig: Path) -> ProcessReco
         argv += _source_controller_flags(launch)
     elif _BINARY[name] == "helm-controller":
         argv += _helm_controller_flags(name)
+    elif name == NOTIFICATION_CONTROLLER:
+        argv += _notification_controller_flags(launch)
     health = HealthCheck(f"http://{LOOPBACK}:{health_port}/readyz")
     # The controllers have no --kubeconfig flag; controller-runtime reads KUBECONFIG.
     return launch.start(name, argv, health, env={"KUBECONFIG": str(kubeconfig)})

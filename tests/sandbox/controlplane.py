@@ -18,7 +18,12 @@ from tests.sandbox.state import write_private
 from tests.sandbox.versions import crds_dir
 
 FLUX_NAMESPACE = "flux-system"
-_CONTROLLERS_WITH_CRDS = ("source-controller", "kustomize-controller", "helm-controller")
+_CONTROLLERS_WITH_CRDS = (
+    "source-controller",
+    "kustomize-controller",
+    "helm-controller",
+    "notification-controller",
+)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ STARTUP_TIMEOUTS = {
     "source-controller": 120.0,
     "kustomize-controller": 120.0,
     "helm-controller": 120.0,
+    "notification-controller": 120.0,
     HELM_SHARD: 120.0,
 }
 _KEEP_ON_RESET = {".lock", MARKER_FILE}

@@ -26,6 +26,7 @@ PINNED_TOOLS: dict[str, str] = {
     "source-controller": "SOURCE_CONTROLLER_VERSION",
     "kustomize-controller": "KUSTOMIZE_CONTROLLER_VERSION",
     "helm-controller": "HELM_CONTROLLER_VERSION",
+    "notification-controller": "NOTIFICATION_CONTROLLER_VERSION",
 }
 
 # argv that prints a version, and the pattern that pulls the bare version out of its output.

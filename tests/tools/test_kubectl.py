@@ -105,7 +105,7 @@ def test_decoding_a_watch_event_is_linear_in_its_size() -> None:
         return real_loads(text)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(kubectl.json, "loads", counting_loads)
+        patch.setattr(json, "loads", counting_loads)
         decoded = list(kubectl.iter_json_documents(lines * 2))
     assert len(decoded) == 2
     assert calls == 2  # one parse per document, whatever its length

