@@ -9,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Everything after `make test ARGS=...` goes to pytest, e.g. ARGS='-k push -x'.
 ARGS ?=
-IMAGE ?= flux-ci:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= flux-ci:$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' flux_ci/__init__.py)
 # `make image` runs $CONTAINER_ENGINE, else docker when a Docker engine answers, else podman. Extra
 # flags, e.g. IMAGE_BUILD_FLAGS='--build-context tools=DIR' to take prebuilt tools (see Dockerfile).
 IMAGE_BUILD_FLAGS ?=

@@ -53,7 +53,7 @@ path_version() {
 # One field of `go mod download -json` (tab-indented JSON; no python needed, e.g. in the image build).
 mod_field() { # module@version field
   local out
-  out=$(GOFLAGS= go mod download -json "$1") || { echo "$out" >&2; return 1; }
+  out=$(GOFLAGS='' go mod download -json "$1") || { echo "$out" >&2; return 1; }
   sed -n "s/^\t\"$2\": \"\(.*\)\",\{0,1\}\$/\1/p" <<<"$out"
 }
 
@@ -127,6 +127,7 @@ k8s_wrapper() { # dir module-name
   staging=0.$(echo "$KUBERNETES_VERSION" | cut -d. -f2-)
   rm -rf "$src" && mkdir -p "$src"
   kmod=$(mod_field "k8s.io/kubernetes@v$KUBERNETES_VERSION" GoMod)
+  # shellcheck disable=SC2013 # module paths hold no spaces: one word is one line
   (cd "$src" && go mod init "$2" >/dev/null 2>&1 &&
     for m in $(sed -n 's#^[[:space:]]*\(k8s\.io/[^ ]*\) => \./staging/.*#\1#p' "$kmod"); do
       go mod edit -replace="$m=$m@v$staging"

@@ -55,7 +55,8 @@ def run_deploy(ctx: Context, report: Report) -> None:
         _finish(ctx, report)
         return
     require_tools(ctx, ["flux", "oras", "kubectl"])
-    found = _discover(ctx, report, tags=pushed_tags(ctx.settings), digest=None, needs_patch=_patches(ctx))
+    with notify.unverified_hint(ctx):
+        found = _discover(ctx, report, tags=pushed_tags(ctx.settings), digest=None, needs_patch=_patches(ctx))
     with open_registry(ctx) as registry, _observing(ctx, report, found) as observer:
         report.artifact = push(ctx, registry)
         _settle(_Settling(ctx, report, found, observer, registry, report.artifact))

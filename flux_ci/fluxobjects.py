@@ -149,11 +149,9 @@ def source_verdict(obj: Obj, expect: Expectation) -> Verdict:
     moved = _other_digest_of_our_tag(revision, expect, include_before=acknowledged)
     if moved is not None:
         return Verdict(Phase.WAITING, f"holds {revision}", moved=moved, settled=acknowledged)
-    if acknowledged and ready == "True":
-        return Verdict(
-            Phase.FAILED,
-            f"fetched {revision or 'nothing'} after the reconcile request, not {expect.digest}",
-        )
+    if acknowledged and ready == "True" and revision:
+        # Another revision that is not one of our tags (moved is None): it can never become ours.
+        return Verdict(Phase.FAILED, f"fetched {revision} after the reconcile request, not {expect.digest}")
     return Verdict(Phase.WAITING, message or "waiting for source-controller")
 
 

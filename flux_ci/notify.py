@@ -42,7 +42,8 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.client import HTTPException
 
@@ -91,9 +92,9 @@ class Webhook:
     """One Receiver call, ready to send (secrets inside: never printed, never in argv)."""
 
     receiver: ObjectRef
-    url: str
-    headers: dict[str, str]
-    body: bytes
+    url: str = field(repr=False)  # for a generic Receiver the path is the credential
+    headers: dict[str, str] = field(repr=False)  # X-Signature, Authorization
+    body: bytes = field(repr=False)
 
 
 def webhook(ctx: Context, artifact: Artifact) -> Webhook:
@@ -154,14 +155,15 @@ def _send(hook: Webhook, timeout: float) -> _Answer:
         return _Answer(None, f"{type(exc).__name__}: {exc}".rstrip(": "))
 
 
-def trigger(ctx: Context, artifact: Artifact) -> None:
+def trigger(ctx: Context, artifact: Artifact) -> ObjectRef:
     """POST to the Receiver until it accepts (2xx); ClusterError (exit 5) when it refuses or stays
-    unreachable. notification-controller has annotated every resource it names once it answers."""
+    unreachable. notification-controller has annotated every resource it names once it answers.
+    Returns the Receiver called."""
     hook = webhook(ctx, artifact)
     shown = f"{ctx.settings.receiver_type} Receiver {hook.receiver.namespace}/{hook.receiver.name}"
     if ctx.runner.dry_run:
         ctx.progress.note(f"[dry-run] would trigger the {shown}: POST {hook.url}")
-        return
+        return hook.receiver
     ctx.progress.note(f"triggering the {shown}: POST {hook.url}")
     first_not_found: float | None = None
     attempt = 0
@@ -170,7 +172,7 @@ def trigger(ctx: Context, artifact: Artifact) -> None:
         answer = _send(hook, min(_REQUEST_TIMEOUT_S, max(ctx.deadline.remaining, 0.1)))
         if answer.status is not None and 200 <= answer.status < 300:
             ctx.progress.note(f"the {shown} answered {answer.text} in {time.monotonic() - began:.2f}s")
-            return
+            return hook.receiver
         if answer.status == 404:
             first_not_found = first_not_found or began
         retry = answer.status is None or answer.status in RETRYABLE_STATUSES
@@ -210,16 +212,32 @@ def _refused(
 
 def trigger_only(ctx: Context, report: Report, artifact: Artifact) -> None:
     """FLUX_CI_VERIFY=false: ask the Receiver and read nothing. Status `triggered`: nothing verified."""
-    ref = ctx.settings.receiver_ref()
-    with ctx.progress.step("trigger", str(ref)):
-        trigger(ctx, artifact)
+    with ctx.progress.step("trigger", ctx.settings.receiver or ""):
+        receiver = trigger(ctx, artifact)
     ctx.progress.skip("wait", "FLUX_CI_VERIFY=false: the cluster is not read, nothing is verified")
     report.status = Status.TRIGGERED
     report.notes.append(
-        f"triggered: the Receiver {ref} accepted the request, so notification-controller asked Flux to "
-        "reconcile what it names; the cluster was not read (FLUX_CI_VERIFY=false): whether Flux "
-        "fetched and applied this digest was not verified"
+        f"triggered: Receiver {receiver.namespace}/{receiver.name} accepted the request, so "
+        "notification-controller asked Flux to reconcile what it names; the cluster was not read "
+        "(FLUX_CI_VERIFY=false): whether Flux fetched and applied this digest was not verified"
     )
+
+
+@contextmanager
+def unverified_hint(ctx: Context) -> Iterator[None]:
+    """In receiver mode, a cluster that cannot be read (no kubeconfig, no rights) names the way
+    without it; it is never taken silently: exit 0 must not rest on a kubeconfig gone missing."""
+    try:
+        yield
+    except ClusterError as exc:
+        if ctx.settings.notify_mode == "receiver":
+            exc.message += (
+                ". Nothing was pushed. If this job may not read the cluster at all, "
+                "FLUX_CI_VERIFY=false pushes and triggers the Receiver without verifying anything "
+                "(status triggered)"
+            )
+            exc.args = (exc.message,)
+        raise
 
 
 # --- requests without patch ----------------------------------------------------------------------

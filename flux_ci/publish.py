@@ -4,6 +4,12 @@ moving tags at that exact digest (`oras tag`), all through the command's one reg
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+
 from flux_ci.context import Context
 from flux_ci.models import Artifact
 from flux_ci.plan import push_plan
@@ -18,15 +24,37 @@ def pushed_tags(settings: Settings) -> list[str]:
     return list(dict.fromkeys([*tags, *settings.extra_tags]))
 
 
+@contextmanager
+def staged(path: Path) -> Iterator[Path]:
+    """A private copy of FLUX_CI_PATH for `flux push artifact --path`.
+
+    flux writes its layer file next to --path (fluxcd/pkg oci `build.go`:
+    `os.CreateTemp(filepath.Split(path))`, i.e. `<parent>/<base><digits>`), so a push from a checkout
+    the job's user cannot write to fails with `error creating layer: ... permission denied`. The
+    copy lives in a 0700 temp dir of this process. The digest does not change: flux archives paths
+    relative to --path, zeroes the times and applies --ignore-paths to the copy as to the original.
+    """
+    with tempfile.TemporaryDirectory(prefix="flux-ci-push-") as private:
+        source = path.resolve()
+        target = Path(private) / (source.name or "content")
+        if source.is_dir():
+            shutil.copytree(source, target, symlinks=True)
+        else:
+            shutil.copy2(source, target)
+        yield target
+
+
 def push(ctx: Context, registry: Registry) -> Artifact:
     """Package FLUX_CI_PATH, push it as repository:tag, then add the extra tags to that digest."""
     plan = push_plan(ctx.settings)
     s = ctx.settings
     url = f"{plan.repository}:{plan.tag}"
-    with ctx.progress.step("push", url):
+    # A dry run copies nothing and shows the real path in the command it would run.
+    content: AbstractContextManager[Path] = nullcontext(s.path) if ctx.runner.dry_run else staged(s.path)
+    with ctx.progress.step("push", url), content as path:
         argv = flux.push_argv(
             url,
-            path=s.path,
+            path=path,
             source=plan.source,
             revision=plan.revision,
             reproducible=s.reproducible,

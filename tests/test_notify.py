@@ -407,6 +407,26 @@ def test_none_mode_asks_nothing_and_names_the_interval(manifests: Path) -> None:
     ) in out.getvalue()
 
 
+def test_a_cluster_that_cannot_be_read_in_receiver_mode_names_verify_false(manifests: Path) -> None:
+    runner = FakeRunner()
+    for tool, golden in (("flux", "flux/version.json"), ("oras", "oras/version.txt")):
+        runner.answer([tool, "version"], stdout=text(golden))
+    runner.answer(["kubectl", "version"], stdout=text("kubectl/version.json"))
+    refused = text("kubectl/get-unreachable.stderr")
+    runner.answer(["kubectl"], stderr=refused, exit_code=1)  # no kubeconfig: nothing to talk to
+    settings = _deploy_settings(
+        manifests, receiver_url="http://127.0.0.1:9", receiver="ci", receiver_token=TOKEN
+    )
+    ctx, _ = _context(settings, runner)
+    with pytest.raises(ClusterError) as caught:
+        flow.run_deploy(ctx, Report("deploy"))
+    assert caught.value.message.endswith(
+        "Nothing was pushed. If this job may not read the cluster at all, FLUX_CI_VERIFY=false pushes "
+        "and triggers the Receiver without verifying anything (status triggered)"
+    )
+    assert not any(c.startswith("flux push") for c in runner.commands())
+
+
 def test_a_missing_patch_in_annotate_mode_points_to_receiver_and_none(manifests: Path) -> None:
     cluster = _cluster(denied=NO_PATCH)
     ctx, _ = _context(_deploy_settings(manifests), cluster)

@@ -189,6 +189,7 @@ def test_without_a_kubeconfig_a_verifying_deploy_fails_before_the_push(
 ) -> None:
     run = _without_cluster(project, tmp_path, "deploy", **_receiver(project))
     assert run.exit_code == 5, run.stderr  # never a silent "triggered": FLUX_CI_VERIFY=false is explicit
+    assert "FLUX_CI_VERIFY=false pushes and triggers the Receiver" in run.json()["error"]["message"]
     assert not project.pushed("c1")
 
 

@@ -1,8 +1,9 @@
 """The sandbox runs the real thing: flux pushes, the registry checks passwords, Flux applies.
 
 Every test drives the real binaries (flux, oras, kubectl, docker-registry, etcd, kube-apiserver,
-source-controller, kustomize-controller, helm-controller); nothing is faked. The fault injection
-helpers (pause, stop, restart) and the namespaced RBAC identity are tested here as well.
+source-controller, kustomize-controller, helm-controller, notification-controller); nothing is
+faked. The fault injection helpers (pause, stop, restart) and the namespaced RBAC identity are tested
+here as well.
 """
 
 from __future__ import annotations
@@ -241,7 +242,7 @@ def test_up_is_idempotent_and_down_leaves_nothing_behind(tmp_path: Path) -> None
 
     assert [r.name for r in state.processes] == [
         "registry", "etcd", "kube-apiserver",
-        "source-controller", "kustomize-controller", "helm-controller",
+        "source-controller", "kustomize-controller", "helm-controller", "notification-controller",
     ]  # fmt: skip
     assert not [r.name for r in state.processes if is_alive(r)]
     assert [port for port in state.ports if not port_is_free(port)] == []
@@ -490,3 +491,37 @@ def test_namespaced_context_takes_another_role(sandbox: SandboxClient, namespace
     resource = FLUX_RESOURCES[0]
     assert sandbox.can_i(context, "get", resource, namespace=namespace)
     assert not sandbox.can_i(context, "patch", resource, namespace=namespace)
+
+
+# -- notification-controller ----------------------------------------------------------------------
+
+
+def test_notification_controller_serves_receiver_webhooks_at_the_path_flux_computes(
+    sandbox: SandboxClient, namespace: str, repository: str, docker_config: Path, tmp_path: Path
+) -> None:
+    from flux_ci.notify import webhook_path  # noqa: PLC0415 - the one flux_ci import of this module
+
+    deployment = deploy_configmap(sandbox, namespace, repository, docker_config, tmp_path / "m")
+    token = sandbox.create_receiver(namespace, "ci", [{"kind": "OCIRepository", "name": deployment.name}])
+    receiver = sandbox.get_json("receivers.notification.toolkit.fluxcd.io", "ci", namespace)
+    assert receiver["status"]["webhookPath"] == webhook_path(token, "ci", namespace)
+    url = sandbox.receiver_url
+    assert url.startswith("http://127.0.0.1:")
+    record = sandbox.state.process("notification-controller")
+    assert is_alive(record)
+    assert "--metrics-addr=0" in (record.spec.argv if record.spec else ())
+    # The real `flux trigger receiver` (a sandbox token in its argv is no secret) asks Flux through it.
+    before = handled_token(sandbox, deployment)
+    sandbox.flux("trigger", "receiver", "ci", "-n", namespace, f"--url={url}", f"--token={token}")
+    annotated = sandbox.get_json("ocirepository", deployment.name, namespace)["metadata"]["annotations"]
+    requested = annotated[RECONCILE_ANNOTATION]
+    assert requested != before
+    sandbox.wait_for(
+        lambda: handled_token(sandbox, deployment) == requested, timeout=60, what="the request to be handled"
+    )
+    wrong = sandbox.flux(
+        "trigger", "receiver", "ci", "-n", namespace, f"--url={url}", "--token=wrong", "--retries=0",
+        check=False,
+    )  # fmt: skip
+    assert wrong.returncode == 1
+    assert "404 Not Found" in wrong.stderr
