@@ -120,6 +120,11 @@ _PUSH_VARIABLES = (
 )
 _REGISTRY_VARIABLES = "FLUX_CI_REGISTRY_USER, FLUX_CI_REGISTRY_PASSWORD, FLUX_CI_INSECURE_REGISTRY"
 _CLUSTER_VARIABLES = "FLUX_CI_OCIREPOSITORY, FLUX_CI_NAMESPACE, FLUX_CI_KUBE_CONTEXT"
+_DEPLOY_VARIABLES = "FLUX_CI_WAIT_FOR, FLUX_CI_OCIREPOSITORY, FLUX_CI_NAMESPACE, FLUX_CI_KUBE_CONTEXT"
+_NOTIFY_VARIABLES = (
+    "FLUX_CI_NOTIFY, FLUX_CI_RECEIVER_URL, FLUX_CI_RECEIVER, FLUX_CI_RECEIVER_TOKEN, "
+    "FLUX_CI_RECEIVER_TYPE, FLUX_CI_RECEIVER_OIDC_TOKEN, FLUX_CI_VERIFY"
+)
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,7 @@ COMMANDS = (
         "flux_ci.flow:run_reconcile",
         "Ask Flux to reconcile the OCIRepositories and wait until each has fetched FLUX_CI_DIGEST.",
         f"FLUX_CI_DIGEST, FLUX_CI_REPOSITORY, FLUX_CI_TAG, FLUX_CI_EXTRA_TAGS, {_CLUSTER_VARIABLES}, "
-        f"{_REGISTRY_VARIABLES}",
+        f"{_REGISTRY_VARIABLES}, {_NOTIFY_VARIABLES}",
         "0 fetched, 2 configuration, 3 tool, 4 registry, 5 cluster, 6 source failed, 8 timed out, "
         "9 superseded",
     ),
@@ -171,9 +176,9 @@ COMMANDS = (
         "deploy",
         "flux_ci.flow:run_deploy",
         "Push, reconcile and wait: the whole deployment, under one deadline.",
-        f"{_PUSH_VARIABLES}, FLUX_CI_WAIT_FOR, {_CLUSTER_VARIABLES}, {_REGISTRY_VARIABLES}",
-        "0 applied, 2 configuration, 3 tool, 4 registry, 5 cluster, 6 source failed, 7 consumer failed, "
-        "8 timed out, 9 superseded",
+        f"{_PUSH_VARIABLES}, {_DEPLOY_VARIABLES}, {_REGISTRY_VARIABLES}, {_NOTIFY_VARIABLES}",
+        "0 applied (with FLUX_CI_VERIFY=false: triggered, nothing verified), 2 configuration, 3 tool, "
+        "4 registry, 5 cluster, 6 source failed, 7 consumer failed, 8 timed out, 9 superseded",
     ),
     CommandSpec(
         "status",
@@ -186,7 +191,7 @@ COMMANDS = (
         "doctor",
         "flux_ci.doctor:run_doctor",
         "Preflight: tools, configuration, registry credentials, cluster access and OCIRepository setup.",
-        f"{_PUSH_VARIABLES}, FLUX_CI_WAIT_FOR, {_CLUSTER_VARIABLES}, {_REGISTRY_VARIABLES}",
+        f"{_PUSH_VARIABLES}, {_DEPLOY_VARIABLES}, {_REGISTRY_VARIABLES}, {_NOTIFY_VARIABLES}",
         "0 all checks passed, else the first failed check's: 2 configuration, 3 tool, 4 registry, 5 cluster",
     ),
 )

@@ -53,6 +53,10 @@ def _registry(ctx: Context) -> str:
 
 
 def _sources(ctx: Context) -> str:
-    found = discover(ctx, tags=pushed_tags(ctx.settings), digest=None, needs_patch=True)
+    if not ctx.settings.verify:
+        return "not checked: FLUX_CI_VERIFY=false, the deploy neither reads nor changes the cluster"
+    # The same checks as a deploy's: `patch` only where flux-ci itself writes the annotation.
+    needs_patch = ctx.settings.notify_mode == "annotate"
+    found = discover(ctx, tags=pushed_tags(ctx.settings), digest=None, needs_patch=needs_patch)
     described = (f"{ref_of(obj)} follows {' '.join(followed_ref(obj))}" for obj in found.sources)
     return "; ".join(described)

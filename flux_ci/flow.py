@@ -7,6 +7,7 @@ except through `ctx.progress`, and nothing here decides an exit code (exceptions
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -54,12 +55,11 @@ def run_deploy(ctx: Context, report: Report) -> None:
             notify.trigger_only(ctx, report, report.artifact)
         _finish(ctx, report)
         return
-    require_tools(ctx, ["flux", "oras", "kubectl"])
-    with notify.unverified_hint(ctx):
-        found = _discover(ctx, report, tags=pushed_tags(ctx.settings), digest=None, needs_patch=_patches(ctx))
-    with open_registry(ctx) as registry, _observing(ctx, report, found) as observer:
-        report.artifact = push(ctx, registry)
-        _settle(_Settling(ctx, report, found, observer, registry, report.artifact))
+    tools = ["flux", "oras", "kubectl"]
+    tags = pushed_tags(ctx.settings)
+    with notify.unverified_hint(ctx), _prepared(ctx, report, tools, tags=tags, digest=None) as run:
+        report.artifact = push(ctx, run.registry)
+        _settle(_Settling(ctx, report, run.found, run.observer, run.registry, report.artifact))
     _finish(ctx, report)
 
 
@@ -70,23 +70,21 @@ def run_reconcile(ctx: Context, report: Report) -> None:
         notify.trigger_only(ctx, report, artifact)
         _finish(ctx, report)
         return
-    require_tools(ctx, ["oras", "kubectl"])
-    found = _discover(
-        ctx, report, tags=artifact.tags, digest=artifact.digest, needs_patch=_patches(ctx), consumers=False
-    )
-    with open_registry(ctx) as registry, _observing(ctx, report, found) as observer:
-        _Settling(ctx, report, found, observer, registry, artifact).sources()
+    tools = ["oras", "kubectl"]
+    with _prepared(ctx, report, tools, tags=artifact.tags, digest=artifact.digest, consumers=False) as run:
+        _Settling(ctx, report, run.found, run.observer, run.registry, artifact).sources()
     _finish(ctx, report)
 
 
 def run_wait(ctx: Context, report: Report) -> None:
     """Wait until the sources hold FLUX_CI_DIGEST and their consumers applied it; requests nothing
     from the sources (a re-run after a fix still asks the consumers to try again)."""
-    require_tools(ctx, ["oras", "kubectl"])
     artifact = report.artifact = expected_artifact(ctx)
-    found = _discover(ctx, report, tags=artifact.tags, digest=artifact.digest, needs_patch=False)
-    with open_registry(ctx) as registry, _observing(ctx, report, found) as observer:
-        _settle(_Settling(ctx, report, found, observer, registry, artifact), request_sources=False)
+    tools = ["oras", "kubectl"]
+    with _prepared(ctx, report, tools, tags=artifact.tags, digest=artifact.digest, patches=False) as run:
+        _settle(
+            _Settling(ctx, report, run.found, run.observer, run.registry, artifact), request_sources=False
+        )
     _finish(ctx, report)
 
 
@@ -105,6 +103,40 @@ def run_status(ctx: Context, report: Report) -> None:
 def _patches(ctx: Context) -> bool:
     """Only FLUX_CI_NOTIFY=annotate writes to the cluster (the reconcile annotation)."""
     return ctx.settings.notify_mode == "annotate"
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    found: Found
+    registry: Registry
+    observer: Observer
+
+
+@contextmanager
+def _prepared(
+    ctx: Context,
+    report: Report,
+    tools: Sequence[str],
+    *,
+    tags: Sequence[str],
+    digest: str | None,
+    consumers: bool = True,
+    patches: bool | None = None,
+) -> Iterator[_Prepared]:
+    """What every cluster command starts with, done side by side since each takes a round trip:
+    the tools' versions, discovery (read-only) and the registry login; then the watches. A missing
+    tool is reported first: it explains any other failure."""
+    needs_patch = _patches(ctx) if patches is None else patches
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare") as pool:
+        versions = pool.submit(require_tools, ctx, tools)
+        finding = pool.submit(
+            _discover, ctx, report, tags=tags, digest=digest, needs_patch=needs_patch, consumers=consumers
+        )
+        with open_registry(ctx) as registry:
+            versions.result()
+            found = finding.result()
+            with _observing(ctx, report, found) as observer:
+                yield _Prepared(found, registry, observer)
 
 
 def _discover(

@@ -46,6 +46,8 @@ _JOB_SECRETS = frozenset(
     {
         "FLUX_CI_REGISTRY_PASSWORD",
         "FLUX_CI_RECEIVER_TOKEN",
+        "FLUX_CI_RECEIVER_OIDC_TOKEN",
+        "FLUX_TRIGGER_RECEIVER_OIDC_TOKEN",  # flux's own variable for a generic-oidc Receiver's token
         "CI_JOB_TOKEN",
         "CI_REGISTRY_PASSWORD",
         "CI_DEPLOY_PASSWORD",

@@ -220,7 +220,11 @@ ROWS = [
         unset=("FLUX_CI_REPOSITORY",),
     ),
     # output and dotenv
-    Bad("output xml", {"FLUX_CI_OUTPUT": "xml"}, "FLUX_CI_OUTPUT: Input should be 'table', 'json' or 'markdown'"),
+    Bad(
+        "output xml",
+        {"FLUX_CI_OUTPUT": "xml"},
+        "FLUX_CI_OUTPUT: Input should be 'table', 'json' or 'markdown'",
+    ),
     Bad("dotenv missing dir", {"FLUX_CI_DOTENV": "{tmp}/nowhere/deploy.env"}, "FLUX_CI_DOTENV: "),
     Bad("dotenv is a dir", {"FLUX_CI_DOTENV": "{tmp}"}, "is a directory"),
     Bad(

@@ -412,6 +412,7 @@ def test_a_cluster_that_cannot_be_read_in_receiver_mode_names_verify_false(manif
     for tool, golden in (("flux", "flux/version.json"), ("oras", "oras/version.txt")):
         runner.answer([tool, "version"], stdout=text(golden))
     runner.answer(["kubectl", "version"], stdout=text("kubectl/version.json"))
+    runner.answer(["oras", "login"], stdout=text("oras/login.stdout"))  # side by side with discovery
     refused = text("kubectl/get-unreachable.stderr")
     runner.answer(["kubectl"], stderr=refused, exit_code=1)  # no kubeconfig: nothing to talk to
     settings = _deploy_settings(
