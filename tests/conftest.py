@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +32,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(_CONFIG_PREFIXES) or name in _CONFIG_NAMES:
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def manifests(tmp_path: Path) -> Path:
+    """A manifests directory holding one ConfigMap."""
+    path = tmp_path / "manifests"
+    path.mkdir()
+    (path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n")
+    return path

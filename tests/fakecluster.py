@@ -8,18 +8,27 @@ the real API server and controllers are exercised in tests/e2e/.
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
 
 from flux_ci.runner import CommandResult
+from flux_ci.settings import Settings
 from flux_ci.tools.kubectl import RECONCILE_ANNOTATION, RESOURCES
+from tests import golden
 from tests.fakes import Call, FakeRunner
 
 Obj = dict[str, Any]
+SOURCE = golden.obj("kubectl/ocirepository-ready.json")
+KUSTOMIZATION = golden.obj("kubectl/kustomization-ready.json")
+REPOSITORY = SOURCE["spec"]["url"]
+PUSHED = json.loads(golden.text("flux/push-artifact.json"))["digest"]
+OLD = "sha256:" + "1" * 64
 KINDS = {resource: kind for kind, resource in RESOURCES.items()}
 NO_HELM = 'error: the server doesn\'t have a resource type "helmreleases.helm.toolkit.fluxcd.io"\n'
 
@@ -165,3 +174,49 @@ def _namespace(args: list[str]) -> str | None:
 
 def _pretty(document: Obj) -> list[str]:
     return [line + "\n" for line in json.dumps(document, indent=4).splitlines()]
+
+
+# --- what the flow tests share -------------------------------------------------------------------
+
+
+def source_at(digest: str = OLD, **spec: Any) -> Obj:
+    """The golden OCIRepository holding `latest@<digest>`, with spec fields changed."""
+    source = copy.deepcopy(SOURCE)
+    source["status"]["artifact"]["revision"] = f"latest@{digest}"
+    source["spec"].update(spec)
+    return source
+
+
+def kustomization_at(digest: str = OLD) -> Obj:
+    """The golden Kustomization, Ready with `latest@<digest>` applied."""
+    ks = copy.deepcopy(KUSTOMIZATION)
+    ks["status"]["lastAppliedRevision"] = ks["status"]["lastAttemptedRevision"] = f"latest@{digest}"
+    return ks
+
+
+def answer_deploy_tools(runner: FakeRunner) -> None:
+    """The flux and oras answers of a deploy, from golden files of the real tools' output."""
+    runner.answer(["flux", "version"], stdout=golden.text("flux/version.json"))
+    runner.answer(["oras", "version"], stdout=golden.text("oras/version.txt"))
+    runner.answer(["kubectl", "version"], stdout=golden.text("kubectl/version.json"))
+    runner.answer(["oras", "login"], stdout=golden.text("oras/login.stdout"))
+    runner.answer(["flux", "push", "artifact"], stdout=golden.text("flux/push-artifact.json"))
+    runner.answer(["oras", "tag"], stdout="Tagging [registry] x\nTagged latest\n")
+    runner.answer(["oras", "resolve"], stdout=f"{PUSHED}\n")
+
+
+def deploy_settings(manifests: Path, **overrides: Any) -> Settings:
+    """Settings of a deploy to the golden source's repository, in its namespace."""
+    values: dict[str, Any] = {
+        "repository": REPOSITORY,
+        "tag": "c1",
+        "source": "https://git.example/app",
+        "revision": "main@sha1:abc",
+        "path": manifests,
+        "registry_user": "alice",
+        "registry_password": "registry-pass-123",
+        "insecure_registry": True,
+        "namespace": "golden",
+        "timeout": 10,
+    }
+    return Settings(**{**values, **overrides})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,28 +26,24 @@ from flux_ci.runner import CommandResult
 from flux_ci.secrets import Masker
 from flux_ci.settings import Settings
 from flux_ci.tools.kubectl import KUSTOMIZATIONS, OCIREPOSITORIES
-from tests.fakecluster import FakeCluster, Obj, no_controller
-from tests.golden import obj, text
+from tests.fakecluster import (
+    PUSHED,
+    REPOSITORY,
+    SOURCE,
+    FakeCluster,
+    Obj,
+    answer_deploy_tools,
+    deploy_settings,
+    kustomization_at,
+    no_controller,
+    source_at,
+)
+from tests.golden import obj
 
-SOURCE = obj("kubectl/ocirepository-ready.json")
-KUSTOMIZATION = obj("kubectl/kustomization-ready.json")
-REPOSITORY = SOURCE["spec"]["url"]
-PUSHED = json.loads(text("flux/push-artifact.json"))["digest"]
-OLD = "sha256:" + "1" * 64
 NEWER = "sha256:" + "2" * 64
-
-
-def _source(digest: str = OLD, **spec: Any) -> Obj:
-    source = copy.deepcopy(SOURCE)
-    source["status"]["artifact"]["revision"] = f"latest@{digest}"
-    source["spec"].update(spec)
-    return source
-
-
-def _kustomization(digest: str = OLD) -> Obj:
-    ks = copy.deepcopy(KUSTOMIZATION)
-    ks["status"]["lastAppliedRevision"] = ks["status"]["lastAttemptedRevision"] = f"latest@{digest}"
-    return ks
+_source = source_at
+_kustomization = kustomization_at
+_settings = deploy_settings
 
 
 def _controllers(fetches: str = PUSHED, *, apply: bool = True) -> Any:
@@ -70,39 +65,9 @@ def _controllers(fetches: str = PUSHED, *, apply: bool = True) -> Any:
 
 def _cluster(*objects: Obj, **kwargs: Any) -> FakeCluster:
     cluster = FakeCluster(objects or (_source(), _kustomization()), **kwargs)
-    cluster.answer(["flux", "version"], stdout=text("flux/version.json"))
-    cluster.answer(["oras", "version"], stdout=text("oras/version.txt"))
-    cluster.answer(["kubectl", "version"], stdout=text("kubectl/version.json"))
-    cluster.answer(["oras", "login"], stdout=text("oras/login.stdout"))
-    cluster.answer(["flux", "push", "artifact"], stdout=text("flux/push-artifact.json"))
-    cluster.answer(["oras", "tag"], stdout="Tagging [registry] x\nTagged latest\n")
-    cluster.answer(["oras", "resolve"], stdout=f"{PUSHED}\n")
+    answer_deploy_tools(cluster)
     cluster.on_annotate = _controllers()
     return cluster
-
-
-@pytest.fixture
-def manifests(tmp_path: Path) -> Path:
-    path = tmp_path / "manifests"
-    path.mkdir()
-    (path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n")
-    return path
-
-
-def _settings(manifests: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "repository": REPOSITORY,
-        "tag": "c1",
-        "source": "https://git.example/app",
-        "revision": "main@sha1:abc",
-        "path": manifests,
-        "registry_user": "alice",
-        "registry_password": "registry-pass-123",
-        "insecure_registry": True,
-        "namespace": "golden",
-        "timeout": 10,
-    }
-    return Settings(**{**values, **overrides})
 
 
 def _context(settings: Settings, runner: FakeCluster, seconds: float | None = None) -> Context:

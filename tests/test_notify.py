@@ -26,15 +26,19 @@ from flux_ci.progress import Progress
 from flux_ci.render import to_dotenv, to_json, to_table
 from flux_ci.settings import Settings
 from flux_ci.tools.kubectl import OCIREPOSITORIES, RECONCILE_ANNOTATION
-from tests.fakecluster import FakeCluster, Obj
+from tests.fakecluster import (
+    PUSHED,
+    REPOSITORY,
+    FakeCluster,
+    Obj,
+    answer_deploy_tools,
+    deploy_settings,
+    kustomization_at,
+    source_at,
+)
 from tests.fakes import FakeRunner
 from tests.golden import obj, text
 
-SOURCE = obj("kubectl/ocirepository-ready.json")
-KUSTOMIZATION = obj("kubectl/kustomization-ready.json")
-REPOSITORY = SOURCE["spec"]["url"]
-PUSHED = json.loads(text("flux/push-artifact.json"))["digest"]
-OLD = "sha256:" + "1" * 64
 TOKEN = "receiver-token-1234"
 ARTIFACT = Artifact(REPOSITORY, ("c1", "latest"), PUSHED, "https://git.example/app", "main@sha1:abc")
 
@@ -261,17 +265,9 @@ def test_dry_run_sends_nothing(receiver: StandIn) -> None:
 # --- the flow without patch ----------------------------------------------------------------------
 
 
-def _source(digest: str = OLD, **spec: Any) -> Obj:
-    source = copy.deepcopy(SOURCE)
-    source["status"]["artifact"]["revision"] = f"latest@{digest}"
-    source["spec"].update(spec)
-    return source
-
-
-def _kustomization(digest: str = OLD) -> Obj:
-    ks = copy.deepcopy(KUSTOMIZATION)
-    ks["status"]["lastAppliedRevision"] = ks["status"]["lastAttemptedRevision"] = f"latest@{digest}"
-    return ks
+_source = source_at
+_kustomization = kustomization_at
+_deploy_settings = deploy_settings
 
 
 def _fetch_and_apply(cluster: FakeCluster, requested: Obj, token: str) -> None:
@@ -287,39 +283,9 @@ def _fetch_and_apply(cluster: FakeCluster, requested: Obj, token: str) -> None:
 
 def _cluster(*objects: Obj, denied: list[tuple[str, str, str]] | None = None) -> FakeCluster:
     cluster = FakeCluster(objects or (_source(), _kustomization()), denied=denied or [])
-    cluster.answer(["flux", "version"], stdout=text("flux/version.json"))
-    cluster.answer(["oras", "version"], stdout=text("oras/version.txt"))
-    cluster.answer(["kubectl", "version"], stdout=text("kubectl/version.json"))
-    cluster.answer(["oras", "login"], stdout=text("oras/login.stdout"))
-    cluster.answer(["flux", "push", "artifact"], stdout=text("flux/push-artifact.json"))
-    cluster.answer(["oras", "tag"], stdout="Tagging [registry] x\nTagged latest\n")
-    cluster.answer(["oras", "resolve"], stdout=f"{PUSHED}\n")
+    answer_deploy_tools(cluster)
     cluster.on_annotate = _fetch_and_apply
     return cluster
-
-
-@pytest.fixture
-def manifests(tmp_path: Path) -> Path:
-    path = tmp_path / "manifests"
-    path.mkdir()
-    (path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n")
-    return path
-
-
-def _deploy_settings(manifests: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "repository": REPOSITORY,
-        "tag": "c1",
-        "source": "https://git.example/app",
-        "revision": "main@sha1:abc",
-        "path": manifests,
-        "registry_user": "alice",
-        "registry_password": "registry-pass-123",
-        "insecure_registry": True,
-        "namespace": "golden",
-        "timeout": 10,
-    }
-    return Settings(**{**values, **overrides})
 
 
 NO_PATCH = [("patch", OCIREPOSITORIES, "golden")]
