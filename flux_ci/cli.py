@@ -246,6 +246,7 @@ def _execute(options: Options, spec: CommandSpec) -> int:
             gitlab_sections=os.environ.get("GITLAB_CI") == "true",
             github_groups=os.environ.get("GITHUB_ACTIONS") == "true",
         )
+        progress.say(plan.describe(settings, spec.name))
         work(Context(settings, runner, Deadline(settings.timeout), progress), report)
         runner.check_interrupted()  # a signal during the last, child-free moments still counts
     except FluxCIError as exc:

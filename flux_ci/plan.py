@@ -81,6 +81,32 @@ def check(settings: Settings, command: str) -> None:
         raise ConfigError(config_message(messages))
 
 
+def describe(settings: Settings, command: str) -> str:
+    """One line of the effective configuration, printed as a command starts: what a reader of the
+    job log needs to tell which cluster, repository, tags and objects this run is about."""
+    tags = [settings.tag] if settings.tag else []
+    tags += [tag for tag in settings.extra_tags if tag not in tags]
+    parts = [
+        f"context {settings.kube_context or '(current)'}",
+        f"repository {settings.repository or '(unset)'}",
+        f"tags {', '.join(tags) or '(none)'}",
+        f"timeout {settings.timeout:g}s",
+        f"notify {settings.notify_mode}",
+        f"source {settings.ocirepository or 'every OCIRepository of the repository'}",
+        "consumers "
+        + (
+            ", ".join(settings.wait_for)
+            if settings.wait_for
+            else "none"
+            if settings.wait_for == []
+            else "found"
+        ),
+    ]
+    if settings.digest:
+        parts.insert(3, f"digest {settings.digest}")
+    return f"flux-ci {command}: " + "; ".join(parts)
+
+
 def push_plan(settings: Settings) -> PushPlan:
     """What to push, after checking everything a push needs (one `ConfigError` otherwise)."""
     check(settings, "push")

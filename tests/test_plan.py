@@ -273,3 +273,17 @@ def test_load_returns_valid_settings(manifests: Path, monkeypatch: pytest.Monkey
     settings = plan.load("push", {"timeout": "90s"})
     assert settings.timeout == 90
     assert settings.repository == "oci://registry.example.com/g/app"
+
+
+def test_the_effective_configuration_fits_one_line() -> None:
+    settings = Settings(
+        repository="oci://r.example/app", tag="c1", extra_tags=["latest"], kube_context="grp/proj:agent",
+        timeout=90, wait_for=["Kustomization/apps/web"],
+    )  # fmt: skip
+    line = plan.describe(settings, "deploy")
+    assert line == (
+        "flux-ci deploy: context grp/proj:agent; repository oci://r.example/app; tags c1, latest; "
+        "timeout 90s; notify annotate; source every OCIRepository of the repository; "
+        "consumers Kustomization/apps/web"
+    )
+    assert "\n" not in line

@@ -1,0 +1,213 @@
+"""flux-ci's own release pipeline (the root .gitlab-ci.yml), run by a real GitLab CI engine.
+
+gitlab-ci-local (pinned in .ci/install-ci-engines.sh) runs the `build-image` job alone, with its
+shell executor, in a throwaway Git copy of this repository: buildah builds the Dockerfile and pushes
+the image to the sandbox registry as `$CI_REGISTRY_IMAGE:<short sha>`, and the job's dotenv report
+gives its digest. The image is then pulled back from the registry with podman and run as a job
+would run it. `lint` and `test` are this test suite itself, so they are not run again here.
+
+No image registry is reachable in CI: the job gets the locally made Python base and the host-built
+flux, oras and kubectl through its IMAGE_BUILD_FLAGS variable (empty on GitLab), and buildah uses
+podman's storage driver so it finds that base in the shared image store.
+
+On a version tag the engine plans the `release` job; it is not run: `release:` creates a GitLab
+release through the GitLab API (glab), which exists only on a GitLab instance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from flux_ci import __version__
+from tests.e2e.project import ROOT
+from tests.e2e.test_image import (
+    IMAGE_UID,
+    Engine,
+    _find_engine,
+    _python_base,
+    _running_engine,
+    _tools_context,
+)
+from tests.e2e.test_pipelines import gitlab_ci_local, require
+from tests.sandbox import SandboxClient
+
+pytestmark = pytest.mark.e2e
+
+JOB = "build-image"
+PREDEFINED = "CI_REGISTRY,CI_REGISTRY_IMAGE,CI_REGISTRY_USER,CI_REGISTRY_PASSWORD"
+ENGINE_STATE = ".gitlab-ci-local/\n.gitlab-ci-local-variables.yml\n"  # its state, the secrets
+
+
+@dataclass(frozen=True)
+class ReleaseRepository:
+    """A Git copy of this repository (what is tracked or not ignored), as the GitLab project."""
+
+    root: Path
+    state: Path
+    tmp: Path  # TMPDIR of the engine and its jobs
+
+    @classmethod
+    def create(cls, tmp_path: Path) -> ReleaseRepository:
+        listed = subprocess.run(
+            ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        root = tmp_path / "flux-ci"
+        for name in filter(None, listed.stdout.split("\0")):
+            source = ROOT / name
+            if source.is_file():  # a file deleted in the work tree is still listed
+                (root / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, root / name)
+        with (root / ".gitignore").open("a", encoding="utf-8") as ignore:
+            ignore.write(ENGINE_STATE)
+        repository = cls(root, tmp_path / "engine", tmp_path / "tmp")
+        repository.state.mkdir()
+        repository.tmp.mkdir()
+        repository.git("init", "--quiet", "--initial-branch=main")
+        repository.git("remote", "add", "origin", "https://gitlab.example.com/flux-ci/flux-ci.git")
+        repository.git("add", "--all")
+        repository.git("commit", "--quiet", "--message=release pipeline test")
+        return repository
+
+    def git(self, *args: str) -> str:
+        identity = ("-c", "user.name=flux-ci e2e", "-c", "user.email=e2e@example.invalid")
+        done = subprocess.run(
+            ["git", "-C", str(self.root), *identity, *args], capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    def engine(
+        self, *args: str, variables: Mapping[str, str], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        """gitlab-ci-local with `args`; CI/CD variables go in the project variables file (mode 0600),
+        never in argv."""
+        variables_file = self.root / ".gitlab-ci-local-variables.yml"
+        variables_file.unlink(missing_ok=True)
+        variables_file.touch(mode=0o600)
+        variables_file.write_text(
+            "".join(f"{key}: {json.dumps(value)}\n" for key, value in variables.items())
+        )
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(self.state),
+            "LANG": "C.UTF-8",
+            "TMPDIR": str(self.tmp),
+        }
+        argv = [str(gitlab_ci_local()), "--no-color", "--home", str(self.state), *args]
+        # Setting GitLab's predefined registry variables is the point here, not a mistake to warn about.
+        argv += ["--ignore-predefined-vars", PREDEFINED]
+        return subprocess.run(
+            argv, cwd=self.root, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+
+def _storage_driver(engine: Engine) -> str:
+    """podman's storage driver: buildah, given the same one, sees the images podman stores."""
+    info = engine.run("info", "--format", "{{.Store.GraphDriverName}}")
+    assert info.returncode == 0, info.stderr
+    return info.stdout.strip()
+
+
+def test_build_image_job_pushes_an_image_that_pulls_back_and_runs(
+    sandbox: SandboxClient, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    gitlab_ci_local()  # skips (fails under CI=true) without the engine or rsync
+    require(shutil.which("buildah") is not None, "buildah")
+    found = _find_engine()
+    base = _python_base(found)  # made by .ci/make-test-bases.sh (or the official one, pulled)
+    engine = _running_engine(found, base)
+    tools = _tools_context(tmp_path_factory.mktemp("release-tools"))
+    repository = ReleaseRepository.create(tmp_path)
+    image = f"{sandbox.registry}/flux-ci/flux-ci"
+    registry_login = {
+        "CI_REGISTRY": sandbox.registry,
+        "CI_REGISTRY_IMAGE": image,
+        "CI_REGISTRY_USER": sandbox.registry_user,
+        "CI_REGISTRY_PASSWORD": sandbox.registry_password,
+    }
+    variables = registry_login | {
+        "STORAGE_DRIVER": _storage_driver(engine),
+        "RELEASE_TLS_VERIFY": "false",  # the sandbox registry speaks plain HTTP
+        "IMAGE_BUILD_FLAGS": f"--build-arg PYTHON_IMAGE={base} --build-context tools={tools}",
+    }
+
+    started = time.monotonic()
+    run = repository.engine(
+        "--force-shell-executor", "--shell-isolation", "--job", JOB, variables=variables, timeout=420
+    )
+    seconds = time.monotonic() - started
+    output = run.stdout + run.stderr
+    log_file = repository.root / ".gitlab-ci-local" / "output" / f"{JOB}.log"
+    log = log_file.read_text(encoding="utf-8") if log_file.exists() else ""
+    assert run.returncode == 0, f"{JOB} failed after {seconds:.0f}s:\n{output[-6000:]}"
+    assert sandbox.registry_password not in output + log
+
+    short_sha = repository.git("rev-parse", "--short=8", "HEAD")  # CI_COMMIT_SHORT_SHA
+    report = repository.root / "image.env"  # the dotenv report, which the engine copies back
+    assert report.is_file(), output[-3000:]
+    dotenv = report.read_text(encoding="utf-8")
+    assert dotenv.startswith("IMAGE_DIGEST=sha256:"), dotenv
+    digest = dotenv.strip().removeprefix("IMAGE_DIGEST=")
+    assert f"pushed {image}:{short_sha}, pin it as {image}@{digest}" in output
+    assert not list(repository.tmp.iterdir())  # the job's trap removed its registry login
+
+    # Pulled back from the registry (the job removed its local copy), logged in with a private file.
+    auth_file = tmp_path / "auth" / "auth.json"
+    auth_file.parent.mkdir(mode=0o700)
+    pull_env = dict(engine.env) | {"REGISTRY_AUTH_FILE": str(auth_file)}
+    puller = Engine(engine.command, pull_env)
+    login = subprocess.run(
+        [engine.command, "login", "--tls-verify=false", "--username", sandbox.registry_user,
+         "--password-stdin", sandbox.registry],
+        input=sandbox.registry_password, env=pull_env, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert login.returncode == 0, login.stderr
+    reference = f"{image}:{short_sha}"
+    assert engine.run("image", "exists", reference).returncode == 1  # so the pull fetches it
+    try:
+        pulled = puller.run("pull", "--tls-verify=false", "--quiet", reference, timeout=300)
+        assert pulled.returncode == 0, pulled.stderr
+        inspected = puller.run("image", "inspect", "--format", "{{.Digest}}", reference)
+        assert inspected.stdout.strip() == digest
+        version = puller.run(
+            "run", "--rm", "--user", str(IMAGE_UID), reference, "sh", "-c", "id -u; flux-ci --version"
+        )
+        assert version.returncode == 0, version.stderr
+        assert version.stdout.split() == [str(IMAGE_UID), "flux-ci", __version__]
+    finally:
+        puller.run("rmi", "--force", reference)
+
+
+def test_a_version_tag_plans_the_release_and_a_wrong_tag_stops_the_build(tmp_path: Path) -> None:
+    repository = ReleaseRepository.create(tmp_path)
+    # Nothing reaches a registry here: the wrong tag stops the job before its login.
+    variables = {
+        "CI_REGISTRY": "registry.example.invalid",
+        "CI_REGISTRY_IMAGE": "registry.example.invalid/flux-ci",
+    }
+
+    listed = repository.engine(
+        "--list-json", "--variable", f"CI_COMMIT_TAG={__version__}", variables=variables, timeout=120
+    )
+    assert listed.returncode == 0, listed.stderr
+    planned = {job["name"]: job["when"] for job in json.loads(listed.stdout)}
+    assert planned == {"lint": "on_success", "test": "on_success", JOB: "on_success", "release": "on_success"}
+
+    # A version tag that is not flux_ci.__version__ fails before anything is built or pushed.
+    wrong = "0.0.0" if __version__ != "0.0.0" else "0.0.1"
+    run = repository.engine(
+        "--force-shell-executor", "--shell-isolation", "--job", JOB,
+        "--variable", f"CI_COMMIT_TAG={wrong}", variables=variables, timeout=120,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert f"tag {wrong} is not the version in flux_ci/__init__.py ({__version__})" in run.stdout + run.stderr
