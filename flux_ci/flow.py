@@ -6,19 +6,27 @@ except through `ctx.progress`, and nothing here decides an exit code (exceptions
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from flux_ci import diagnostics, notify
 from flux_ci import fluxobjects as fo
-from flux_ci import notify
 from flux_ci.cluster import new_token, request_reconcile
 from flux_ci.context import Context
 from flux_ci.discovery import Found, discover
 from flux_ci.engine import Observer, Target
-from flux_ci.errors import ConsumerFailedError, FluxCIError, SourceFailedError, SupersededError
-from flux_ci.fluxobjects import Expectation, Obj, Verdict
+from flux_ci.errors import (
+    ConsumerFailedError,
+    DeadlineExceededError,
+    FluxCIError,
+    SignalInterruptError,
+    SourceFailedError,
+    SupersededError,
+)
+from flux_ci.fluxobjects import Expectation, Obj, Phase, Verdict
 from flux_ci.models import Artifact, ConsumerState, ObjectRef, Report, SourceState, Status
 from flux_ci.publish import push, pushed_tags
 from flux_ci.registry import Registry, open_registry
@@ -309,11 +317,42 @@ class _Settling:
 
 
 def _settle(settling: _Settling, *, request_sources: bool = True) -> None:
-    """Sources fetch the digest (requested, unless `wait` only watches), then consumers apply it."""
+    """Sources fetch the digest (requested, unless `wait` only watches), then consumers apply it.
+
+    A consumer that failed (exit 7) or was still awaited at the deadline (exit 8) is diagnosed
+    before the error goes on: while the watches still run, so kubectl may still be started.
+    """
     digest = settling.artifact.digest
     held = {fo.ref_of(obj) for obj in settling.found.sources if _holds(settling.observer, obj, digest)}
-    settling.sources(request=request_sources)
-    settling.consumers(held)
+    try:
+        settling.sources(request=request_sources)
+        settling.consumers(held)
+    except (ConsumerFailedError, DeadlineExceededError):
+        _diagnose(settling)
+        raise
+
+
+def _diagnose(settling: _Settling) -> None:
+    """Attach why the judged consumers not done are failing to the report; reading it takes at most
+    `diagnostics.GATHER_BUDGET_S` on top of the deadline, and a failure to read it is only a note."""
+    observer = settling.observer
+    consumers = [
+        observer.latest.get(ref, obj)
+        for obj in settling.found.consumers
+        if (verdict := observer.verdicts.get(ref := fo.ref_of(obj))) is not None
+        and verdict.phase is not Phase.DONE
+    ]
+    if not consumers:
+        return
+    started = time.monotonic()
+    try:
+        settling.report.diagnostics = diagnostics.gather(settling.ctx, consumers, settling.artifact.digest)
+    except SignalInterruptError:
+        raise
+    except Exception as exc:  # the failure being explained matters more
+        settling.report.notes.append(f"diagnostics could not be read: {exc}")
+        return
+    settling.ctx.progress.note(f"diagnostics read in {time.monotonic() - started:.1f}s")
 
 
 def _holds(observer: Observer, obj: Obj, digest: str) -> bool:

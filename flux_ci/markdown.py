@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from flux_ci.models import Check, ConsumerState, ErrorInfo, Report, SourceState, Status
+from flux_ci.models import Check, ConsumerState, Diagnostic, ErrorInfo, Report, SourceState, Status
 
 # By the status's value, so a status added later still renders (with the neutral mark).
 _HEADLINE = {
@@ -40,6 +40,7 @@ def to_markdown(report: Report) -> str:
         blocks.append(_table(("", "check", "detail"), [_check_row(check) for check in report.checks]))
     if report.error is not None:
         blocks.append(_error(report.error, report.exit_code))
+    blocks += [_diagnostic(d) for d in report.diagnostics]
     lists = [("scope", report.scope), ("notes", report.notes)]
     for title, items in lists:
         if items:
@@ -72,6 +73,22 @@ def _error(error: ErrorInfo, exit_code: int) -> str:
     if error.superseded_by:
         head += f": superseded by {_code(error.superseded_by)}"
     return f"{head}\n\n{_fenced(error.message)}"
+
+
+def _diagnostic(d: Diagnostic) -> str:
+    """Why one consumer failed: its failing objects with their events, what Flux does next, the
+    commands to run (in a code block people can copy)."""
+    head = f"**Diagnostics: {_code(str(d.consumer))}** {_cell(d.message)}"
+    rows: list[tuple[str, ...]] = [(_code(str(d.consumer)), "", _cell("; ".join(d.events)))]
+    rows += [(_code(str(o.ref)), _cell(o.status), _cell("; ".join(o.events))) for o in d.objects]
+    return "\n\n".join(
+        [
+            head,
+            _table(("object", "status", "warning events"), rows),
+            f"{_cell(d.retry)}. For more, run:",
+            _fenced("\n".join(d.commands)),
+        ]
+    )
 
 
 def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:

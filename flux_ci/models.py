@@ -93,6 +93,27 @@ class ErrorInfo:
     superseded_by: str = ""  # the digest that replaced ours on the followed tag (exit 9)
 
 
+@dataclass(frozen=True)
+class FailingObject:
+    """An object a failing consumer applied that is not healthy, as far as the cluster says."""
+
+    ref: ObjectRef  # Kind/namespace/name of the applied object (a Deployment, a ConfigMap, ...)
+    status: str  # the health check's verdict and the object's own conditions
+    events: tuple[str, ...] = ()  # its latest Warning events, newest first
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """Why one Kustomization or HelmRelease did not apply the artifact, and what happens next."""
+
+    consumer: ObjectRef
+    message: str  # its Ready (or Healthy) message
+    retry: str  # what Flux does next by itself
+    commands: tuple[str, ...]  # what to run for more
+    events: tuple[str, ...] = ()  # the consumer's own latest Warning events, newest first
+    objects: tuple[FailingObject, ...] = ()
+
+
 @dataclass
 class Report:
     """Everything one flux-ci command found out; the renderers turn it into table, JSON or dotenv."""
@@ -109,6 +130,8 @@ class Report:
     scope: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: ErrorInfo | None = None
+    # Why a consumer failed or was still awaited at the deadline (exit 7 or 8): flow gathers them.
+    diagnostics: list[Diagnostic] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

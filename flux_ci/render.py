@@ -13,7 +13,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from flux_ci.models import SCHEMA_VERSION, ConsumerState, Report, SourceState, Status
+from flux_ci.diagnostics import describe
+from flux_ci.models import SCHEMA_VERSION, ConsumerState, Diagnostic, Report, SourceState, Status
 
 # GitLab dotenv: no quotes, spaces or newlines in values, and the file is at most 5 KB.
 _DOTENV_UNSAFE = re.compile(r"[\s'\"\\#]")
@@ -38,6 +39,7 @@ def to_json(report: Report) -> str:
             {"name": s.name, "status": str(s.status), "duration_s": s.duration_s} for s in report.steps
         ],
         "error": asdict(report.error) if report.error else None,
+        "diagnostics": [_diagnostic(d) for d in report.diagnostics],
     }
     if report.checks:
         data["checks"] = [asdict(check) for check in report.checks]
@@ -73,6 +75,28 @@ def _consumer(c: ConsumerState) -> dict[str, Any]:
     }
 
 
+def _diagnostic(d: Diagnostic) -> dict[str, Any]:
+    return {
+        "kind": d.consumer.kind,
+        "namespace": d.consumer.namespace,
+        "name": d.consumer.name,
+        "message": d.message,
+        "retry": d.retry,
+        "commands": list(d.commands),
+        "events": list(d.events),
+        "objects": [
+            {
+                "kind": o.ref.kind,
+                "namespace": o.ref.namespace,
+                "name": o.ref.name,
+                "status": o.status,
+                "events": list(o.events),
+            }
+            for o in d.objects
+        ],
+    }
+
+
 def _artifact(report: Report) -> dict[str, Any] | None:
     artifact = report.artifact
     if artifact is None:
@@ -101,6 +125,9 @@ def to_table(report: Report) -> str:
     if report.checks:
         checks = [("ok" if c.ok else "FAIL", c.name, _short(c.detail, 80)) for c in report.checks]
         blocks.append(tabulate(checks, headers=("", "CHECK", "DETAIL"), tablefmt="simple"))
+    if report.diagnostics:
+        lines = [line for d in report.diagnostics for line in describe(d)]
+        blocks.append("diagnostics:\n" + "\n".join(_indented(line) for line in lines))
     lines = [f"scope: {_short(item, TABLE_WIDTH - 7)}" for item in report.scope]
     lines += [f"note: {_short(item, TABLE_WIDTH - 6)}" for item in report.notes]
     if lines:
@@ -152,6 +179,13 @@ def to_dotenv(report: Report) -> str:
         msg = "dotenv report exceeds GitLab's 5 KB limit"
         raise ValueError(msg)
     return text
+
+
+def _indented(line: str) -> str:
+    """A line of the diagnostics block, shortened to the width, keeping its indentation."""
+    text = line.lstrip(" ")
+    indent = line[: len(line) - len(text)]
+    return indent + _short(text, TABLE_WIDTH - len(indent))
 
 
 def _short(text: str, width: int) -> str:

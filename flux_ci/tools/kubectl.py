@@ -252,3 +252,18 @@ def _explain(message: str) -> str:
     if "Forbidden" in message or "forbidden" in message:
         return f"{message} (the kubeconfig's user lacks RBAC permission)"
     return message
+
+
+def events_argv(context: str | None, namespace: str) -> list[str]:
+    """Every Event of one namespace (`kubectl get events -n NS -o json`); filtered by the caller."""
+    return get_argv(context, "events", namespace=namespace)
+
+
+def resource_name(kind: str, group: str) -> str:
+    """kubectl's name for a kind of an API group: `Deployment.apps`, or `ConfigMap` for the core group."""
+    return f"{kind}.{group}" if group else kind
+
+
+def parse_events(stdout: str) -> list[dict[str, Any]]:
+    """The Events of a `kubectl get events -o json` answer."""
+    return [item for item in parse_items(stdout) if item.get("kind", "Event") == "Event"]
