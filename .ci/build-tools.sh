@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build the real flux, oras, kubectl, etcd, kube-apiserver, source-controller, kustomize-controller,
-# helm-controller and notification-controller from their Go modules into a cache outside the
-# repository.
+# Build the real flux, oras, cosign, kubectl, etcd, kube-apiserver, source-controller,
+# kustomize-controller, helm-controller and notification-controller from their Go modules into a
+# cache outside the repository.
 #
 #   .ci/build-tools.sh [TOOL...]      (default: every tool)
 #
@@ -20,13 +20,14 @@ BUILD_DIR=${FLUX_CI_BUILD_DIR:-$cache/build}
 export CGO_ENABLED=0 GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 mkdir -p "$TOOLS_DIR" "$BUILD_DIR"
 
-all_tools=(oras etcd flux source-controller kustomize-controller helm-controller notification-controller
+all_tools=(oras cosign etcd flux source-controller kustomize-controller helm-controller notification-controller
   kube-apiserver kubectl)
 
 version_of() {
   case $1 in
     flux) echo "$FLUX_VERSION" ;;
     oras) echo "$ORAS_VERSION" ;;
+    cosign) echo "$COSIGN_VERSION" ;;
     source-controller) echo "$SOURCE_CONTROLLER_VERSION" ;;
     kustomize-controller) echo "$KUSTOMIZE_CONTROLLER_VERSION" ;;
     helm-controller) echo "$HELM_CONTROLLER_VERSION" ;;
@@ -44,6 +45,7 @@ path_version() {
   case $1 in
     flux) "$bin" version --client 2>/dev/null | sed -n 's/^flux: v\{0,1\}//p' ;;
     oras) "$bin" version 2>/dev/null | sed -n 's/^Version: *//p' ;;
+    cosign) "$bin" version 2>/dev/null | sed -n 's/^GitVersion: *v\{0,1\}//p' ;;
     kubectl) "$bin" version --client 2>/dev/null | sed -n 's/^Client Version: v//p' ;;
     etcd) "$bin" --version 2>/dev/null | sed -n 's/^etcd Version: //p' ;;
     kube-apiserver) "$bin" --version 2>/dev/null | sed -n 's/^Kubernetes v//p' ;;
@@ -77,6 +79,10 @@ k8s_ldflags() {
 
 build_oras() {
   GOBIN="$1" go install -trimpath -ldflags="-s -w" "oras.land/oras/cmd/oras@v$ORAS_VERSION"
+}
+
+build_cosign() {
+  GOBIN="$1" go install -trimpath -ldflags="-s -w" "github.com/sigstore/cosign/v2/cmd/cosign@v$COSIGN_VERSION"
 }
 
 build_flux() {
@@ -204,6 +210,7 @@ build_one() {
   rm -rf "$out.tmp" && mkdir -p "$out.tmp"
   case $tool in
     oras) build_oras "$out.tmp" ;;
+    cosign) build_cosign "$out.tmp" ;;
     flux) build_flux "$out.tmp" ;;
     etcd) build_etcd "$out.tmp" ;;
     kube-apiserver) build_kube_apiserver "$out.tmp" ;;

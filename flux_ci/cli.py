@@ -188,6 +188,15 @@ COMMANDS = (
         "0 shown, 2 configuration, 3 tool, 5 cluster",
     ),
     CommandSpec(
+        "diff",
+        "flux_ci.flow:run_diff",
+        "Show what applying FLUX_CI_PATH would change, per Kustomization reading the sources (a dry run).",
+        f"FLUX_CI_PATH, FLUX_CI_REPOSITORY, FLUX_CI_TAG, FLUX_CI_EXTRA_TAGS, {_CLUSTER_VARIABLES}, "
+        "FLUX_CI_WAIT_FOR",
+        "0 diff computed (changed or not: see FLUX_CI_CHANGED), 2 configuration, 3 tool, 5 cluster, "
+        "8 timed out",
+    ),
+    CommandSpec(
         "doctor",
         "flux_ci.doctor:run_doctor",
         "Preflight: tools, configuration, registry credentials, cluster access and OCIRepository setup.",

@@ -255,7 +255,8 @@ def _classify(
 
     A source following another tag, a semver range or a pinned digest is another environment's:
     it is left out with a note, unless it was named in FLUX_CI_OCIREPOSITORY or no source is left.
-    A suspended source that follows us can never fetch the artifact.
+    A suspended source that follows us can never fetch the artifact, nor can a source that verifies
+    signatures (`spec.verify`) an artifact this run pushes unsigned (`digest` None: this run pushes).
     """
     strict = ctx.settings.ocirepository is not None
     ours, problems = [], []
@@ -268,12 +269,26 @@ def _classify(
         if obj.get("spec", {}).get("suspend"):
             ref = fo.ref_of(obj)
             problems.append(f"{ref} is suspended (flux resume source oci {ref.name} -n {ref.namespace})")
+        if digest is None and ctx.settings.sign == "none" and (unsigned := _needs_signature(obj)):
+            problems.append(unsigned)
     if problems or not ours or (strict and found.left_out):
         listed = "\n".join(f"  - {problem}" for problem in [*problems, *found.left_out])
         raise ConfigError(f"the OCIRepository setup can never fetch this artifact:\n{listed}")
     for reason in found.left_out:
         ctx.progress.note(f"left out: {reason}")
     return ours
+
+
+def _needs_signature(obj: Obj) -> str | None:
+    verify = obj.get("spec", {}).get("verify")
+    if not isinstance(verify, dict) or not verify:
+        return None
+    provider = verify.get("provider", "cosign")
+    return (
+        f"{fo.ref_of(obj)} accepts only signed artifacts (spec.verify.provider: {provider}), and "
+        "FLUX_CI_SIGN is none: set FLUX_CI_SIGN=cosign with COSIGN_PRIVATE_KEY and COSIGN_PASSWORD "
+        "(or FLUX_CI_SIGN=cosign-keyless), matching the key or identity the source verifies"
+    )
 
 
 def _follows_elsewhere(obj: Obj, tags: Sequence[str], digest: str | None) -> str | None:

@@ -19,6 +19,7 @@ from flux_ci.context import Context
 from flux_ci.discovery import Found, discover
 from flux_ci.engine import Observer, Target
 from flux_ci.errors import (
+    ConfigError,
     ConsumerFailedError,
     DeadlineExceededError,
     FluxCIError,
@@ -27,10 +28,20 @@ from flux_ci.errors import (
     SupersededError,
 )
 from flux_ci.fluxobjects import Expectation, Obj, Phase, Verdict
-from flux_ci.models import Artifact, ConsumerState, ObjectRef, Report, SourceState, Status
+from flux_ci.models import (
+    Artifact,
+    Change,
+    ChangeKind,
+    ConsumerState,
+    ObjectRef,
+    Report,
+    SourceState,
+    Status,
+)
 from flux_ci.publish import push, pushed_tags
 from flux_ci.registry import Registry, open_registry
 from flux_ci.toolcheck import require_tools
+from flux_ci.tools import flux
 
 
 def expected_artifact(ctx: Context) -> Artifact:
@@ -103,6 +114,52 @@ def run_status(ctx: Context, report: Report) -> None:
     _record_found(report, found)
     if ctx.settings.digest:
         report.artifact = expected_artifact(ctx)
+
+
+def run_diff(ctx: Context, report: Report) -> None:
+    """What applying FLUX_CI_PATH would change, for each Kustomization reading the sources: the real
+    `flux diff kustomization` (a server-side dry run). Read-only: nothing is pushed or requested."""
+    require_tools(ctx, ["flux", "kubectl"])
+    found = _discover(ctx, report, tags=pushed_tags(ctx.settings), digest=None, needs_patch=False)
+    report.changed = False
+    for obj in found.consumers:
+        ref = fo.ref_of(obj)
+        if ref.kind != "Kustomization":
+            report.notes.append(f"{ref} not diffed: flux diff covers Kustomizations only")
+            continue
+        with ctx.progress.step("diff", str(ref)):
+            changes = _diff_one(ctx, obj)
+        report.changes += changes
+        report.changed = report.changed or bool(changes)
+        ctx.progress.note(f"{ref}: {len(changes)} object(s) would change" if changes else f"{ref}: no change")
+
+
+def _diff_one(ctx: Context, obj: Obj) -> list[Change]:
+    """`flux diff kustomization` of one Kustomization against the local directory its spec.path
+    names: exit 1 (a change found) is data; any exit above it is an error."""
+    ref = fo.ref_of(obj)
+    spec = obj.get("spec") or {}
+    relative = str(spec.get("path") or "").strip().strip("/").removeprefix("./").strip("/")
+    path = ctx.settings.path / relative if relative not in ("", ".") else ctx.settings.path
+    if not path.is_dir():
+        raise ConfigError(
+            f"{ref} applies {spec.get('path')!r} of the artifact, but {str(path)!r} is not a directory "
+            "in FLUX_CI_PATH"
+        )
+    argv = flux.diff_argv(
+        ref.name,
+        namespace=ref.namespace,
+        path=path,
+        context=ctx.settings.kube_context,
+        timeout_s=ctx.timeout(),
+    )
+    result = ctx.runner.run(argv, timeout=ctx.timeout())
+    if result.exit_code not in (flux.DIFF_UNCHANGED, flux.DIFF_CHANGED):
+        raise flux.diff_failure(ref.name, result.stderr or result.stdout)
+    return [
+        Change(ref, found.object, ChangeKind(found.change), found.diff)
+        for found in flux.parse_diff(result.stdout)
+    ]
 
 
 # --- steps -------------------------------------------------------------------------------------

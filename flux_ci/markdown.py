@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from flux_ci.models import Check, ConsumerState, Diagnostic, ErrorInfo, Report, SourceState, Status
+from flux_ci.models import Change, Check, ConsumerState, Diagnostic, ErrorInfo, Report, SourceState, Status
 
 # By the status's value, so a status added later still renders (with the neutral mark).
 _HEADLINE = {
@@ -38,6 +38,8 @@ def to_markdown(report: Report) -> str:
         blocks.append(_table(("kind", "namespace/name", "revision", "ready", "state", "message"), objects))
     if report.checks:
         blocks.append(_table(("", "check", "detail"), [_check_row(check) for check in report.checks]))
+    if report.changed is not None:  # diff
+        blocks.append(_changes(report.changes))
     if report.error is not None:
         blocks.append(_error(report.error, report.exit_code))
     blocks += [_diagnostic(d) for d in report.diagnostics]
@@ -61,6 +63,26 @@ def _object_row(state: SourceState | ConsumerState) -> tuple[str, ...]:
         _cell(state.state or "-"),
         _cell(state.message),
     )
+
+
+def _changes(changes: list[Change]) -> str:
+    """What applying the manifests would change: one list item per object, each drifted object's
+    diff collapsed under it."""
+    if not changes:
+        return "**No change**: applying the manifests would change nothing in the cluster."
+    lines = [f"**{len(changes)} object(s) would change**", ""]
+    for c in changes:
+        lines.append(f"- {_code(c.object)} {_cell(str(c.change))} (by {_code(str(c.kustomization))})")
+        if c.diff:
+            body = _fenced(c.diff)
+            lines += [
+                "",
+                "  <details><summary>diff</summary>",
+                "",
+                *[f"  {line}" for line in body.splitlines()],
+            ]
+            lines += ["", "  </details>", ""]
+    return "\n".join(lines).rstrip()
 
 
 def _check_row(check: Check) -> tuple[str, ...]:

@@ -114,6 +114,24 @@ class Diagnostic:
     objects: tuple[FailingObject, ...] = ()
 
 
+class ChangeKind(StrEnum):
+    """What applying the manifests would do to one object (`flux diff kustomization`)."""
+
+    CREATED = "created"
+    DRIFTED = "drifted"  # exists and would be changed
+    DELETED = "deleted"  # pruned: in the inventory, no longer in the manifests
+
+
+@dataclass(frozen=True)
+class Change:
+    """One object `flux-ci diff` found would change, for one Kustomization."""
+
+    kustomization: ObjectRef
+    object: str  # Kind/namespace/name as flux prints it (Kind/name for cluster-scoped objects)
+    change: ChangeKind
+    diff: str = ""  # the diff body of a drifted object, cut to a bounded size
+
+
 @dataclass
 class Report:
     """Everything one flux-ci command found out; the renderers turn it into table, JSON or dotenv."""
@@ -132,6 +150,9 @@ class Report:
     error: ErrorInfo | None = None
     # Why a consumer failed or was still awaited at the deadline (exit 7 or 8): flow gathers them.
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    # `diff` only: would applying the manifests change anything (None: not computed), and what.
+    changed: bool | None = None
+    changes: list[Change] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

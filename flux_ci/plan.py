@@ -104,6 +104,8 @@ def describe(settings: Settings, command: str) -> str:
     ]
     if settings.digest:
         parts.insert(3, f"digest {settings.digest}")
+    if settings.sign != "none" and command in ("push", "deploy"):
+        parts.append(f"signed with {settings.sign}")
     return f"flux-ci {command}: " + "; ".join(parts)
 
 
@@ -208,6 +210,14 @@ def _verified(settings: Settings) -> list[Problem]:
     return [("verify", "FLUX_CI_VERIFY=false: `flux-ci wait` only reads the cluster, unset it for this job")]
 
 
+def _signing(settings: Settings) -> list[Problem]:
+    """FLUX_CI_SIGN=cosign needs the private key (COSIGN_PRIVATE_KEY), checked before any push."""
+    from flux_ci.sign import key_problem  # noqa: PLC0415 - only when checked: plan stays light
+
+    problem = key_problem(settings)
+    return [] if problem is None else [("cosign_private_key", problem)]
+
+
 def _required(settings: Settings, *fields: str) -> list[Problem]:
     return [(name, missing_message(name)) for name in fields if getattr(settings, name) is None]
 
@@ -257,13 +267,14 @@ def _unwritable(path: Path) -> str | None:
 
 
 Need = Callable[[Settings], list[Problem]]
-_PUSH: tuple[Need, ...] = (_push_inputs, _credentials, _manifests, _dotenv)
+_PUSH: tuple[Need, ...] = (_push_inputs, _credentials, _manifests, _signing, _dotenv)
 _NEEDS: dict[str, tuple[Need, ...]] = {
     "push": _PUSH,
     "deploy": (*_PUSH, _receiver, _unverified),
     "reconcile": (_digest, _sources, _credentials, _dotenv, _receiver, _unverified),
     "wait": (_digest, _wait_sources, _credentials, _dotenv, _receiver, _verified),
     "status": (_sources, _dotenv),
+    "diff": (_sources, _manifests, _dotenv),  # read-only: no registry, no notification
     # doctor reports configuration problems as one of its checks (doctor.py), next to the others,
     # instead of stopping before them.
     "doctor": (),

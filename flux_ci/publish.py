@@ -1,5 +1,6 @@
 """Publishing the artifact: package FLUX_CI_PATH, push it with `flux push artifact`, then point the
-moving tags at that exact digest (`oras tag`), all through the command's one registry login.
+moving tags at that exact digest (`oras tag`), all through the command's one registry login. With
+FLUX_CI_SIGN the digest is signed (`cosign sign`) between the push and the tags.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
+from flux_ci import sign
 from flux_ci.context import Context
 from flux_ci.models import Artifact
 from flux_ci.plan import push_plan
@@ -51,6 +53,8 @@ def push(ctx: Context, registry: Registry) -> Artifact:
     url = f"{plan.repository}:{plan.tag}"
     # A dry run copies nothing and shows the real path in the command it would run.
     content: AbstractContextManager[Path] = nullcontext(s.path) if ctx.runner.dry_run else staged(s.path)
+    if sign.enabled(s):  # a missing cosign is found before the push, not after it
+        sign.require_cosign(ctx)
     with ctx.progress.step("push", url), content as path:
         argv = flux.push_argv(
             url,
@@ -65,6 +69,8 @@ def push(ctx: Context, registry: Registry) -> Artifact:
         digest = registry.push(argv)
         ctx.progress.note(f"pushed {digest}")
     artifact = Artifact(plan.repository, plan.tags, digest, plan.source, plan.revision)
+    if sign.enabled(s):  # before the moving tags: they never name an unsigned digest
+        sign.sign(ctx, registry, plan.repository, digest)
     if len(plan.tags) > 1:
         with ctx.progress.step("tag", ", ".join(plan.tags[1:])):
             registry.tag(plan.repository, digest, plan.tags[1:])

@@ -14,7 +14,7 @@ from typing import Any
 from tabulate import tabulate
 
 from flux_ci.diagnostics import describe
-from flux_ci.models import SCHEMA_VERSION, ConsumerState, Diagnostic, Report, SourceState, Status
+from flux_ci.models import SCHEMA_VERSION, Change, ConsumerState, Diagnostic, Report, SourceState, Status
 
 # GitLab dotenv: no quotes, spaces or newlines in values, and the file is at most 5 KB.
 _DOTENV_UNSAFE = re.compile(r"[\s'\"\\#]")
@@ -43,6 +43,9 @@ def to_json(report: Report) -> str:
     }
     if report.checks:
         data["checks"] = [asdict(check) for check in report.checks]
+    if report.changed is not None:  # diff
+        data["changed"] = report.changed
+        data["changes"] = [_change(c) for c in report.changes]
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -72,6 +75,15 @@ def _consumer(c: ConsumerState) -> dict[str, Any]:
         "state": c.state,
         "message": c.message,
         "updated": c.updated,
+    }
+
+
+def _change(c: Change) -> dict[str, Any]:
+    return {
+        "kustomization": str(c.kustomization),
+        "object": c.object,
+        "change": str(c.change),
+        "diff": c.diff,
     }
 
 
@@ -125,6 +137,15 @@ def to_table(report: Report) -> str:
     if report.checks:
         checks = [("ok" if c.ok else "FAIL", c.name, _short(c.detail, 80)) for c in report.checks]
         blocks.append(tabulate(checks, headers=("", "CHECK", "DETAIL"), tablefmt="simple"))
+    if report.changed is not None:  # diff
+        changes = [(str(c.kustomization), c.object, str(c.change)) for c in report.changes]
+        if changes:
+            blocks.append(
+                _fit(tabulate(changes, headers=("KUSTOMIZATION", "OBJECT", "CHANGE"), tablefmt="simple"))
+            )
+        blocks.append(
+            "changed: " + ("yes" if report.changed else "no, applying the manifests changes nothing")
+        )
     if report.diagnostics:
         lines = [line for d in report.diagnostics for line in describe(d)]
         blocks.append("diagnostics:\n" + "\n".join(_indented(line) for line in lines))
@@ -172,6 +193,7 @@ def to_dotenv(report: Report) -> str:
         "FLUX_CI_REVISION": artifact.revision if artifact else "",
         "FLUX_CI_SOURCE_REVISION": report.sources[0].revision if report.sources else "",
         "FLUX_CI_SUPERSEDED_BY": error.superseded_by if error else "",
+        "FLUX_CI_CHANGED": "" if report.changed is None else str(report.changed).lower(),
     }
     lines = [f"{key}={value}" for key, value in values.items() if value and not _DOTENV_UNSAFE.search(value)]
     text = "\n".join(lines) + "\n"

@@ -73,6 +73,7 @@ _REPORT_VARIABLES = frozenset(
         "FLUX_CI_URL",
         "FLUX_CI_SOURCE_REVISION",
         "FLUX_CI_SUPERSEDED_BY",
+        "FLUX_CI_CHANGED",
     }
 )
 
@@ -227,9 +228,25 @@ class Settings(BaseSettings):
     # false: `deploy`/`reconcile` never read the cluster; they end once the Receiver accepted the
     # request, with status `triggered` (nothing verified).
     verify: StrictBool = True
+    # Signing the pushed digest (flux_ci/sign.py): cosign with a key pair, or cosign keyless with the
+    # CI job's OIDC token (Sigstore's public Fulcio and Rekor).
+    sign: Literal["none", "cosign", "cosign-keyless"] = "none"
+    # Upload key-pair signatures to the Rekor transparency log; off by default, as Flux's key-based
+    # verification does not need it (keyless signing always uploads).
+    cosign_tlog_upload: StrictBool = False
+    # cosign's own variables, not FLUX_CI_ ones: the PEM private key (or the path of a file holding
+    # it, as GitLab's file variables give it) and its password.
+    cosign_private_key: SecretStr | None = Field(default=None, validation_alias="COSIGN_PRIVATE_KEY")
+    cosign_password: SecretStr | None = Field(default=None, validation_alias="COSIGN_PASSWORD")
 
     secret_fields: ClassVar[frozenset[str]] = frozenset(
-        {"registry_password", "receiver_token", "receiver_oidc_token"}
+        {
+            "registry_password",
+            "receiver_token",
+            "receiver_oidc_token",
+            "cosign_private_key",
+            "cosign_password",
+        }
     )
     # Never echoed in a message either: they may hold credentials, which must not be repeated.
     unechoed_fields: ClassVar[frozenset[str]] = secret_fields | {"repository", "source", "receiver_url"}
@@ -316,7 +333,7 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value
 
-    @field_validator("output", "notify", "receiver_type", mode="before")
+    @field_validator("output", "notify", "receiver_type", "sign", mode="before")
     @classmethod
     def _output(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -502,16 +519,24 @@ def variable_name(field_name: str) -> str:
 def known_variables() -> frozenset[str]:
     """Every FLUX_CI_ name a job's environment may hold without it being a typo."""
     return (
-        frozenset(variable_name(name) for name in Settings.model_fields)
-        | _TOOLING_VARIABLES
-        | _REPORT_VARIABLES
+        frozenset(variable_name(name) for name in _prefixed_fields()) | _TOOLING_VARIABLES | _REPORT_VARIABLES
     )
+
+
+def _prefixed_fields() -> list[str]:
+    """The fields read from FLUX_CI_<NAME> (the others have their own names, e.g. COSIGN_PASSWORD)."""
+    return [name for name, info in Settings.model_fields.items() if info.validation_alias is None]
 
 
 def unknown_variables(env: Mapping[str, str]) -> list[str]:
     """A message for every FLUX_CI_ name that flux-ci does not know, with the setting it resembles."""
     known = known_variables()
-    fields = sorted(name.upper() for name in Settings.model_fields)
+    fields = sorted(name.upper() for name in _prefixed_fields())
+    own_names = {
+        name.upper(): str(info.validation_alias)
+        for name, info in Settings.model_fields.items()
+        if info.validation_alias is not None
+    }
     problems = []
     for name in sorted(env):
         upper = name.upper()  # pydantic-settings reads names case-insensitively, so this does too
@@ -520,6 +545,8 @@ def unknown_variables(env: Mapping[str, str]) -> list[str]:
         # Compared without the prefix every name shares, which would make any two look alike.
         close = difflib.get_close_matches(upper.removeprefix(PREFIX), fields, n=1)
         hint = f"; did you mean {PREFIX}{close[0]}?" if close else ""
+        if own := own_names.get(upper.removeprefix(PREFIX)):
+            hint = f"; set {own} instead"
         problems.append(f"{name} is not a flux-ci variable{hint}")
     return problems
 
@@ -528,6 +555,12 @@ def missing_message(field_name: str) -> str:
     fallback = CI_FALLBACKS.get(field_name)
     hint = f" (in GitLab CI it defaults from {fallback})" if fallback else ""
     return f"{variable_name(field_name)} is not set{hint}"
+
+
+def variable_of(field_name: str) -> str:
+    """The variable a field is read from: FLUX_CI_<NAME>, or its own name (COSIGN_PASSWORD)."""
+    alias = Settings.model_fields[field_name].validation_alias
+    return str(alias) if alias is not None else variable_name(field_name)
 
 
 def field_problems(exc: ValidationError) -> list[Problem]:

@@ -9,7 +9,7 @@ from flux_ci.cli import app
 from flux_ci.errors import ExitCode
 from flux_ci.models import Artifact, ObjectRef, Report, SourceState
 from flux_ci.render import to_dotenv
-from flux_ci.settings import Settings, variable_name
+from flux_ci.settings import Settings, variable_name, variable_of
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
@@ -23,7 +23,7 @@ def _versions() -> dict[str, str]:
 
 def test_every_variable_is_documented() -> None:
     for field_name in Settings.model_fields:
-        assert f"| `{variable_name(field_name)}` |" in README, f"{variable_name(field_name)} missing"
+        assert f"| `{variable_of(field_name)}` |" in README, f"{variable_of(field_name)} missing"
 
 
 def test_every_exit_code_is_documented() -> None:
@@ -84,9 +84,10 @@ def test_dockerfile_builds_the_pinned_tools_and_runs_unprivileged() -> None:
     assert re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)[-1] == "${PYTHON_IMAGE}"
     # The tools stage compiles the pinned tools, unless `--build-context tools=DIR` replaces it.
     assert "COPY .ci/versions.env .ci/build-tools.sh" in dockerfile
-    assert ".ci/build-tools.sh flux oras kubectl" in dockerfile
+    assert ".ci/build-tools.sh flux oras kubectl cosign" in dockerfile
     assert re.search(r"^FROM scratch AS tools$", dockerfile, re.MULTILINE)
-    assert "COPY --from=tools /flux /oras /kubectl /usr/local/bin/" in dockerfile
+    assert "COPY --from=tools /flux /oras /kubectl /cosign /usr/local/bin/" in dockerfile
+    assert "cosign version" in dockerfile  # the image proves every tool runs
     users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
     assert users
     assert users[-1] not in ("root", "0")

@@ -1,4 +1,4 @@
-"""The `flux` CLI: `flux push artifact -o json` and `flux version -o json`.
+"""The `flux` CLI: `flux push artifact -o json`, `flux version -o json` and `flux diff kustomization`.
 
 Flux prints its status lines (`►`, `✔`, `✗`) on stderr and data on stdout, and exits 1 for nearly
 every failure, so failures are classified by their message.
@@ -7,11 +7,12 @@ every failure, so failures are classified by their message.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flux_ci.errors import ConfigError, FluxCIError, RegistryError
+from flux_ci.errors import ClusterError, ConfigError, FluxCIError, RegistryError
 
 # flux push artifact's default --ignore-paths (build_artifact.go excludeOCI); setting the flag
 # replaces them, so the README documents this list.
@@ -92,3 +93,70 @@ def _dedupe_prefix(message: str) -> str:
     if message.startswith(doubled):
         return message.removeprefix(doubled)
     return message.removeprefix("pushing artifact failed: ")
+
+
+# --- flux diff kustomization ---------------------------------------------------------------------
+
+# Exit codes of `flux diff kustomization`: 0 no change, 1 a change found, anything else an error.
+DIFF_UNCHANGED, DIFF_CHANGED = 0, 1
+DIFF_LIMIT = 4000  # characters of one object's diff kept in the report; the rest is cut
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_DIFF_SUBJECT = re.compile(r"^► (?P<object>\S+) (?P<change>created|drifted|deleted|skipped)$")
+_CLUSTER_FAILURE = re.compile(
+    r"connection refused|no such host|i/o timeout|Unauthorized|forbidden|context deadline exceeded|"
+    r"TLS handshake|certificate|server has asked for the client to provide credentials",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class ObjectDiff:
+    """One object in the output of `flux diff kustomization`."""
+
+    object: str  # Kind/namespace/name (Kind/name if cluster-scoped)
+    change: str  # created, drifted or deleted
+    diff: str = ""  # drifted: the dyff body, cut to DIFF_LIMIT characters
+
+
+def diff_argv(name: str, *, namespace: str, path: Path, context: str | None, timeout_s: float) -> list[str]:
+    """`flux diff kustomization`: builds `path` the way the Kustomization would (its own kustomize
+    settings and substitutions) and dry-runs it server-side. Changes nothing in the cluster."""
+    argv = ["flux", "diff", "kustomization", name, f"--namespace={namespace}", f"--path={path}"]
+    argv += ["--progress-bar=false", f"--timeout={max(1, int(timeout_s))}s"]
+    if context:
+        argv.append(f"--context={context}")
+    return argv
+
+
+def parse_diff(stdout: str) -> list[ObjectDiff]:
+    """The objects `flux diff kustomization` says would change, in its order; a drifted object's
+    diff is the text up to the next object line. Skipped objects (reconcile disabled) are left out."""
+    found: list[tuple[str, str, list[str]]] = []
+    for raw in _ANSI.sub("", stdout).splitlines():
+        line = raw.rstrip()
+        subject = _DIFF_SUBJECT.match(line.strip())
+        if subject:
+            found.append((subject["object"], subject["change"], []))
+        elif line.startswith(("📁", "⚠️")):  # a nested Kustomization (--recursive only) or a warning
+            found.append(("", "skipped", []))
+        elif found:
+            found[-1][2].append(line)
+    return [
+        ObjectDiff(obj, change, _bounded("\n".join(body).strip("\n")))
+        for obj, change, body in found
+        if change != "skipped"
+    ]
+
+
+def diff_failure(name: str, stderr: str) -> FluxCIError:
+    """`flux diff kustomization` exited above 1: the cluster (5) or the manifests/setup (2)."""
+    message = f"flux diff kustomization {name}: {_last_failure_line(stderr)}"
+    if _CLUSTER_FAILURE.search(message):
+        return ClusterError(message, retryable="connection refused" in message or "timeout" in message)
+    return ConfigError(message)
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= DIFF_LIMIT:
+        return text
+    return text[:DIFF_LIMIT] + f"\n… ({len(text) - DIFF_LIMIT} more characters cut)"

@@ -167,9 +167,9 @@ def _running_engine(engine: Engine, base: str) -> Engine:
 
 
 def _tools_context(directory: Path) -> Path:
-    """flux, oras and kubectl as .ci/build-tools.sh built them, as real files (no symlinks)."""
+    """flux, oras, kubectl and cosign as .ci/build-tools.sh built them, as real files (no symlinks)."""
     directory.mkdir(parents=True, exist_ok=True)
-    for tool in ("flux", "oras", "kubectl"):
+    for tool in ("flux", "oras", "kubectl", "cosign"):
         source = tool_path(tool).resolve()
         assert source.is_file(), f"{tool} is not built: run .ci/build-tools.sh"
         target = directory / tool

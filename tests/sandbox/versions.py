@@ -20,6 +20,7 @@ VERSIONS_FILE = REPO_ROOT / ".ci" / "versions.env"
 PINNED_TOOLS: dict[str, str] = {
     "flux": "FLUX_VERSION",
     "oras": "ORAS_VERSION",
+    "cosign": "COSIGN_VERSION",
     "kubectl": "KUBERNETES_VERSION",
     "kube-apiserver": "KUBERNETES_VERSION",
     "etcd": "ETCD_VERSION",
@@ -33,6 +34,7 @@ PINNED_TOOLS: dict[str, str] = {
 _VERSION_PROBES: dict[str, tuple[tuple[str, ...], str]] = {
     "flux": (("version", "--client"), r"^flux: v?(\S+)"),
     "oras": (("version",), r"^Version:\s*(\S+)"),
+    "cosign": (("version",), r"^GitVersion:\s*v?(\S+)"),
     "kubectl": (("version", "--client"), r"^Client Version: v?(\S+)"),
     "kube-apiserver": (("--version",), r"^Kubernetes v?(\S+)"),
     "etcd": (("--version",), r"^etcd Version: (\S+)"),
