@@ -188,3 +188,21 @@ def _passed_on(name: str) -> bool:
     if name.startswith(("CI_", "GITLAB_", "GITHUB_")):
         return False
     return not name.startswith("FLUX_CI_") or name in _SANDBOX_KEEP
+
+
+READ_ONLY_USER = "read-only-ci"
+
+
+def read_only_role(user: str = READ_ONLY_USER) -> str:
+    """A Role with get/list/watch on the Flux objects and no patch, bound to `user`: a pipeline that
+    may read the cluster but not change it."""
+    return (
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: flux-ci-read-only\n"
+        "rules:\n- apiGroups:\n  - source.toolkit.fluxcd.io\n  - kustomize.toolkit.fluxcd.io\n"
+        "  - helm.toolkit.fluxcd.io\n"
+        "  resources: [ocirepositories, kustomizations, helmreleases]\n  verbs: [get, list, watch]\n"
+        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n"
+        "metadata:\n  name: flux-ci-read-only\n"
+        "roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: flux-ci-read-only\n"
+        f"subjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: User\n  name: {user}\n"
+    )

@@ -14,32 +14,26 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.project import KUSTOMIZATIONS, OCIREPOSITORIES, ROOT, Project, Run, child_env
+from tests.e2e.project import (
+    KUSTOMIZATIONS,
+    OCIREPOSITORIES,
+    READ_ONLY_USER,
+    ROOT,
+    Project,
+    Run,
+    child_env,
+    read_only_role,
+)
 from tests.sandbox import SandboxClient
 
 pytestmark = pytest.mark.e2e
 
 SLACK_S = 15  # a slow CI machine: bounds say "fast", never "within a millisecond budget"
-READ_ONLY_USER = "read-only-ci"
-
-
-def _read_only_role() -> str:
-    """get/list/watch on the Flux objects, no patch: a pipeline that may not change the cluster."""
-    return (
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: flux-ci-read-only\n"
-        "rules:\n- apiGroups:\n  - source.toolkit.fluxcd.io\n  - kustomize.toolkit.fluxcd.io\n"
-        "  - helm.toolkit.fluxcd.io\n"
-        "  resources: [ocirepositories, kustomizations, helmreleases]\n  verbs: [get, list, watch]\n"
-        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n"
-        "metadata:\n  name: flux-ci-read-only\n"
-        "roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: flux-ci-read-only\n"
-        f"subjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: User\n  name: {READ_ONLY_USER}\n"
-    )
 
 
 def _read_only(project: Project) -> str:
     context = project.sandbox.namespaced_context(
-        project.namespace, user=READ_ONLY_USER, role_yaml=_read_only_role()
+        project.namespace, user=READ_ONLY_USER, role_yaml=read_only_role()
     )
     assert not project.sandbox.can_i(context, "patch", OCIREPOSITORIES, namespace=project.namespace)
     return context

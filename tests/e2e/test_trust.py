@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.project import KUSTOMIZATIONS, OCIREPOSITORIES, Project, Run
+from tests.e2e.project import KUSTOMIZATIONS, OCIREPOSITORIES, READ_ONLY_USER, Project, Run, read_only_role
 from tests.sandbox import SandboxClient
 
 pytestmark = pytest.mark.e2e
@@ -116,8 +116,8 @@ def test_a_consumer_in_a_namespace_the_identity_cannot_see_is_exit_5_not_success
 def test_a_missing_patch_right_fails_before_anything_is_pushed(
     project: Project, sandbox: SandboxClient
 ) -> None:
-    read_only = _read_only_role()
-    context = sandbox.namespaced_context(project.namespace, user="read-only-ci", role_yaml=read_only)
+    read_only = read_only_role()
+    context = sandbox.namespaced_context(project.namespace, user=READ_ONLY_USER, role_yaml=read_only)
     run = project.flux_ci("deploy", env=project.env(FLUX_CI_KUBE_CONTEXT=context))
     assert run.exit_code == 5, run.stderr
     assert (
@@ -125,19 +125,6 @@ def test_a_missing_patch_right_fails_before_anything_is_pushed(
     )
     assert not project.pushed("c1")
     assert not project.pushed("latest")
-
-
-def _read_only_role() -> str:
-    return (
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: flux-ci-read-only\n"
-        "rules:\n- apiGroups:\n  - source.toolkit.fluxcd.io\n  - kustomize.toolkit.fluxcd.io\n"
-        "  - helm.toolkit.fluxcd.io\n"
-        "  resources: [ocirepositories, kustomizations, helmreleases]\n  verbs: [get, list, watch]\n"
-        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n"
-        "metadata:\n  name: flux-ci-read-only\n"
-        "roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: flux-ci-read-only\n"
-        "subjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: User\n  name: read-only-ci\n"
-    )
 
 
 # --- 4. sources classified before the push -------------------------------------------------------
