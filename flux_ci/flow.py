@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from flux_ci import diagnostics, notify
 from flux_ci import fluxobjects as fo
@@ -42,6 +44,8 @@ from flux_ci.publish import push, pushed_tags
 from flux_ci.registry import Registry, open_registry
 from flux_ci.toolcheck import require_tools
 from flux_ci.tools import flux
+
+T = TypeVar("T")
 
 
 def expected_artifact(ctx: Context) -> Artifact:
@@ -192,16 +196,31 @@ def _prepared(
     the tools' versions, discovery (read-only) and the registry login; then the watches. A missing
     tool is reported first: it explains any other failure."""
     needs_patch = _patches(ctx) if patches is None else patches
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare") as pool:
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare")
+    try:
         versions = pool.submit(require_tools, ctx, tools)
         finding = pool.submit(
             _discover, ctx, report, tags=tags, digest=digest, needs_patch=needs_patch, consumers=consumers
         )
         with open_registry(ctx) as registry:
-            versions.result()
-            found = finding.result()
+            _result(ctx, versions)
+            found = _result(ctx, finding)
             with _observing(ctx, report, found) as observer:
                 yield _Prepared(found, registry, observer)
+    finally:
+        # Never wait here for threads whose children a signal is stopping: the CLI boundary stops
+        # every child (SIGKILL after the grace) whatever happens.
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _result(ctx: Context, future: Future[T]) -> T:
+    """A worker thread's result, waited for in short slices: the main thread must notice SIGTERM
+    at once, not when the worker's child finally ends."""
+    while True:
+        try:
+            return future.result(timeout=0.1)
+        except FutureTimeout:
+            ctx.runner.check_interrupted()
 
 
 def _discover(
