@@ -55,9 +55,11 @@ class Running:
     started: float
     lines: queue.Queue[str] = field(default_factory=queue.Queue)
     seen: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     def __post_init__(self) -> None:
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.process.stderr is not None
@@ -80,8 +82,13 @@ class Running:
         raise AssertionError(f"flux-ci never printed {text!r}; it printed:\n{''.join(self.seen)}")
 
     def finish(self, timeout: float = 120) -> Run:
-        stdout, _ = self.process.communicate(timeout=timeout)
-        time.sleep(0.1)  # let the reader drain the last stderr lines
+        # The reader owns stderr until its end: closing it under the reader (as communicate()
+        # would) makes the reader fail instead of draining the last lines.
+        self.process.wait(timeout=timeout)
+        if self.reader is not None:
+            self.reader.join(timeout=10)
+        assert self.process.stdout is not None
+        stdout = self.process.stdout.read()
         while not self.lines.empty():
             self.seen.append(self.lines.get())
         return Run(self.process.returncode, stdout, "".join(self.seen), time.monotonic() - self.started)
