@@ -12,7 +12,6 @@ from flux_ci.discovery import discover
 from flux_ci.errors import FluxCIError
 from flux_ci.fluxobjects import followed_ref, ref_of
 from flux_ci.models import Check, Report
-from flux_ci.publish import pushed_tags
 from flux_ci.toolcheck import tool_version
 
 
@@ -57,6 +56,6 @@ def _sources(ctx: Context) -> str:
         return "not checked: FLUX_CI_VERIFY=false, the deploy neither reads nor changes the cluster"
     # The same checks as a deploy's: `patch` only where flux-ci itself writes the annotation.
     needs_patch = ctx.settings.notify_mode == "annotate"
-    found = discover(ctx, tags=pushed_tags(ctx.settings), digest=None, needs_patch=needs_patch)
+    found = discover(ctx, tags=plan.pushed_tags(ctx.settings), digest=None, needs_patch=needs_patch)
     described = (f"{ref_of(obj)} follows {' '.join(followed_ref(obj))}" for obj in found.sources)
     return "; ".join(described)

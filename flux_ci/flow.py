@@ -40,7 +40,8 @@ from flux_ci.models import (
     SourceState,
     Status,
 )
-from flux_ci.publish import push, pushed_tags
+from flux_ci.plan import pushed_tags
+from flux_ci.publish import push
 from flux_ci.registry import Registry, open_registry
 from flux_ci.toolcheck import require_tools
 from flux_ci.tools import flux
@@ -53,7 +54,7 @@ def expected_artifact(ctx: Context) -> Artifact:
     s = ctx.settings
     return Artifact(
         s.repository or "",
-        tuple(pushed_tags(s) if s.tag else s.extra_tags),
+        tuple(pushed_tags(s)),
         s.required("digest"),
         s.source or "",
         s.revision or "",

@@ -81,11 +81,16 @@ def check(settings: Settings, command: str) -> None:
         raise ConfigError(config_message(messages))
 
 
+def pushed_tags(settings: Settings) -> list[str]:
+    """The immutable tag first, then the moving ones, without repeats."""
+    tags = [settings.tag] if settings.tag else []
+    return list(dict.fromkeys([*tags, *settings.extra_tags]))
+
+
 def describe(settings: Settings, command: str) -> str:
     """One line of the effective configuration, printed as a command starts: what a reader of the
     job log needs to tell which cluster, repository, tags and objects this run is about."""
-    tags = [settings.tag] if settings.tag else []
-    tags += [tag for tag in settings.extra_tags if tag not in tags]
+    tags = pushed_tags(settings)
     parts = [
         f"context {settings.kube_context or '(current)'}",
         f"repository {settings.repository or '(unset)'}",
@@ -114,8 +119,7 @@ def push_plan(settings: Settings) -> PushPlan:
     check(settings, "push")
     repository, tag = settings.required("repository"), settings.required("tag")
     source, revision = settings.required("source"), settings.required("revision")
-    tags = tuple(dict.fromkeys([tag, *settings.extra_tags]))
-    return PushPlan(repository, tag, source, revision, tags)
+    return PushPlan(repository, tag, source, revision, tuple(pushed_tags(settings)))
 
 
 def _problems(settings: Settings, command: str) -> list[Problem]:

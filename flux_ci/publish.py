@@ -16,14 +16,7 @@ from flux_ci.context import Context
 from flux_ci.models import Artifact
 from flux_ci.plan import push_plan
 from flux_ci.registry import Registry
-from flux_ci.settings import Settings
 from flux_ci.tools import flux
-
-
-def pushed_tags(settings: Settings) -> list[str]:
-    """The immutable tag first, then the moving ones, without repeats."""
-    tags = [settings.tag] if settings.tag else []
-    return list(dict.fromkeys([*tags, *settings.extra_tags]))
 
 
 @contextmanager

@@ -13,8 +13,9 @@ from flux_ci.credentials import RegistryAuth
 from flux_ci.deadline import Deadline
 from flux_ci.errors import RegistryError
 from flux_ci.models import StepStatus
+from flux_ci.plan import pushed_tags
 from flux_ci.progress import Progress
-from flux_ci.publish import push, pushed_tags
+from flux_ci.publish import push
 from flux_ci.registry import Registry
 from flux_ci.retry import transient
 from flux_ci.secrets import Masker
