@@ -47,7 +47,7 @@ lint: install ## ruff and mypy --strict; hadolint on the Dockerfile, shellcheck 
 	$(VENV)/bin/shellcheck --external-sources --source-path=SCRIPTDIR .ci/run .ci/*.sh
 
 sandbox-up: install tools ## start registry + API server + Flux controllers on 127.0.0.1; prints the env file
-	$(PY) -m tests.sandbox up
+	$(PY) -m tests.sandbox up --clusters $(or $(CLUSTERS),1)
 
 sandbox-down: install ## stop everything sandbox-up started
 	$(PY) -m tests.sandbox down

@@ -13,6 +13,9 @@ from tests.sandbox import SandboxClient, down, unique_name, up
 from tests.sandbox.procs import sigterm_as_interrupt
 
 SANDBOX_KEY = pytest.StashKey[SandboxClient]()
+SECOND_CLUSTER_KEY = pytest.StashKey[SandboxClient]()
+# Whose controller logs a failing test's report gets: the clusters whose fixture it uses.
+_LOGGED_CLUSTERS = ((SANDBOX_KEY, "sandbox"), (SECOND_CLUSTER_KEY, "second_cluster"))
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +39,19 @@ def sandbox(
             del request.config.stash[SANDBOX_KEY]
             down(state_dir, remove=False)  # pytest's temp retention removes it; logs stay till then
             atexit.unregister(down)
+
+
+@pytest.fixture(scope="session")
+def second_cluster(sandbox: SandboxClient, request: pytest.FixtureRequest) -> Iterator[SandboxClient]:
+    """The sandbox's second cluster (context `flux-ci-sandbox-2`), started when a test first asks.
+
+    Its own API server and source-, kustomize- and helm-controller, the registry shared. It joins
+    the session's sandbox, so the sandbox's teardown (down, atexit, die_with_parent) stops it too.
+    """
+    client = sandbox.start_second_cluster()
+    request.config.stash[SECOND_CLUSTER_KEY] = client
+    yield client
+    del request.config.stash[SECOND_CLUSTER_KEY]
 
 
 @pytest.fixture
@@ -75,8 +91,11 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """On failure, add the controllers' last log lines: they usually say why."""
     report = yield
-    client = item.config.stash.get(SANDBOX_KEY, None)
-    if report.failed and client is not None and "sandbox" in getattr(item, "fixturenames", ()):
-        for name, tail in client.log_tails().items():
-            report.sections.append((f"{name} log (last lines)", tail or "(empty)"))
+    if not report.failed:
+        return report
+    for key, fixture in _LOGGED_CLUSTERS:
+        client = item.config.stash.get(key, None)
+        if client is not None and fixture in getattr(item, "fixturenames", ()):
+            for name, tail in client.log_tails().items():
+                report.sections.append((f"{name} log (last lines)", tail or "(empty)"))
     return report

@@ -22,12 +22,15 @@ from typing import Any
 import pytest
 
 from tests.sandbox import OciDeployment, SandboxClient, condition, unique_name
+from tests.sandbox.clusters import SECOND, component_of
+from tests.sandbox.controllers import HELM_SHARD
+from tests.sandbox.kube import add_impersonation_context, merge_kubeconfig, write_kubeconfig
 from tests.sandbox.launch import Launch
 from tests.sandbox.lifecycle import down
 from tests.sandbox.net import http_status, port_is_free, probe
 from tests.sandbox.procs import is_alive, is_stopped, stop_process, wait_healthy
 from tests.sandbox.registry import start_registry
-from tests.sandbox.state import load
+from tests.sandbox.state import RegistryInfo, SandboxState, exported_variables, load
 from tests.sandbox.versions import REPO_ROOT, tool_path
 
 pytestmark = pytest.mark.e2e
@@ -527,3 +530,107 @@ def test_notification_controller_serves_receiver_webhooks_at_the_path_flux_compu
     )  # fmt: skip
     assert wrong.returncode == 1
     assert "404 Not Found" in wrong.stderr
+
+
+# -- two clusters ---------------------------------------------------------------------------------
+
+
+def test_a_second_clusters_kubeconfig_entries_leave_the_first_ones_as_they_were(tmp_path: Path) -> None:
+    kubeconfig = write_kubeconfig(
+        tmp_path / "kubeconfig", server="https://127.0.0.1:1", ca_file=tmp_path / "1.crt", token="one"
+    )
+    before = json.loads(kubeconfig.read_text(encoding="utf-8"))
+    other = write_kubeconfig(
+        tmp_path / "kubeconfig-2",
+        server="https://127.0.0.1:2",
+        ca_file=tmp_path / "2.crt",
+        token="two",
+        cluster=SECOND,
+    )
+    merge_kubeconfig(kubeconfig, other)
+    context = add_impersonation_context(kubeconfig, "ci@ns", user="ci", admin_context=SECOND.context)
+
+    merged = json.loads(kubeconfig.read_text(encoding="utf-8"))
+    assert merged["current-context"] == "flux-ci-sandbox"
+    assert [c["name"] for c in merged["contexts"]] == ["flux-ci-sandbox", "flux-ci-sandbox-2", context]
+    assert [u for u in merged["users"] if u["name"] == "admin"] == before["users"]
+    impersonating = {c["name"]: c["context"] for c in merged["contexts"]}[context]
+    assert impersonating["cluster"] == "flux-ci-sandbox-2"
+    assert {u["name"]: u["user"] for u in merged["users"]}[context] == {"token": "two", "as": "ci"}
+
+
+def test_a_second_clusters_processes_and_env_carry_its_number(tmp_path: Path) -> None:
+    assert (SECOND.process_name("kube-apiserver"), SECOND.process_name("registry")) == (
+        "kube-apiserver-2",
+        "registry",
+    )
+    assert component_of("helm-controller-2") == "helm-controller"
+    assert component_of(HELM_SHARD) == HELM_SHARD
+    kubeconfig = tmp_path / "kubeconfig"
+    state = SandboxState(tmp_path, RegistryInfo("127.0.0.1", 5000), kubeconfig, clusters=2)
+    assert exported_variables(state)["FLUX_CI_SANDBOX_CONTEXTS"] == "flux-ci-sandbox,flux-ci-sandbox-2"
+    assert "FLUX_CI_SANDBOX_CONTEXTS" not in exported_variables(
+        SandboxState(tmp_path, state.registry, kubeconfig)
+    )
+
+
+def test_one_artifact_is_applied_by_each_cluster_on_its_own_api_server(
+    sandbox: SandboxClient,
+    second_cluster: SandboxClient,
+    namespace: str,
+    docker_config: Path,
+    tmp_path: Path,
+) -> None:
+    assert (sandbox.context, second_cluster.context) == ("flux-ci-sandbox", "flux-ci-sandbox-2")
+    assert second_cluster.kubeconfig == sandbox.kubeconfig
+    repository = sandbox.unique_repository("two-clusters")
+    pushed = sandbox.push_artifact(
+        write_configmap(tmp_path / "m", "both"), repository, docker_config=docker_config
+    )
+    second_cluster.create_namespace(namespace)  # the same name, in another cluster
+    try:
+        for client in (sandbox, second_cluster):
+            kustomization = wait_applied(
+                client, client.deploy_oci(namespace, "app", repository), pushed.digest
+            )
+            assert (condition(kustomization, "Ready") or {}).get("status") == "True", client.context
+            assert configmap_text(client, namespace) == "both"
+
+        only_there = unique_name("only-on-cluster-2")
+        second_cluster.create_namespace(only_there)
+        missing = sandbox.kubectl("get", "namespace", only_there, check=False)
+        assert missing.returncode == 1
+        assert "NotFound" in missing.stderr
+        assert api_server(sandbox) != api_server(second_cluster)
+        assert sorted(second_cluster.log_tails()) == [
+            "helm-controller-2",
+            "kustomize-controller-2",
+            "source-controller-2",
+        ]
+        assert "FLUX_CI_SANDBOX_CONTEXTS=flux-ci-sandbox,flux-ci-sandbox-2" in sandbox.env_file.read_text(
+            encoding="utf-8"
+        )
+    finally:
+        second_cluster.delete_namespace(namespace)
+
+
+def api_server(client: SandboxClient) -> str:
+    done = client.kubectl("config", "view", "--minify", "--output=jsonpath={.clusters[0].cluster.server}")
+    return done.stdout
+
+
+def test_second_cluster_helpers_act_on_its_own_processes_and_api_server(
+    sandbox: SandboxClient, second_cluster: SandboxClient
+) -> None:
+    namespace = unique_name("rbac-on-cluster-2")
+    second_cluster.create_namespace(namespace)
+    context = second_cluster.namespaced_context(namespace, user=unique_name("gitlab-ci-job"))
+
+    # The Role and RoleBinding exist in cluster 2 only: the context reaches cluster 2.
+    assert second_cluster.can_i(context, "patch", "ocirepositories", namespace=namespace)
+    assert sandbox.kubectl("get", "namespace", namespace, check=False).returncode == 1
+    with second_cluster.paused("source-controller"):
+        assert is_stopped(sandbox.state.process("source-controller-2"))
+        assert not is_stopped(sandbox.state.process("source-controller"))
+    assert not is_stopped(sandbox.state.process("source-controller-2"))
+    second_cluster.delete_namespace(namespace)

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from tests.sandbox.clusters import MAX_CLUSTERS
 from tests.sandbox.demo import demo
 from tests.sandbox.errors import SandboxError
 from tests.sandbox.lifecycle import down, up
@@ -31,6 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("up", help="start (or reuse) the sandbox; print the env file")
     start.add_argument("--anonymous", action="store_true", help="registry without auth")
+    start.add_argument(
+        "--clusters",
+        type=int,
+        choices=range(1, MAX_CLUSTERS + 1),
+        default=1,
+        help="Kubernetes clusters sharing the registry (2: context flux-ci-sandbox-2 as well)",
+    )
     commands.add_parser("down", help="stop every sandbox process and remove the state dir")
     commands.add_parser("env", help="print the env file of the running sandbox")
     commands.add_parser("demo", help="deploy the examples with flux-ci")
@@ -40,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     state_dir: Path = (args.state_dir or default_state_dir()).resolve()
     if args.command == "up":
-        state = up(state_dir, anonymous=args.anonymous, report=_progress)
+        state = up(state_dir, anonymous=args.anonymous, clusters=args.clusters, report=_progress)
         print(state.state_dir / ENV_FILE)
     elif args.command == "down":
         if not state_dir.exists():

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.sandbox import components, rbac
+from tests.sandbox import components, lifecycle, rbac
 from tests.sandbox.charts import (
     HELM_CHART_LAYER_MEDIA_TYPE,
     HELM_CONFIG_MEDIA_TYPE,
@@ -21,6 +21,7 @@ from tests.sandbox.charts import (
     helm_config,
     package_chart,
 )
+from tests.sandbox.clusters import FIRST, Cluster
 from tests.sandbox.controllers import (
     CONTROLLERS,
     HELM_SHARD,
@@ -98,11 +99,22 @@ class OciDeployment:
 
 
 class SandboxClient:
-    """Everything a test needs to talk to one running sandbox."""
+    """Everything a test needs to talk to one cluster of a running sandbox (and its registry).
 
-    def __init__(self, state: SandboxState) -> None:
+    `cluster` 1 is the sandbox's first cluster, 2 its second (see `start_second_cluster`): every
+    kubectl and flux call names the cluster's context, and pause, stop, restart and log_tails act
+    on that cluster's processes (the registry is shared). Clients of one sandbox share its state.
+    """
+
+    def __init__(self, state: SandboxState, cluster: int = 1) -> None:
+        if not 1 <= cluster <= state.clusters:
+            raise SandboxError(f"the sandbox in {state.state_dir} runs no cluster {cluster}")
         self.state = state
+        self.cluster = Cluster(cluster)
+        # The kube context a flux-ci run uses for this cluster (FLUX_CI_KUBE_CONTEXT).
+        self.context: str = self.cluster.context
         self.state_dir: Path = state.state_dir
+        # One kubeconfig with a context for every cluster (KUBECONFIG).
         self.kubeconfig: Path = state.kubeconfig
         self.env_file: Path = state.state_dir / ENV_FILE
         self.registry: str = state.registry.address
@@ -113,11 +125,20 @@ class SandboxClient:
         self.env: dict[str, str] = child_env(state)
 
     @classmethod
-    def from_state_dir(cls, state_dir: Path) -> SandboxClient:
+    def from_state_dir(cls, state_dir: Path, cluster: int = 1) -> SandboxClient:
         state = load(state_dir)
         if state is None:
             raise SandboxError(f"no sandbox in {state_dir}: run `python -m tests.sandbox up`")
-        return cls(state)
+        return cls(state, cluster)
+
+    def start_second_cluster(self) -> SandboxClient:
+        """Start the sandbox's second cluster unless it runs; a client bound to it.
+
+        It joins this sandbox (same state, same registry), so `down` and the test session's end
+        stop it with everything else.
+        """
+        lifecycle.add_cluster(self.state)
+        return SandboxClient(self.state, cluster=2)
 
     # -- running the real tools -------------------------------------------------------------
 
@@ -166,7 +187,13 @@ class SandboxClient:
     def kubectl(
         self, *args: str, input_text: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        return self._tool("kubectl", args, check=check, timeout=timeout, input_text=input_text)
+        return self._tool(
+            "kubectl", self._on_cluster(args), check=check, timeout=timeout, input_text=input_text
+        )
+
+    def _on_cluster(self, args: tuple[str, ...]) -> tuple[str, ...]:
+        """The client's context first: a `--context` in `args` comes later and wins (as flags do)."""
+        return (f"--context={self.context}", *args)
 
     def flux(
         self,
@@ -175,7 +202,7 @@ class SandboxClient:
         check: bool = True,
         timeout: float = 300,
     ) -> subprocess.CompletedProcess[str]:
-        return self._tool("flux", args, check=check, timeout=timeout, env=env)
+        return self._tool("flux", self._on_cluster(args), check=check, timeout=timeout, env=env)
 
     def oras(
         self,
@@ -443,10 +470,12 @@ class SandboxClient:
     @property
     def receiver_url(self) -> str:
         """notification-controller's webhook server, e.g. `http://127.0.0.1:40123` (no path)."""
-        return receiver_url(self.state.process(NOTIFICATION_CONTROLLER))
+        return receiver_url(self.state.process(self._process(NOTIFICATION_CONTROLLER)))
 
     def start_helm_shard(self) -> None:
         """Run the helm-controller with DisableChartDigestTracking=true (idempotent)."""
+        if self.cluster != FIRST:
+            raise SandboxError("the helm-controller without digest tracking runs on the first cluster only")
         components.ensure_helm_shard(self.state)
 
     # -- RBAC -------------------------------------------------------------------------------
@@ -463,13 +492,16 @@ class SandboxClient:
 
         Applies the Role and RoleBinding of examples/rbac/flux-ci.yaml (or of `role_yaml`) into the
         namespace, bound to `user`, and adds a context to the sandbox kubeconfig that impersonates
-        that user (and `groups`), as a GitLab agent does for a CI job. Returns the context's name.
+        that user (and `groups`), as a GitLab agent does for a CI job. Returns the context's name
+        (`<user>@<namespace>`; on another cluster than the first `<user>@<cluster context>/<namespace>`).
         """
         manifest = role_yaml or rbac.ROLE_FILE.read_text(encoding="utf-8")
         objects = rbac.namespaced_objects(self.as_json(manifest), namespace=namespace, user=user)
         self.apply("\n---\n".join(json.dumps(obj) for obj in objects))
-        context = f"{user}@{namespace}"
-        return add_impersonation_context(self.kubeconfig, context, user=user, groups=groups)
+        where = namespace if self.cluster == FIRST else f"{self.context}/{namespace}"
+        return add_impersonation_context(
+            self.kubeconfig, f"{user}@{where}", user=user, groups=groups, admin_context=self.context
+        )
 
     def grant_cluster_read(self, user: str) -> None:
         """Apply examples/rbac/flux-ci-cluster-read.yaml for `user`: read Flux objects everywhere."""
@@ -488,12 +520,16 @@ class SandboxClient:
 
     # -- fault injection --------------------------------------------------------------------
 
+    def _process(self, component: str) -> str:
+        """The process of this client's cluster running `component` (`kube-apiserver-2` on cluster 2)."""
+        return self.cluster.process_name(component)
+
     def pause(self, component: str) -> None:
         """Freeze a component (SIGSTOP on its process group): it holds its sockets, answers nothing."""
-        components.pause(self.state, component)
+        components.pause(self.state, self._process(component))
 
     def resume(self, component: str) -> None:
-        components.resume(self.state, component)
+        components.resume(self.state, self._process(component))
 
     @contextlib.contextmanager
     def paused(self, component: str) -> Iterator[None]:
@@ -506,11 +542,11 @@ class SandboxClient:
 
     def stop(self, component: str) -> None:
         """Stop a component: its port refuses connections until `restart`."""
-        components.stop(self.state, component)
+        components.stop(self.state, self._process(component))
 
     def restart(self, component: str) -> float:
         """(Stop and) start a component again, same port and config; seconds until healthy."""
-        return components.restart(self.state, component)
+        return components.restart(self.state, self._process(component))
 
     # -- waiting and diagnostics ------------------------------------------------------------
 
@@ -551,9 +587,10 @@ class SandboxClient:
         )
 
     def log_tails(self, lines: int = 40) -> dict[str, str]:
-        """The last lines of each controller's log, for failure reports."""
+        """The last lines of each controller's log on this client's cluster, for failure reports."""
         running = {record.name for record in self.state.processes}
-        names = [name for name in (*CONTROLLERS, HELM_SHARD) if name in running]
+        names = [self._process(name) for name in (*CONTROLLERS, HELM_SHARD)]
+        names = [name for name in names if name in running]
         return {name: log_tail(self.state.process(name).log, lines) for name in names}
 
 

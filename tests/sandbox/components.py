@@ -16,6 +16,7 @@ import signal
 import time
 from pathlib import Path
 
+from tests.sandbox.clusters import component_of
 from tests.sandbox.controllers import (
     CONTROLLERS,
     HELM_SHARD,
@@ -26,7 +27,7 @@ from tests.sandbox.controllers import (
 )
 from tests.sandbox.errors import SandboxError
 from tests.sandbox.launch import Launch, clean_env
-from tests.sandbox.lifecycle import STARTUP_TIMEOUTS
+from tests.sandbox.lifecycle import STARTUP_TIMEOUTS, dies_with_parent
 from tests.sandbox.net import PortAllocator
 from tests.sandbox.procs import (
     ProcessRecord,
@@ -46,7 +47,7 @@ _SIGNAL_TIMEOUT_S = 10.0
 
 
 def _record(state: SandboxState, component: str) -> ProcessRecord:
-    if component not in COMPONENTS:
+    if component_of(component) not in COMPONENTS:
         raise ValueError(f"unknown component {component!r} (known: {', '.join(COMPONENTS)})")
     try:
         return state.process(component)
@@ -101,13 +102,8 @@ def restart(state: SandboxState, component: str) -> float:
         began = time.monotonic()
         new, offset = _start_again(state, record)
     also = workers_started_since(offset) if is_controller(component) else None
-    return wait_healthy(new, timeout=STARTUP_TIMEOUTS[component], started=began, also=also)
-
-
-def _dies_with_parent(state: SandboxState) -> bool:
-    """Whether the sandbox's components die with the process that started them (test sessions)."""
-    spec = state.process("kube-apiserver").spec
-    return spec is not None and spec.die_with_parent
+    timeout = STARTUP_TIMEOUTS[component_of(component)]
+    return wait_healthy(new, timeout=timeout, started=began, also=also)
 
 
 def ensure_helm_shard(state: SandboxState) -> ProcessRecord:
@@ -126,7 +122,7 @@ def ensure_helm_shard(state: SandboxState) -> ProcessRecord:
         # `down` reads keeps listing every process.
         launch = Launch(
             state.state_dir,
-            die_with_parent=_dies_with_parent(state),
+            die_with_parent=dies_with_parent(state),
             ports=PortAllocator(state.ports),
             started=list(state.processes),
         )

@@ -6,11 +6,14 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.sandbox.clusters import component_of
 from tests.sandbox.launch import Launch, require_tool
 from tests.sandbox.net import LOOPBACK, HealthCheck
 from tests.sandbox.procs import ProcessRecord, log_since
 
 CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller", "notification-controller")
+# What a further cluster runs: enough to apply OCI artifacts and Helm charts, no Receiver webhooks.
+FURTHER_CLUSTER_CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller")
 NOTIFICATION_CONTROLLER = "notification-controller"
 # notification-controller's webhook server for Receivers (`flux trigger receiver` posts here).
 RECEIVER_ADDR_FLAG = "--receiverAddr="
@@ -37,7 +40,8 @@ _BINARY = {name: name for name in CONTROLLERS} | {HELM_SHARD: "helm-controller"}
 
 
 def is_controller(name: str) -> bool:
-    return name in _BINARY
+    """Whether the process (of any cluster) is a Flux controller."""
+    return component_of(name) in _BINARY
 
 
 def workers_started_since(offset: int) -> Callable[[ProcessRecord], bool]:
@@ -45,7 +49,7 @@ def workers_started_since(offset: int) -> Callable[[ProcessRecord], bool]:
     the log of its previous run, whose "Starting workers" line must not count."""
 
     def started(record: ProcessRecord) -> bool:
-        reconciler = _MAIN_RECONCILER[record.name]
+        reconciler = _MAIN_RECONCILER[component_of(record.name)]
         pattern = re.compile(rf'Starting workers.*"controller": "{reconciler}"')
         return bool(pattern.search(log_since(record.log, offset)))
 

@@ -95,8 +95,15 @@ def start_apiserver(launch: Launch, etcd_url: str) -> tuple[ApiServer, ProcessRe
 
 
 def kubeconfig_for(launch: Launch, api: ApiServer) -> Path:
+    """The cluster's own kubeconfig (its controllers read it), current context its own."""
     # The self-signed certificate names 127.0.0.1 (the advertise address), so it can be the CA.
-    return write_kubeconfig(launch.path("kubeconfig"), server=api.url, ca_file=api.ca_file, token=api.token)
+    return write_kubeconfig(
+        launch.path("kubeconfig"),
+        server=api.url,
+        ca_file=api.ca_file,
+        token=api.token,
+        cluster=launch.cluster,
+    )
 
 
 def install_flux_crds(kubeconfig: Path) -> None:

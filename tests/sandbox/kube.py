@@ -6,26 +6,58 @@ import json
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from tests.sandbox.clusters import CONTEXT, FIRST, Cluster
 from tests.sandbox.errors import SandboxError
 from tests.sandbox.launch import clean_env, require_tool
 from tests.sandbox.state import write_private
 
-CONTEXT = "flux-ci-sandbox"
+__all__ = ["CONTEXT", "add_impersonation_context", "kubectl", "merge_kubeconfig", "write_kubeconfig"]
+_NAMED_LISTS = ("clusters", "users", "contexts")
 
 
-def write_kubeconfig(path: Path, *, server: str, ca_file: Path, token: str) -> Path:
-    """A kubeconfig as JSON (a YAML subset every client-go reader accepts)."""
+def write_kubeconfig(path: Path, *, server: str, ca_file: Path, token: str, cluster: Cluster = FIRST) -> Path:
+    """A kubeconfig as JSON (a YAML subset every client-go reader accepts).
+
+    Its names are the cluster's own (context `flux-ci-sandbox-2`, user `admin-2` on cluster 2), so
+    merge_kubeconfig can put several clusters into one file without renaming anything.
+    """
+    name, user = cluster.context, cluster.admin_user
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": CONTEXT, "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
-        "users": [{"name": "admin", "user": {"token": token}}],
-        "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": "admin"}}],
-        "current-context": CONTEXT,
+        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": user}}],
+        "current-context": name,
     }
-    write_private(path, json.dumps(config, indent=2) + "\n")
+    _write(path, config)
     return path
+
+
+def _write(path: Path, config: dict[str, Any]) -> None:
+    write_private(path, json.dumps(config, indent=2) + "\n")
+
+
+def _read(path: Path) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return config
+
+
+def _put(config: dict[str, Any], key: str, entry: dict[str, Any]) -> None:
+    """Add the named entry to the list `key`, replacing the one of the same name."""
+    config[key] = [item for item in config[key] if item["name"] != entry["name"]] + [entry]
+
+
+def merge_kubeconfig(into: Path, other: Path) -> Path:
+    """Add the clusters, users and contexts of `other` to `into`; its current context stays."""
+    config, added = _read(into), _read(other)
+    for key in _NAMED_LISTS:
+        for entry in added[key]:
+            _put(config, key, entry)
+    _write(into, config)
+    return into
 
 
 def kubectl(
@@ -51,26 +83,38 @@ def kubectl(
     return done
 
 
+def _named(config: dict[str, Any], key: str, name: str) -> dict[str, Any]:
+    for item in config[key]:
+        if item["name"] == name:
+            found: dict[str, Any] = item[key.removesuffix("s")]
+            return found
+    raise SandboxError(f"the kubeconfig has no {key.removesuffix('s')} named {name!r}")
+
+
 def add_impersonation_context(
-    kubeconfig: Path, context: str, *, user: str, groups: Sequence[str] = (), namespace: str | None = None
+    kubeconfig: Path,
+    context: str,
+    *,
+    user: str,
+    groups: Sequence[str] = (),
+    namespace: str | None = None,
+    admin_context: str = CONTEXT,
 ) -> str:
     """A new context in the kubeconfig that acts as `user` (and `groups`) through impersonation.
 
     The way a GitLab agent runs a CI job with `access_as: {ci_job: {}}`: the credential is the
-    admin's (who may impersonate), every request carries `Impersonate-User`, and the API server
-    authorizes it as that user alone. The current context is left as it is.
+    admin's of `admin_context` (who may impersonate), every request carries `Impersonate-User`, and
+    that context's API server authorizes it as that user alone. The current context is left as it is.
     """
-    config = json.loads(kubeconfig.read_text(encoding="utf-8"))
-    admin = next(entry["user"] for entry in config["users"] if entry["name"] == "admin")
-    credential: dict[str, object] = {"token": admin["token"], "as": user}
+    config = _read(kubeconfig)
+    admin = _named(config, "contexts", admin_context)
+    credential: dict[str, object] = {"token": _named(config, "users", admin["user"])["token"], "as": user}
     if groups:
         credential["as-groups"] = list(groups)
-    entry: dict[str, object] = {"cluster": CONTEXT, "user": context}
+    entry: dict[str, object] = {"cluster": admin["cluster"], "user": context}
     if namespace:
         entry["namespace"] = namespace
-    config["users"] = [u for u in config["users"] if u["name"] != context]
-    config["users"].append({"name": context, "user": credential})
-    config["contexts"] = [c for c in config["contexts"] if c["name"] != context]
-    config["contexts"].append({"name": context, "context": entry})
-    write_private(kubeconfig, json.dumps(config, indent=2) + "\n")
+    _put(config, "users", {"name": context, "user": credential})
+    _put(config, "contexts", {"name": context, "context": entry})
+    _write(kubeconfig, config)
     return context

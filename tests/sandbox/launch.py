@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -9,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.sandbox.clusters import FIRST, Cluster
 from tests.sandbox.errors import MissingToolError
 from tests.sandbox.net import HealthCheck, PortAllocator
 from tests.sandbox.procs import LaunchSpec, ProcessRecord, start_process
@@ -34,14 +36,26 @@ def require_tool(tool: str) -> Path:
 
 @dataclass
 class Launch:
+    """Starts the components of one cluster; `for_cluster` gives the same launch for another.
+
+    The cluster decides where `path` points and what the started processes are called, so
+    start_etcd, start_apiserver and start_controller build any cluster without knowing which.
+    """
+
     state_dir: Path
     die_with_parent: bool = False
     ports: PortAllocator = field(default_factory=PortAllocator)
     started: list[ProcessRecord] = field(default_factory=list)
     start_times: dict[str, float] = field(default_factory=dict)
+    cluster: Cluster = FIRST
+
+    def for_cluster(self, cluster: Cluster) -> Launch:
+        """The same ports, records and start times (no port handed out twice), another cluster."""
+        return dataclasses.replace(self, cluster=cluster)
 
     def path(self, *parts: str) -> Path:
-        return self.state_dir.joinpath(*parts)
+        """A path in this cluster's own directory."""
+        return self.state_dir.joinpath(*self.cluster.directory, *parts)
 
     def start(
         self,
@@ -51,6 +65,7 @@ class Launch:
         env: Mapping[str, str] | None = None,
     ) -> ProcessRecord:
         """Start a component; it is recorded at once so a failure later still stops it."""
+        name = self.cluster.process_name(name)
         self.start_times[name] = time.monotonic()
         spec = LaunchSpec(
             argv=tuple(argv),
@@ -59,9 +74,9 @@ class Launch:
             die_with_parent=self.die_with_parent,
         )
         record = start_process(
-            name, spec, log=self.path("logs", f"{name}.log"), health=health, base_env=clean_env()
+            name, spec, log=self.state_dir / "logs" / f"{name}.log", health=health, base_env=clean_env()
         )
         self.started.append(record)
         records = [r.to_json() for r in self.started]
-        write_private(self.path(STARTED_FILE), json.dumps(records, indent=2) + "\n")
+        write_private(self.state_dir / STARTED_FILE, json.dumps(records, indent=2) + "\n")
         return record

@@ -8,7 +8,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.sandbox.controllers import CONTROLLERS, HELM_SHARD, start_controller, workers_started
+from tests.sandbox.clusters import FIRST, MAX_CLUSTERS, SECOND, Cluster, all_clusters, component_of
+from tests.sandbox.controllers import (
+    CONTROLLERS,
+    FURTHER_CLUSTER_CONTROLLERS,
+    HELM_SHARD,
+    start_controller,
+    workers_started,
+)
 from tests.sandbox.controlplane import (
     install_flux_crds,
     kubeconfig_for,
@@ -16,8 +23,9 @@ from tests.sandbox.controlplane import (
     start_etcd,
 )
 from tests.sandbox.errors import MissingToolError, SandboxError
+from tests.sandbox.kube import merge_kubeconfig
 from tests.sandbox.launch import STARTED_FILE, Launch, require_tool
-from tests.sandbox.net import probe
+from tests.sandbox.net import PortAllocator, probe
 from tests.sandbox.procs import (
     ProcessRecord,
     is_alive,
@@ -57,9 +65,12 @@ def _quiet(_message: str) -> None:
     pass
 
 
-def reusable(state: SandboxState, anonymous: bool) -> bool:
-    """Same registry mode, same pins (a bumped versions.env restarts it), everything healthy."""
+def reusable(state: SandboxState, anonymous: bool, clusters: int = 1) -> bool:
+    """Same registry mode, as many clusters, same pins (a bumped versions.env restarts it),
+    everything healthy."""
     if state.registry.anonymous != anonymous or state.versions != read_versions():
+        return False
+    if state.clusters != clusters:
         return False
     return all(is_alive(record) and probe(record.health) for record in state.processes)
 
@@ -97,26 +108,43 @@ class _Starter:
 
     def ready(self, record: ProcessRecord, also: Callable[[ProcessRecord], bool] | None = None) -> None:
         started = self.launch.start_times[record.name]
-        took = wait_healthy(record, timeout=STARTUP_TIMEOUTS[record.name], started=started, also=also)
+        timeout = STARTUP_TIMEOUTS[component_of(record.name)]
+        took = wait_healthy(record, timeout=timeout, started=started, also=also)
         self.seconds[record.name] = round(took, 2)
         self.report(f"{record.name} ready in {took:.1f}s (pid {record.pid})")
 
-    def run(self, anonymous: bool) -> SandboxState:
-        registry, registry_proc = start_registry(self.launch, anonymous=anonymous)
-        self.ready(registry_proc)
-        etcd_url, etcd = start_etcd(self.launch)
+    def cluster(self, cluster: Cluster) -> Path:
+        """etcd, API server, Flux CRDs and namespace, controllers: one cluster; its kubeconfig."""
+        launch = self.launch.for_cluster(cluster)
+        etcd_url, etcd = start_etcd(launch)
         self.ready(etcd)
-        api, apiserver = start_apiserver(self.launch, etcd_url)
+        api, apiserver = start_apiserver(launch, etcd_url)
         self.ready(apiserver)
-        kubeconfig = kubeconfig_for(self.launch, api)
+        kubeconfig = kubeconfig_for(launch, api)
         began = time.monotonic()
         install_flux_crds(kubeconfig)
-        self.seconds["crds"] = round(time.monotonic() - began, 2)
-        self.report(f"Flux CRDs and namespace applied in {self.seconds['crds']:.1f}s")
+        crds = cluster.process_name("crds")
+        self.seconds[crds] = round(time.monotonic() - began, 2)
+        self.report(f"Flux CRDs and namespace applied to {cluster.context} in {self.seconds[crds]:.1f}s")
         # The controllers only need the API server, not each other: start them all, then wait.
-        controllers = [start_controller(self.launch, name, kubeconfig) for name in CONTROLLERS]
+        names = CONTROLLERS if cluster == FIRST else FURTHER_CLUSTER_CONTROLLERS
+        controllers = [start_controller(launch, name, kubeconfig) for name in names]
         for controller in controllers:
             self.ready(controller, also=workers_started)
+        return kubeconfig
+
+    def further_cluster(self, cluster: Cluster, kubeconfig: Path) -> None:
+        """Another cluster, its context added to the sandbox's kubeconfig (`kubeconfig`)."""
+        began = time.monotonic()
+        merge_kubeconfig(kubeconfig, self.cluster(cluster))
+        self.seconds[cluster.process_name("cluster")] = round(time.monotonic() - began, 2)
+
+    def run(self, anonymous: bool, clusters: int) -> SandboxState:
+        registry, registry_proc = start_registry(self.launch, anonymous=anonymous)
+        self.ready(registry_proc)
+        kubeconfig = self.cluster(FIRST)
+        for cluster in all_clusters(clusters)[1:]:
+            self.further_cluster(cluster, kubeconfig)
         return SandboxState(
             state_dir=self.launch.state_dir,
             registry=registry,
@@ -125,20 +153,28 @@ class _Starter:
             startup_seconds=self.seconds,
             ports=self.launch.ports.given,
             versions=read_versions(),
+            clusters=clusters,
         )
 
 
-def _start_fresh(state_dir: Path, anonymous: bool, die_with_parent: bool, report: Report) -> SandboxState:
+def _stop_started_since(launch: Launch, count: int) -> None:
+    """Stop what `launch` started after its first `count` records, the last started first."""
+    for record in reversed(launch.started[count:]):
+        stop_process(record)
+
+
+def _start_fresh(
+    state_dir: Path, anonymous: bool, clusters: int, die_with_parent: bool, report: Report
+) -> SandboxState:
     preflight()
     _prepare_dir(state_dir)
     launch = Launch(state_dir, die_with_parent=die_with_parent)
     try:
         with sigterm_as_interrupt():
-            state = _Starter(launch, report).run(anonymous)
+            state = _Starter(launch, report).run(anonymous, clusters)
     except BaseException:
         # Also on Ctrl-C or SIGTERM: nothing that was started may outlive a failed `up`.
-        for record in reversed(launch.started):
-            stop_process(record)
+        _stop_started_since(launch, 0)
         raise
     save(state)
     write_env_file(state)
@@ -149,23 +185,66 @@ def up(
     state_dir: Path | None = None,
     *,
     anonymous: bool = False,
+    clusters: int = 1,
     die_with_parent: bool = False,
     report: Report = _quiet,
 ) -> SandboxState:
     """Start the sandbox, or reuse the healthy one already running for this state dir.
 
+    clusters: 2 adds a second Kubernetes cluster (context `flux-ci-sandbox-2`) next to the first.
     die_with_parent: the kernel kills every component when the calling process dies (for test
     sessions; `make sandbox-up` leaves it off so the sandbox outlives the command).
     """
+    if not 1 <= clusters <= MAX_CLUSTERS:
+        raise SandboxError(f"the sandbox runs 1 to {MAX_CLUSTERS} clusters, not {clusters}")
     state_dir = (state_dir or default_state_dir()).resolve()
     with locked(state_dir):
         existing = load(state_dir)
-        if existing and reusable(existing, anonymous):
+        if existing and reusable(existing, anonymous, clusters):
             report(f"reusing the running sandbox in {state_dir}")
             write_env_file(existing)
             return existing
         _stop_recorded(state_dir)
-        return _start_fresh(state_dir, anonymous, die_with_parent, report)
+        return _start_fresh(state_dir, anonymous, clusters, die_with_parent, report)
+
+
+def dies_with_parent(state: SandboxState) -> bool:
+    """Whether the sandbox's components die with the process that started them (test sessions)."""
+    spec = state.process("kube-apiserver").spec
+    return spec is not None and spec.die_with_parent
+
+
+def add_cluster(state: SandboxState, *, report: Report = _quiet) -> SandboxState:
+    """Start the second cluster next to a running one-cluster sandbox (a no-op when it runs).
+
+    `state` is updated in place and saved, like every change to a running sandbox, so a client
+    holding it sees the new processes, and `down` (or the parent's death, when the sandbox dies
+    with its parent) stops them with the rest.
+    """
+    with locked(state.state_dir):
+        if state.clusters >= SECOND.number:
+            return state
+        # Seeded with what runs already: no port is handed out twice, and the started-file that
+        # `down` reads keeps listing every process.
+        launch = Launch(
+            state.state_dir,
+            die_with_parent=dies_with_parent(state),
+            ports=PortAllocator(state.ports),
+            started=list(state.processes),
+        )
+        starter = _Starter(launch, report)
+        try:
+            starter.further_cluster(SECOND, state.kubeconfig)
+        except BaseException:
+            _stop_started_since(launch, len(state.processes))
+            raise
+        state.processes = list(launch.started)
+        state.ports = launch.ports.given
+        state.startup_seconds |= starter.seconds
+        state.clusters = SECOND.number
+        save(state)
+        write_env_file(state)
+    return state
 
 
 def _recorded_processes(state_dir: Path) -> list[ProcessRecord]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.sandbox.clusters import all_clusters
 from tests.sandbox.procs import ProcessRecord
 from tests.sandbox.versions import REPO_ROOT, path_prefix
 
@@ -53,6 +54,12 @@ class SandboxState:
     startup_seconds: dict[str, float] = field(default_factory=dict)
     ports: list[int] = field(default_factory=list)  # every loopback port the components bind
     versions: dict[str, str] = field(default_factory=dict)  # versions.env when it was started
+    # How many Kubernetes clusters run; `kubeconfig` holds a context for each (see clusters.py).
+    clusters: int = 1
+
+    @property
+    def contexts(self) -> list[str]:
+        return [cluster.context for cluster in all_clusters(self.clusters)]
 
     def process(self, name: str) -> ProcessRecord:
         for record in self.processes:
@@ -70,6 +77,7 @@ class SandboxState:
             "startup_seconds": self.startup_seconds,
             "ports": self.ports,
             "versions": self.versions,
+            "clusters": self.clusters,
         }
 
     @classmethod
@@ -82,6 +90,7 @@ class SandboxState:
             startup_seconds=dict(data.get("startup_seconds", {})),
             ports=[int(port) for port in data.get("ports", [])],
             versions=dict(data.get("versions", {})),
+            clusters=int(data.get("clusters", 1)),
         )
 
 
@@ -117,6 +126,8 @@ def exported_variables(state: SandboxState) -> dict[str, str]:
         "FLUX_CI_SANDBOX_REGISTRY": registry.address,
         "FLUX_CI_INSECURE_REGISTRY": "true",
     }
+    if state.clusters > 1:
+        variables["FLUX_CI_SANDBOX_CONTEXTS"] = ",".join(state.contexts)
     if not registry.anonymous:
         variables |= {
             "FLUX_CI_SANDBOX_REGISTRY_USER": registry.user,
