@@ -26,7 +26,7 @@ from tests.sandbox.clusters import SECOND, component_of
 from tests.sandbox.controllers import HELM_SHARD
 from tests.sandbox.kube import add_impersonation_context, merge_kubeconfig, write_kubeconfig
 from tests.sandbox.launch import Launch
-from tests.sandbox.lifecycle import down
+from tests.sandbox.lifecycle import down, reusable
 from tests.sandbox.net import http_status, port_is_free, probe
 from tests.sandbox.procs import is_alive, is_stopped, stop_process, wait_healthy
 from tests.sandbox.registry import start_registry
@@ -572,6 +572,35 @@ def test_a_second_clusters_processes_and_env_carry_its_number(tmp_path: Path) ->
     assert "FLUX_CI_SANDBOX_CONTEXTS" not in exported_variables(
         SandboxState(tmp_path, state.registry, kubeconfig)
     )
+
+
+def test_up_with_two_clusters_reuses_only_two_and_down_stops_both(tmp_path: Path) -> None:
+    state_dir = tmp_path / "sandbox"
+    try:
+        started = sandbox_cli(state_dir, "up", "--clusters", "2")
+        assert started.returncode == 0, started.stderr
+        state = load(state_dir)
+        assert state is not None
+        assert state.clusters == 2
+        script = (
+            '. "$1" && echo "$FLUX_CI_SANDBOX_CONTEXTS" && kubectl --context="$2" get namespace flux-system'
+        )
+        shell = run(["bash", "-c", script, "sh", started.stdout.strip(), "flux-ci-sandbox-2"], {})
+        assert shell.returncode == 0, shell.stderr
+        assert shell.stdout.splitlines()[0] == "flux-ci-sandbox,flux-ci-sandbox-2"
+        assert reusable(state, anonymous=False, clusters=2)
+        assert not reusable(state, anonymous=False, clusters=1)
+        again = sandbox_cli(state_dir, "up", "--clusters", "2")
+        assert "reusing" in again.stderr
+        assert sandbox_cli(state_dir, "down").returncode == 0
+    finally:
+        down(state_dir)
+
+    assert [r.name for r in state.processes][7:] == [
+        "etcd-2", "kube-apiserver-2", "source-controller-2", "kustomize-controller-2", "helm-controller-2",
+    ]  # fmt: skip
+    assert not [r.name for r in state.processes if is_alive(r)]
+    assert [port for port in state.ports if not port_is_free(port)] == []
 
 
 def test_one_artifact_is_applied_by_each_cluster_on_its_own_api_server(
