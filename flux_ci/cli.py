@@ -121,6 +121,7 @@ _PUSH_VARIABLES = (
 _REGISTRY_VARIABLES = "FLUX_CI_REGISTRY_USER, FLUX_CI_REGISTRY_PASSWORD, FLUX_CI_INSECURE_REGISTRY"
 _CLUSTER_VARIABLES = "FLUX_CI_OCIREPOSITORY, FLUX_CI_NAMESPACE, FLUX_CI_KUBE_CONTEXT"
 _DEPLOY_VARIABLES = "FLUX_CI_WAIT_FOR, FLUX_CI_OCIREPOSITORY, FLUX_CI_NAMESPACE, FLUX_CI_KUBE_CONTEXT"
+_ROLLBACK_VARIABLES = "FLUX_CI_ROLLBACK, FLUX_CI_ROLLBACK_TIMEOUT"
 _NOTIFY_VARIABLES = (
     "FLUX_CI_NOTIFY, FLUX_CI_RECEIVER_URL, FLUX_CI_RECEIVER, FLUX_CI_RECEIVER_TOKEN, "
     "FLUX_CI_RECEIVER_TYPE, FLUX_CI_RECEIVER_OIDC_TOKEN, FLUX_CI_VERIFY"
@@ -176,9 +177,20 @@ COMMANDS = (
         "deploy",
         "flux_ci.flow:run_deploy",
         "Push, reconcile and wait: the whole deployment, under one deadline.",
-        f"{_PUSH_VARIABLES}, {_DEPLOY_VARIABLES}, {_REGISTRY_VARIABLES}, {_NOTIFY_VARIABLES}",
+        f"{_PUSH_VARIABLES}, {_DEPLOY_VARIABLES}, {_REGISTRY_VARIABLES}, {_NOTIFY_VARIABLES}, "
+        f"{_ROLLBACK_VARIABLES}",
         "0 applied (with FLUX_CI_VERIFY=false: triggered, nothing verified), 2 configuration, 3 tool, "
         "4 registry, 5 cluster, 6 source failed, 7 consumer failed, 8 timed out, 9 superseded",
+    ),
+    CommandSpec(
+        "promote",
+        "flux_ci.flow:run_promote",
+        "Point FLUX_CI_EXTRA_TAGS at a digest pushed before (FLUX_CI_DIGEST, or FLUX_CI_TAG's), and wait "
+        "until the clusters following those tags applied it. Nothing is packaged or pushed.",
+        f"FLUX_CI_DIGEST, FLUX_CI_TAG, FLUX_CI_EXTRA_TAGS, FLUX_CI_REPOSITORY, {_DEPLOY_VARIABLES}, "
+        f"{_REGISTRY_VARIABLES}, {_NOTIFY_VARIABLES}, {_ROLLBACK_VARIABLES}",
+        "0 applied, 2 configuration, 3 tool, 4 registry (including: the digest is not there), 5 cluster, "
+        "6 source failed, 7 consumer failed, 8 timed out, 9 superseded",
     ),
     CommandSpec(
         "status",

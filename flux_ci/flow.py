@@ -6,18 +6,20 @@ except through `ctx.progress`, and nothing here decides an exit code (exceptions
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from flux_ci import diagnostics, notify
+from flux_ci import diagnostics, fleet, notify, rollback
 from flux_ci import fluxobjects as fo
 from flux_ci.cluster import new_token, request_reconcile
 from flux_ci.context import Context
+from flux_ci.deadline import Deadline
 from flux_ci.discovery import Found, discover
 from flux_ci.engine import Observer, Target
 from flux_ci.errors import (
@@ -25,6 +27,7 @@ from flux_ci.errors import (
     ConsumerFailedError,
     DeadlineExceededError,
     FluxCIError,
+    RegistryError,
     SignalInterruptError,
     SourceFailedError,
     SupersededError,
@@ -37,8 +40,11 @@ from flux_ci.models import (
     ConsumerState,
     ObjectRef,
     Report,
+    Rollback,
+    RollbackStatus,
     SourceState,
     Status,
+    TagMove,
 )
 from flux_ci.plan import pushed_tags
 from flux_ci.publish import push
@@ -72,7 +78,7 @@ def run_push(ctx: Context, report: Report) -> None:
 
 
 def run_deploy(ctx: Context, report: Report) -> None:
-    """push → reconcile → wait; the cluster is checked first so a hopeless deploy pushes nothing."""
+    """push → reconcile → wait; every cluster is checked first so a hopeless deploy pushes nothing."""
     if not ctx.settings.verify:  # no cluster access at all: push, trigger the Receiver, verify nothing
         run_push(ctx, report)
         if report.artifact is not None:
@@ -80,10 +86,34 @@ def run_deploy(ctx: Context, report: Report) -> None:
         _finish(ctx, report)
         return
     tools = ["flux", "oras", "kubectl"]
-    tags = pushed_tags(ctx.settings)
-    with notify.unverified_hint(ctx), _prepared(ctx, report, tools, tags=tags, digest=None) as run:
-        report.artifact = push(ctx, run.registry)
-        _settle(_Settling(ctx, report, run.found, run.observer, run.registry, report.artifact))
+    s = ctx.settings
+    with notify.unverified_hint(ctx), _prepared(ctx, report, tools, tags=pushed_tags(s), digest=None) as run:
+        recorded = _remember(ctx, run.registry, rollback.moving_tags(pushed_tags(s), s.tag))
+        artifact = report.artifact = push(ctx, run.registry)
+        report.tag_moves = [replace(move, after=artifact.digest) for move in recorded]
+        _deliver(ctx, report, run, artifact, recorded)
+    _finish(ctx, report)
+
+
+def run_promote(ctx: Context, report: Report) -> None:
+    """Point the moving tags (FLUX_CI_EXTRA_TAGS) at a digest pushed and tested before, then wait
+    with the same exactness as deploy. Nothing is packaged, and the immutable tag never changes."""
+    s = ctx.settings
+    moving = rollback.moving_tags(s.extra_tags, s.tag)
+    tools = ["oras", "kubectl"] if s.verify else ["oras"]
+    with open_registry(ctx) as registry:
+        artifact = report.artifact = _promoted(ctx, registry, moving)
+        if not s.verify:
+            require_tools(ctx, tools)
+            _move_tags(ctx, registry, artifact, moving)
+            notify.trigger_only(ctx, report, artifact)
+            _finish(ctx, report)
+            return
+        with _prepared(ctx, report, tools, tags=moving, digest=artifact.digest, registry=registry) as run:
+            recorded = _remember(ctx, registry, moving, always=True)
+            _move_tags(ctx, registry, artifact, moving)
+            report.tag_moves = [replace(move, after=artifact.digest) for move in recorded]
+            _deliver(ctx, report, run, artifact, recorded if s.rollback else [])
     _finish(ctx, report)
 
 
@@ -96,7 +126,7 @@ def run_reconcile(ctx: Context, report: Report) -> None:
         return
     tools = ["oras", "kubectl"]
     with _prepared(ctx, report, tools, tags=artifact.tags, digest=artifact.digest, consumers=False) as run:
-        _Settling(ctx, report, run.found, run.observer, run.registry, artifact).sources()
+        run.each(ctx, lambda ready: run.settling(ready, artifact).sources())
     _finish(ctx, report)
 
 
@@ -106,17 +136,24 @@ def run_wait(ctx: Context, report: Report) -> None:
     artifact = report.artifact = expected_artifact(ctx)
     tools = ["oras", "kubectl"]
     with _prepared(ctx, report, tools, tags=artifact.tags, digest=artifact.digest, patches=False) as run:
-        _settle(
-            _Settling(ctx, report, run.found, run.observer, run.registry, artifact), request_sources=False
-        )
+        run.each(ctx, lambda ready: _settle(run.settling(ready, artifact), request_sources=False))
     _finish(ctx, report)
 
 
 def run_status(ctx: Context, report: Report) -> None:
     """Every source following the repository and every consumer reading them, as they are now."""
     require_tools(ctx, ["kubectl"])
-    found = discover(ctx, tags=(), digest=None, needs_patch=False, survey=True)
-    _record_found(report, found)
+    clusters = fleet.clusters_of(ctx, report)
+
+    def survey(cluster: fleet.Cluster) -> None:
+        found = discover(cluster.ctx, tags=(), digest=None, needs_patch=False, survey=True)
+        _record_found(cluster.report, found)
+        cluster.finished = True
+
+    try:
+        fleet.each(ctx, clusters, survey)
+    finally:
+        fleet.merge(report, clusters)
     if ctx.settings.digest:
         report.artifact = expected_artifact(ctx)
 
@@ -125,6 +162,15 @@ def run_diff(ctx: Context, report: Report) -> None:
     """What applying FLUX_CI_PATH would change, for each Kustomization reading the sources: the real
     `flux diff kustomization` (a server-side dry run). Read-only: nothing is pushed or requested."""
     require_tools(ctx, ["flux", "kubectl"])
+    clusters = fleet.clusters_of(ctx, report)
+    try:
+        fleet.each(ctx, clusters, _diff_cluster)
+    finally:
+        fleet.merge(report, clusters)
+
+
+def _diff_cluster(cluster: fleet.Cluster) -> None:
+    ctx, report = cluster.ctx, cluster.report
     found = _discover(ctx, report, tags=pushed_tags(ctx.settings), digest=None, needs_patch=False)
     report.changed = False
     for obj in found.consumers:
@@ -137,6 +183,7 @@ def run_diff(ctx: Context, report: Report) -> None:
         report.changes += changes
         report.changed = report.changed or bool(changes)
         ctx.progress.note(f"{ref}: {len(changes)} object(s) would change" if changes else f"{ref}: no change")
+    cluster.finished = True
 
 
 def _diff_one(ctx: Context, obj: Obj) -> list[Change]:
@@ -176,10 +223,31 @@ def _patches(ctx: Context) -> bool:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class _Ready:
+    """One cluster, checked and watched: ready for the requests."""
+
+    cluster: fleet.Cluster
     found: Found
-    registry: Registry
     observer: Observer
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    registry: Registry
+    ready: list[_Ready]
+
+    def settling(self, ready: _Ready, artifact: Artifact) -> _Settling:
+        cluster = ready.cluster
+        return _Settling(cluster.ctx, cluster.report, ready.found, ready.observer, self.registry, artifact)
+
+    def each(self, ctx: Context, work: Callable[[_Ready], object]) -> None:
+        """`work` in every cluster at once (see `fleet.each`); each cluster it ends is finished."""
+
+        def finished(cluster: fleet.Cluster) -> None:
+            work(next(ready for ready in self.ready if ready.cluster is cluster))
+            cluster.finished = True
+
+        fleet.each(ctx, [ready.cluster for ready in self.ready], finished)
 
 
 @contextmanager
@@ -192,26 +260,36 @@ def _prepared(
     digest: str | None,
     consumers: bool = True,
     patches: bool | None = None,
+    registry: Registry | None = None,
 ) -> Iterator[_Prepared]:
     """What every cluster command starts with, done side by side since each takes a round trip:
-    the tools' versions, discovery (read-only) and the registry login; then the watches. A missing
-    tool is reported first: it explains any other failure."""
+    the tools' versions, discovery in every cluster (read-only) and the registry login (unless
+    given); then the watches. A missing tool is reported first: it explains any other failure.
+    Every cluster is checked before anything changes: one that cannot be deployed to stops all."""
     needs_patch = _patches(ctx) if patches is None else patches
+    clusters = fleet.clusters_of(ctx, report)
+
+    def find(cluster: fleet.Cluster) -> Found:
+        return _discover(cluster.ctx, cluster.report, tags=tags, digest=digest,
+                         needs_patch=needs_patch, consumers=consumers)  # fmt: skip
+
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare")
     try:
         versions = pool.submit(require_tools, ctx, tools)
-        finding = pool.submit(
-            _discover, ctx, report, tags=tags, digest=digest, needs_patch=needs_patch, consumers=consumers
-        )
-        with open_registry(ctx) as registry:
+        finding = pool.submit(fleet.each, ctx, clusters, find)
+        with nullcontext(registry) if registry else open_registry(ctx) as logged_in, ExitStack() as watching:
             _result(ctx, versions)
             found = _result(ctx, finding)
-            with _observing(ctx, report, found) as observer:
-                yield _Prepared(found, registry, observer)
+            ready = [
+                _Ready(cluster, its, watching.enter_context(_observing(cluster.ctx, cluster.report, its)))
+                for cluster, its in zip(clusters, found, strict=True)
+            ]
+            yield _Prepared(logged_in, ready)
     finally:
         # Never wait here for threads whose children a signal is stopping: the CLI boundary stops
         # every child (SIGKILL after the grace) whatever happens.
         pool.shutdown(wait=False, cancel_futures=True)
+        fleet.merge(report, clusters)
 
 
 def _result(ctx: Context, future: Future[T]) -> T:
@@ -259,8 +337,20 @@ def _observing(ctx: Context, report: Report, found: Found) -> Iterator[Observer]
         yield observer
     finally:
         observer.stop()
-        report.sources = [_seen_source(observer, obj) for obj in found.sources]
-        report.consumers = [_seen_consumer(observer, obj) for obj in found.consumers]
+        sources = [_seen_source(observer, obj) for obj in found.sources]
+        consumers = [_seen_consumer(observer, obj) for obj in found.consumers]
+        report.sources = _updated(report.sources, sources)
+        report.consumers = _updated(report.consumers, consumers)
+
+
+R = TypeVar("R", SourceState, ConsumerState)
+
+
+def _updated(rows: list[R], seen: list[R]) -> list[R]:
+    """The rows with the objects just seen in their place (a rollback watches only some of them)."""
+    latest = {row.ref: row for row in seen}
+    kept = [latest.pop(row.ref, row) for row in rows]
+    return kept + list(latest.values())
 
 
 def _last_seen(observer: Observer, obj: Obj) -> tuple[Obj, str]:
@@ -391,6 +481,142 @@ class _Settling:
                 "deploys the newer artifact; this one will not be applied.",
                 by_digest=now,
             )
+
+
+def _deliver(
+    ctx: Context, report: Report, run: _Prepared, artifact: Artifact, recorded: Sequence[TagMove]
+) -> None:
+    """Every cluster fetches and applies the artifact. On exit 7 or 8 with FLUX_CI_ROLLBACK, the
+    moving tags go back to where they pointed (and the clusters with them) before the error goes on."""
+    try:
+        run.each(ctx, lambda ready: _settle(run.settling(ready, artifact)))
+    except (ConsumerFailedError, DeadlineExceededError):
+        if ctx.settings.rollback and not ctx.runner.dry_run:
+            report.rollback = _roll_back(ctx, report, run, artifact, recorded)
+        raise
+
+
+def _remember(
+    ctx: Context, registry: Registry, tags: Sequence[str], *, always: bool = False
+) -> list[TagMove]:
+    """Where the moving tags point before this run moves them: for FLUX_CI_ROLLBACK (and for the
+    report of a promotion). Costs one registry request per tag, so only when needed."""
+    if not tags or not (always or ctx.settings.rollback):
+        return []
+    repository = ctx.settings.required("repository")
+    with ctx.progress.step("record", ", ".join(tags)):
+        moves = rollback.remember(registry, repository, tags)
+    for move in moves:
+        ctx.progress.note(f"tag {move.tag} points to {move.before or 'nothing'} before this run")
+    return moves
+
+
+def _promoted(ctx: Context, registry: Registry, moving: Sequence[str]) -> Artifact:
+    """The artifact to promote: FLUX_CI_DIGEST, else what FLUX_CI_TAG points to; exit 4 if the
+    registry does not hold it. The immutable tag is listed when it names the same digest."""
+    s = ctx.settings
+    repository = s.required("repository")
+    with ctx.progress.step("resolve", s.digest or f"{repository}:{s.tag}"):
+        tagged = registry.lookup(repository, s.tag) if s.tag else None
+        if s.digest is not None:
+            if registry.lookup(repository, f"@{s.digest}") is None:
+                raise RegistryError(
+                    f"the registry does not hold {repository}@{s.digest}: promote points tags at an "
+                    "artifact pushed (and tested) before, it never pushes one"
+                )
+            digest = s.digest
+        elif tagged is None:
+            raise RegistryError(
+                f"{repository}:{s.tag} does not exist: nothing to promote (set FLUX_CI_DIGEST, or "
+                "FLUX_CI_TAG to the tag a deploy pushed)"
+            )
+        else:
+            digest = tagged
+    immutable = (s.tag,) if s.tag and tagged == digest else ()
+    return Artifact(repository, (*immutable, *moving), digest)
+
+
+def _move_tags(ctx: Context, registry: Registry, artifact: Artifact, moving: Sequence[str]) -> None:
+    with ctx.progress.step("promote", f"{', '.join(moving)} -> {artifact.digest}"):
+        registry.tag(artifact.repository, artifact.digest, tuple(moving))
+
+
+def _roll_back(
+    ctx: Context, report: Report, run: _Prepared, artifact: Artifact, recorded: Sequence[TagMove]
+) -> Rollback:
+    """Move the tags back and wait, under a deadline of its own (FLUX_CI_ROLLBACK_TIMEOUT), until
+    every cluster applied the earlier artifact again. Never raises a failure of its own: the run's
+    exit code stays the original failure's, and the report says how the rollback ended."""
+    began = time.monotonic()
+    back = replace(ctx, deadline=Deadline(ctx.settings.rollback_timeout), cancelled=threading.Event())
+    registry = run.registry.using(back)
+    status, to_digest, message = RollbackStatus.FAILED, "", ""
+    tags: tuple[str, ...] = ()
+    try:
+        with back.progress.step("rollback", artifact.digest):
+            planned = rollback.plan(registry, artifact, recorded)
+            for note in planned.notes:
+                back.progress.note(note)
+            report.notes += planned.notes
+            if not planned.moves:
+                status = RollbackStatus.SKIPPED
+                message = "; ".join(planned.notes) or "no moving tag to move back (FLUX_CI_EXTRA_TAGS=none)"
+            else:
+                tags = tuple(move.tag for move in planned.moves)
+                to_digest = planned.moves[0].after
+                rollback.move_back(registry, artifact.repository, planned.moves)
+                for digest, group in rollback.targets(planned.moves).items():
+                    _settle_back(back, run, registry, Artifact(artifact.repository, group, digest))
+                status = RollbackStatus.ROLLED_BACK
+                message = f"{', '.join(tags)} point to {to_digest} again, and it is applied and Ready"
+    except SupersededError as exc:
+        status, message = RollbackStatus.SUPERSEDED, exc.message
+    except SignalInterruptError:
+        raise
+    except FluxCIError as exc:
+        message = f"the rollback failed: {exc.message}"
+    back.progress.note(f"rollback {status}: {message}")
+    return Rollback(status, artifact.digest, to_digest, tags, message, round(time.monotonic() - began, 3))
+
+
+def _settle_back(ctx: Context, run: _Prepared, registry: Registry, previous: Artifact) -> None:
+    """Every cluster's sources following the moved-back tags fetch the earlier digest, and their
+    consumers apply it; the failed run's watches give way to new ones under the rollback's deadline."""
+
+    def back(cluster: fleet.Cluster) -> None:
+        ready = next(ready for ready in run.ready if ready.cluster.name == cluster.name)
+        found = _following(ready, previous.tags)
+        ready.observer.stop()
+        if not found.sources:
+            return
+        with _observing(cluster.ctx, cluster.report, found) as observer:
+            settling = _Settling(cluster.ctx, cluster.report, found, observer, registry, previous)
+            held = {fo.ref_of(obj) for obj in found.sources if _holds(observer, obj, previous.digest)}
+            settling.sources()
+            settling.consumers(held)
+
+    clusters = [
+        fleet.Cluster(
+            ready.cluster.name,
+            replace(ready.cluster.ctx, deadline=ctx.deadline, cancelled=threading.Event()),
+            ready.cluster.report,
+        )
+        for ready in run.ready
+    ]
+    fleet.each(ctx, clusters, back)
+
+
+def _following(ready: _Ready, tags: Sequence[str]) -> Found:
+    """The sources following one of `tags` and their consumers, as the watches last saw them."""
+    latest = ready.observer.latest
+    sources = [
+        latest.get(fo.ref_of(obj), obj) for obj in ready.found.sources if fo.followed_ref(obj)[1] in tags
+    ]
+    refs = {fo.ref_of(obj) for obj in sources}
+    consumers = [
+        latest.get(fo.ref_of(obj), obj) for obj in ready.found.consumers if fo.consumer_source(obj) in refs
+    ]
+    return replace(ready.found, sources=sources, consumers=consumers, prefetched=None)
 
 
 def _settle(settling: _Settling, *, request_sources: bool = True) -> None:

@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import re
 
-from flux_ci.models import Change, Check, ConsumerState, Diagnostic, ErrorInfo, Report, SourceState, Status
+from flux_ci.models import (
+    Change,
+    Check,
+    ClusterOutcome,
+    ConsumerState,
+    Diagnostic,
+    ErrorInfo,
+    Report,
+    Rollback,
+    SourceState,
+    Status,
+)
 
 # By the status's value, so a status added later still renders (with the neutral mark).
 _HEADLINE = {
@@ -32,10 +43,21 @@ def to_markdown(report: Report) -> str:
         if a.digest:
             rows.append(("digest", _code(a.digest)))
         rows += [("tags", ", ".join(_code(tag) for tag in a.tags)), ("revision", _code(a.revision))]
+        rows += [
+            (f"moved {_code(move.tag)}", f"{_code(move.before) or '(none)'} → {_code(move.after)}")
+            for move in report.tag_moves
+        ]
         blocks.append(_table(("", ""), [row for row in rows if row[1]]))
-    objects = [_object_row(s) for s in report.sources] + [_object_row(c) for c in report.consumers]
+    several = bool(report.clusters)
+    states: list[SourceState | ConsumerState] = [*report.sources, *report.consumers]
+    objects = [_object_row(state, cluster=several) for state in states]
     if objects:
-        blocks.append(_table(("kind", "namespace/name", "revision", "ready", "state", "message"), objects))
+        headers: tuple[str, ...] = ("kind", "namespace/name", "revision", "ready", "state", "message")
+        blocks.append(_table(("cluster", *headers) if several else headers, objects))
+    if report.clusters:
+        blocks.append(_table(("cluster", "status", "exit code"), [_cluster_row(c) for c in report.clusters]))
+    if report.rollback is not None:
+        blocks.append(_rollback(report.rollback))
     if report.checks:
         blocks.append(_table(("", "check", "detail"), [_check_row(check) for check in report.checks]))
     if report.changed is not None:  # diff
@@ -53,9 +75,18 @@ def to_markdown(report: Report) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def _object_row(state: SourceState | ConsumerState) -> tuple[str, ...]:
+def _cluster_row(c: ClusterOutcome) -> tuple[str, ...]:
+    return (_code(c.context), _cell(str(c.status)), str(c.exit_code))
+
+
+def _rollback(r: Rollback) -> str:
+    moved = f" ({', '.join(_code(tag) for tag in r.tags)} → {_code(r.to_digest)})" if r.tags else ""
+    return f"**Rollback: {_cell(str(r.status))}**{moved} in {r.duration_s:.1f}s: {_cell(r.message)}"
+
+
+def _object_row(state: SourceState | ConsumerState, *, cluster: bool) -> tuple[str, ...]:
     ref = state.ref
-    return (
+    row = (
         ref.kind,
         _code(f"{ref.namespace}/{ref.name}"),
         _code(state.revision),
@@ -63,6 +94,7 @@ def _object_row(state: SourceState | ConsumerState) -> tuple[str, ...]:
         _cell(state.state or "-"),
         _cell(state.message),
     )
+    return (_code(state.cluster), *row) if cluster else row
 
 
 def _changes(changes: list[Change]) -> str:

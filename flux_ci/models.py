@@ -64,6 +64,7 @@ class SourceState:
     state: str = ""  # flux-ci's verdict when last seen: done, waiting or failed ("" if not judged)
     follows: str = ""  # "tag latest", "semver >=1.0", "digest sha256:..."
     interval: str = ""  # spec.interval: when Flux would look again by itself
+    cluster: str = ""  # its kube context, when FLUX_CI_KUBE_CONTEXT names several
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class ConsumerState:
     message: str
     updated: str = ""
     state: str = ""  # flux-ci's verdict when last seen: done, waiting or failed ("" if not judged)
+    cluster: str = ""  # its kube context, when FLUX_CI_KUBE_CONTEXT names several
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Step:
     name: str
     status: StepStatus
     duration_s: float
+    cluster: str = ""  # the kube context it ran against, when FLUX_CI_KUBE_CONTEXT names several
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class Diagnostic:
     commands: tuple[str, ...]  # what to run for more
     events: tuple[str, ...] = ()  # the consumer's own latest Warning events, newest first
     objects: tuple[FailingObject, ...] = ()
+    cluster: str = ""  # its kube context, when FLUX_CI_KUBE_CONTEXT names several
 
 
 class ChangeKind(StrEnum):
@@ -130,6 +134,53 @@ class Change:
     object: str  # Kind/namespace/name as flux prints it (Kind/name for cluster-scoped objects)
     change: ChangeKind
     diff: str = ""  # the diff body of a drifted object, cut to a bounded size
+    cluster: str = ""  # its kube context, when FLUX_CI_KUBE_CONTEXT names several
+
+
+class ClusterStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+    NOT_DEPLOYED = "not-deployed"  # ready, but another cluster's preflight failed: nothing was pushed
+    DRY_RUN = "dry-run"
+
+
+@dataclass(frozen=True)
+class ClusterOutcome:
+    """How one cluster ended, when FLUX_CI_KUBE_CONTEXT names several."""
+
+    context: str
+    status: ClusterStatus
+    exit_code: int
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True)
+class TagMove:
+    """A moving tag this run pointed at its digest, and what it pointed to before ("" if nothing)."""
+
+    tag: str
+    before: str
+    after: str
+
+
+class RollbackStatus(StrEnum):
+    ROLLED_BACK = "rolled_back"  # the tags point back, and every cluster runs that artifact again
+    FAILED = "failed"  # the tags were moved back, but the clusters did not get back to it in time
+    SKIPPED = "skipped"  # nothing to move back (no earlier digest, or another pipeline moved the tags)
+    SUPERSEDED = "superseded"  # another pipeline moved the tags during the rollback
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """FLUX_CI_ROLLBACK=true after a failed deploy or promotion: what was moved back, how it ended."""
+
+    status: RollbackStatus
+    from_digest: str  # the digest that failed
+    to_digest: str  # the digest the tags held before (the first tag's, if they differed)
+    tags: tuple[str, ...]  # the tags moved back
+    message: str
+    duration_s: float = 0.0
 
 
 @dataclass
@@ -153,6 +204,11 @@ class Report:
     # `diff` only: would applying the manifests change anything (None: not computed), and what.
     changed: bool | None = None
     changes: list[Change] = field(default_factory=list)
+    # FLUX_CI_KUBE_CONTEXT with several contexts: each cluster's outcome (its rows carry `cluster`).
+    clusters: list[ClusterOutcome] = field(default_factory=list)
+    # deploy and promote: where each moving tag pointed before and after this run.
+    tag_moves: list[TagMove] = field(default_factory=list)
+    rollback: Rollback | None = None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from flux_ci.settings import (
     variable_name,
 )
 
-COMMANDS = ("push", "reconcile", "wait", "deploy", "status", "doctor")
+COMMANDS = ("push", "reconcile", "wait", "deploy", "promote", "status", "diff", "doctor")
 
 # The files kustomize-controller reads as manifests, and flux's default ignore list (flux push
 # artifact --ignore-paths, which FLUX_CI_IGNORE_PATHS replaces).
@@ -91,8 +91,11 @@ def describe(settings: Settings, command: str) -> str:
     """One line of the effective configuration, printed as a command starts: what a reader of the
     job log needs to tell which cluster, repository, tags and objects this run is about."""
     tags = pushed_tags(settings)
+    contexts = settings.kube_contexts
     parts = [
-        f"context {settings.kube_context or '(current)'}",
+        f"contexts {', '.join(map(str, contexts))}"
+        if len(contexts) > 1
+        else f"context {settings.kube_context or '(current)'}",
         f"repository {settings.repository or '(unset)'}",
         f"tags {', '.join(tags) or '(none)'}",
         f"timeout {settings.timeout:g}s",
@@ -111,6 +114,8 @@ def describe(settings: Settings, command: str) -> str:
         parts.insert(3, f"digest {settings.digest}")
     if settings.sign != "none" and command in ("push", "deploy"):
         parts.append(f"signed with {settings.sign}")
+    if settings.rollback and command in ("deploy", "promote"):
+        parts.append(f"rollback on failure within {settings.rollback_timeout:g}s")
     return f"flux-ci {command}: " + "; ".join(parts)
 
 
@@ -222,6 +227,39 @@ def _signing(settings: Settings) -> list[Problem]:
     return [] if problem is None else [("cosign_private_key", problem)]
 
 
+def _promote_inputs(settings: Settings) -> list[Problem]:
+    """What to promote (a digest, or the immutable tag naming it) and the moving tags to point at it."""
+    problems = _required(settings, "repository")
+    if settings.digest is None and settings.tag is None:
+        problems.append(
+            ("digest", f"{missing_message('digest')}, nor is FLUX_CI_TAG: name the artifact to promote")
+        )
+    if not [tag for tag in settings.extra_tags if tag != settings.tag]:
+        problems.append(("extra_tags", (
+            "FLUX_CI_EXTRA_TAGS names no tag to move: list the environment's moving tags, such as stable "
+            "(FLUX_CI_TAG is the artifact's own tag, and never moves)"
+        )))  # fmt: skip
+    return problems
+
+
+def _clusters(settings: Settings) -> list[Problem]:
+    """Several contexts: each cluster is asked through its own API, which only the annotation does."""
+    if len(settings.kube_contexts) < 2 or settings.notify_mode == "annotate":
+        return []
+    message = (
+        f"FLUX_CI_KUBE_CONTEXT names several clusters, and FLUX_CI_NOTIFY is {settings.notify_mode}: "
+        "a Receiver URL reaches one cluster only; use FLUX_CI_NOTIFY=annotate (the default)"
+    )
+    return [("kube_context", message)]
+
+
+def _rollback(settings: Settings) -> list[Problem]:
+    """Rolling back is waiting again: it needs the cluster."""
+    if not settings.rollback or settings.verify:
+        return []
+    return [("rollback", "FLUX_CI_ROLLBACK=true needs the cluster, and FLUX_CI_VERIFY is false")]
+
+
 def _required(settings: Settings, *fields: str) -> list[Problem]:
     return [(name, missing_message(name)) for name in fields if getattr(settings, name) is None]
 
@@ -274,8 +312,9 @@ Need = Callable[[Settings], list[Problem]]
 _PUSH: tuple[Need, ...] = (_push_inputs, _credentials, _manifests, _signing, _dotenv)
 _NEEDS: dict[str, tuple[Need, ...]] = {
     "push": _PUSH,
-    "deploy": (*_PUSH, _receiver, _unverified),
-    "reconcile": (_digest, _sources, _credentials, _dotenv, _receiver, _unverified),
+    "deploy": (*_PUSH, _receiver, _unverified, _clusters, _rollback),
+    "promote": (_promote_inputs, _credentials, _dotenv, _receiver, _unverified, _clusters, _rollback),
+    "reconcile": (_digest, _sources, _credentials, _dotenv, _receiver, _unverified, _clusters),
     "wait": (_digest, _wait_sources, _credentials, _dotenv, _receiver, _verified),
     "status": (_sources, _dotenv),
     "diff": (_sources, _manifests, _dotenv),  # read-only: no registry, no notification

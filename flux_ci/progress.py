@@ -37,7 +37,16 @@ class Progress:
         self._out = out
         self._started = time.monotonic()
         self._lock = threading.Lock()
+        self._label = ""
         self.steps: list[Step] = []
+
+    def labelled(self, label: str) -> Progress:
+        """This output for one of several clusters worked on at once: every line names the cluster,
+        its steps are recorded here with it, and there are no log sections (concurrent ones would
+        interleave)."""
+        child = Progress(self._masker, out=self._out)
+        child._started, child._lock, child.steps, child._label = self._started, self._lock, self.steps, label
+        return child
 
     @contextmanager
     def step(self, name: str, detail: str = "") -> Iterator[None]:
@@ -55,7 +64,7 @@ class Progress:
             status = StepStatus.OK
         finally:
             took = time.monotonic() - began
-            self.steps.append(Step(name, status, round(took, 3)))
+            self.steps.append(Step(name, status, round(took, 3), cluster=self._label))
             if self._groups:  # closed before the outcome line, so a collapsed group still shows it
                 self._raw(github.GROUP_END + "\n")
             mark = "✔" if status is StepStatus.OK else "✗"
@@ -64,7 +73,7 @@ class Progress:
                 self._raw(f"\x1b[0Ksection_end:{int(time.time())}:{section}\r\x1b[0K")
 
     def skip(self, name: str, why: str) -> None:
-        self.steps.append(Step(name, StepStatus.SKIPPED, 0.0))
+        self.steps.append(Step(name, StepStatus.SKIPPED, 0.0, cluster=self._label))
         self.say(f"- {name} skipped: {why}")
 
     def note(self, message: str) -> None:
@@ -72,7 +81,8 @@ class Progress:
 
     def say(self, message: str) -> None:
         elapsed = time.monotonic() - self._started
-        self._raw(self._masker.mask(f"[{elapsed:6.1f}s] {message}") + "\n")
+        label = f"[{self._label}] " if self._label else ""
+        self._raw(self._masker.mask(f"[{elapsed:6.1f}s] {label}{message}") + "\n")
 
     def _raw(self, text: str) -> None:
         out = self._out or sys.stderr  # looked up late: tests swap sys.stderr

@@ -57,6 +57,22 @@ class Registry:
             raise oras.failure(f"resolving {reference}", result.stderr)
         return oras.parse_resolve(result.stdout)
 
+    def lookup(self, repository: str, reference: str) -> str | None:
+        """The digest of `reference` (a tag, or `@sha256:...`), or None if the registry holds none."""
+        separator = "" if reference.startswith("@") else ":"
+        full = f"{repository.removeprefix('oci://')}{separator}{reference}"
+        argv = oras.resolve_argv(full, self.auth.registry_config, plain_http=self.auth.plain_http)
+        result = self._retry("oras resolve", lambda: self._run(argv))
+        if result.ok:
+            return oras.parse_resolve(result.stdout)
+        if oras.not_found(result.stderr):
+            return None
+        raise oras.failure(f"resolving {full}", result.stderr)
+
+    def using(self, ctx: Context) -> Registry:
+        """The same login under another context (the rollback's own deadline)."""
+        return Registry(ctx, self.auth)
+
     def _run(
         self, argv: list[str], *, env: dict[str, str | None] | None = None, mutating: bool = False
     ) -> CommandResult:

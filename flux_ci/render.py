@@ -14,7 +14,19 @@ from typing import Any
 from tabulate import tabulate
 
 from flux_ci.diagnostics import describe
-from flux_ci.models import SCHEMA_VERSION, Change, ConsumerState, Diagnostic, Report, SourceState, Status
+from flux_ci.models import (
+    SCHEMA_VERSION,
+    Change,
+    ClusterOutcome,
+    ClusterStatus,
+    ConsumerState,
+    Diagnostic,
+    Report,
+    Rollback,
+    SourceState,
+    Status,
+    Step,
+)
 
 # GitLab dotenv: no quotes, spaces or newlines in values, and the file is at most 5 KB.
 _DOTENV_UNSAFE = re.compile(r"[\s'\"\\#]")
@@ -33,11 +45,12 @@ def to_json(report: Report) -> str:
         "artifact": _artifact(report),
         "sources": [_source(s) for s in report.sources],
         "consumers": [_consumer(c) for c in report.consumers],
+        "clusters": [_cluster(c) for c in report.clusters],
+        "tag_moves": [asdict(move) for move in report.tag_moves],
+        "rollback": _rollback(report.rollback),
         "scope": list(report.scope),
         "notes": list(report.notes),
-        "steps": [
-            {"name": s.name, "status": str(s.status), "duration_s": s.duration_s} for s in report.steps
-        ],
+        "steps": [_step(s) for s in report.steps],
         "error": asdict(report.error) if report.error else None,
         "diagnostics": [_diagnostic(d) for d in report.diagnostics],
     }
@@ -49,7 +62,43 @@ def to_json(report: Report) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
+def _cluster(c: ClusterOutcome) -> dict[str, Any]:
+    return {
+        "context": c.context,
+        "status": str(c.status),
+        "exit_code": c.exit_code,
+        "error": asdict(c.error) if c.error else None,
+    }
+
+
+def _rollback(r: Rollback | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {
+        "status": str(r.status),
+        "from": r.from_digest,
+        "to": r.to_digest,
+        "tags": list(r.tags),
+        "message": r.message,
+        "duration_s": r.duration_s,
+    }
+
+
+def _step(s: Step) -> dict[str, Any]:
+    step: dict[str, Any] = {"name": s.name, "status": str(s.status), "duration_s": s.duration_s}
+    return step | ({"cluster": s.cluster} if s.cluster else {})
+
+
+def _in_cluster(row: dict[str, Any], cluster: str) -> dict[str, Any]:
+    """Rows of a run over several clusters name theirs first."""
+    return {"cluster": cluster, **row} if cluster else row
+
+
 def _source(s: SourceState) -> dict[str, Any]:
+    return _in_cluster(_source_fields(s), s.cluster)
+
+
+def _source_fields(s: SourceState) -> dict[str, Any]:
     return {
         "kind": s.ref.kind,
         "namespace": s.ref.namespace,
@@ -66,6 +115,10 @@ def _source(s: SourceState) -> dict[str, Any]:
 
 
 def _consumer(c: ConsumerState) -> dict[str, Any]:
+    return _in_cluster(_consumer_fields(c), c.cluster)
+
+
+def _consumer_fields(c: ConsumerState) -> dict[str, Any]:
     return {
         "kind": c.ref.kind,
         "namespace": c.ref.namespace,
@@ -79,15 +132,15 @@ def _consumer(c: ConsumerState) -> dict[str, Any]:
 
 
 def _change(c: Change) -> dict[str, Any]:
-    return {
-        "kustomization": str(c.kustomization),
-        "object": c.object,
-        "change": str(c.change),
-        "diff": c.diff,
-    }
+    row = {"kustomization": str(c.kustomization), "object": c.object, "change": str(c.change), "diff": c.diff}
+    return _in_cluster(row, c.cluster)
 
 
 def _diagnostic(d: Diagnostic) -> dict[str, Any]:
+    return _in_cluster(_diagnostic_fields(d), d.cluster)
+
+
+def _diagnostic_fields(d: Diagnostic) -> dict[str, Any]:
     return {
         "kind": d.consumer.kind,
         "namespace": d.consumer.namespace,
@@ -128,28 +181,40 @@ def to_table(report: Report) -> str:
     if report.artifact:
         a = report.artifact
         rows = [("artifact", a.url), ("tags", ", ".join(a.tags)), ("revision", a.revision)]
+        rows += [("moved", _moved(move.tag, move.before, move.after)) for move in report.tag_moves]
         blocks.append(tabulate(rows, tablefmt="plain"))
     states: list[SourceState | ConsumerState] = [*report.sources, *report.consumers]
-    objects = [_row(state) for state in states]
+    several = bool(report.clusters)
+    objects = [_row(state, cluster=several) for state in states]
     if objects:
-        headers = ("KIND", "NAMESPACE/NAME", "REVISION", "READY", "STATE", "MESSAGE")
+        headers: tuple[str, ...] = ("KIND", "NAMESPACE/NAME", "REVISION", "READY", "STATE", "MESSAGE")
+        headers = ("CLUSTER", *headers) if several else headers
         blocks.append(_fit(tabulate(objects, headers=headers, tablefmt="simple")))
+    if report.clusters:
+        blocks.append("\n".join(_cluster_line(c) for c in report.clusters))
     if report.checks:
         checks = [("ok" if c.ok else "FAIL", c.name, _short(c.detail, 80)) for c in report.checks]
         blocks.append(tabulate(checks, headers=("", "CHECK", "DETAIL"), tablefmt="simple"))
     if report.changed is not None:  # diff
-        changes = [(str(c.kustomization), c.object, str(c.change)) for c in report.changes]
+        changes: list[tuple[str, ...]] = [
+            (str(c.kustomization), c.object, str(c.change)) for c in report.changes
+        ]
+        change_headers: tuple[str, ...] = ("KUSTOMIZATION", "OBJECT", "CHANGE")
+        if several:
+            changes = [(c.cluster, *row) for c, row in zip(report.changes, changes, strict=True)]
+            change_headers = ("CLUSTER", *change_headers)
         if changes:
-            blocks.append(
-                _fit(tabulate(changes, headers=("KUSTOMIZATION", "OBJECT", "CHANGE"), tablefmt="simple"))
-            )
+            blocks.append(_fit(tabulate(changes, headers=change_headers, tablefmt="simple")))
         blocks.append(
             "changed: " + ("yes" if report.changed else "no, applying the manifests changes nothing")
         )
     if report.diagnostics:
         lines = [line for d in report.diagnostics for line in describe(d)]
         blocks.append("diagnostics:\n" + "\n".join(_indented(line) for line in lines))
-    lines = [f"scope: {_short(item, TABLE_WIDTH - 7)}" for item in report.scope]
+    lines = (
+        [f"rollback: {_short(_rollback_line(report.rollback), TABLE_WIDTH - 10)}"] if report.rollback else []
+    )
+    lines += [f"scope: {_short(item, TABLE_WIDTH - 7)}" for item in report.scope]
     lines += [f"note: {_short(item, TABLE_WIDTH - 6)}" for item in report.notes]
     if lines:
         blocks.append("\n".join(lines))
@@ -164,10 +229,31 @@ def to_table(report: Report) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def _row(state: SourceState | ConsumerState) -> tuple[str, ...]:
+def _row(state: SourceState | ConsumerState, *, cluster: bool) -> tuple[str, ...]:
     ref = state.ref
     revision = _DIGEST.sub(r"\1…", state.revision)
-    return (ref.kind, f"{ref.namespace}/{ref.name}", revision, state.ready, state.state or "-", state.message)
+    row = (ref.kind, f"{ref.namespace}/{ref.name}", revision, state.ready, state.state or "-", state.message)
+    return (state.cluster, *row) if cluster else row
+
+
+def _moved(tag: str, before: str, after: str) -> str:
+    return f"{tag}: {_short_digest(before) or '(none)'} -> {_short_digest(after)}"
+
+
+def _short_digest(text: str) -> str:
+    return _DIGEST.sub(r"\1…", text)
+
+
+def _cluster_line(c: ClusterOutcome) -> str:
+    line = f"cluster {c.context}: {c.status}"
+    if c.error is not None:
+        line += f" (exit {c.exit_code}, {c.error.code})"
+    return _short(line, TABLE_WIDTH)
+
+
+def _rollback_line(r: Rollback) -> str:
+    moved = f" ({', '.join(r.tags)} -> {_short_digest(r.to_digest)})" if r.tags else ""
+    return f"{r.status}{moved} in {r.duration_s:.1f}s: {r.message}"
 
 
 def _fit(table: str) -> str:
@@ -194,6 +280,11 @@ def to_dotenv(report: Report) -> str:
         "FLUX_CI_SOURCE_REVISION": report.sources[0].revision if report.sources else "",
         "FLUX_CI_SUPERSEDED_BY": error.superseded_by if error else "",
         "FLUX_CI_CHANGED": "" if report.changed is None else str(report.changed).lower(),
+        "FLUX_CI_PREVIOUS_DIGEST": report.tag_moves[0].before if report.tag_moves else "",
+        "FLUX_CI_ROLLBACK_STATUS": str(report.rollback.status) if report.rollback else "",
+        "FLUX_CI_CLUSTERS": ",".join(c.context for c in report.clusters),
+        "FLUX_CI_CLUSTERS_SUCCEEDED": _clusters_with(report, ClusterStatus.SUCCEEDED),
+        "FLUX_CI_CLUSTERS_FAILED": _clusters_with(report, ClusterStatus.FAILED, ClusterStatus.SUPERSEDED),
     }
     lines = [f"{key}={value}" for key, value in values.items() if value and not _DOTENV_UNSAFE.search(value)]
     text = "\n".join(lines) + "\n"
@@ -201,6 +292,10 @@ def to_dotenv(report: Report) -> str:
         msg = "dotenv report exceeds GitLab's 5 KB limit"
         raise ValueError(msg)
     return text
+
+
+def _clusters_with(report: Report, *statuses: ClusterStatus) -> str:
+    return ",".join(c.context for c in report.clusters if c.status in statuses)
 
 
 def _indented(line: str) -> str:

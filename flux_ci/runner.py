@@ -96,6 +96,8 @@ class CommandRunner(Protocol):
 
     def check_interrupted(self) -> None: ...
 
+    def scoped(self) -> CommandRunner: ...
+
 
 class Child:
     """One running child: its sh process, its stdout pipe, a handle on exactly it, and its timers."""
@@ -336,7 +338,19 @@ class Runner:
         self.dry_run = dry_run
         self._log = log
         self._group = group
+        self._scopes: list[Runner] = []
         group.attach()
+
+    def scoped(self) -> Runner:
+        """A runner for one part of the work (one cluster's watches): the same settings and
+        process group, but its own children, so its `stop_all` stops nothing else. The parent's
+        `stop_all` still stops them."""
+        scope = Runner(
+            masker=self.masker, env=self.env, trace=self.trace, dry_run=self.dry_run, log=self._log,
+            group=self._group,
+        )  # fmt: skip
+        self._scopes.append(scope)
+        return scope
 
     def quote(self, argv: Sequence[str]) -> str:
         """The masked, copy-pasteable shell form of argv."""
@@ -420,6 +434,8 @@ class Runner:
     def stop_all(self) -> None:
         """Stop every child of this runner, waiting (at most the grace, then SIGKILL) until each is
         gone, so none outlives flux-ci; any child started afterwards is stopped at once."""
+        for scope in self._scopes:
+            scope.stop_all()
         self._group.close(self)
 
     def _start(

@@ -74,6 +74,11 @@ _REPORT_VARIABLES = frozenset(
         "FLUX_CI_SOURCE_REVISION",
         "FLUX_CI_SUPERSEDED_BY",
         "FLUX_CI_CHANGED",
+        "FLUX_CI_ROLLBACK_STATUS",
+        "FLUX_CI_CLUSTERS",
+        "FLUX_CI_CLUSTERS_SUCCEEDED",
+        "FLUX_CI_CLUSTERS_FAILED",
+        "FLUX_CI_PREVIOUS_DIGEST",
     }
 )
 
@@ -211,6 +216,7 @@ class Settings(BaseSettings):
     wait_for: CommaList | None = None
     digest: str | None = None
     timeout: Duration = 300.0
+    # One kube context, or several separated by commas: one push, then every cluster at once.
     kube_context: str | None = None
     output: Literal["table", "json", "markdown"] = "table"
     dotenv: Path | None = None
@@ -234,6 +240,10 @@ class Settings(BaseSettings):
     # Upload key-pair signatures to the Rekor transparency log; off by default, as Flux's key-based
     # verification does not need it (keyless signing always uploads).
     cosign_tlog_upload: StrictBool = False
+    # On exit 7 or 8, point the moving tags back at the digests they held before this run and wait
+    # (at most rollback_timeout more) until the clusters run that artifact again (flux_ci/rollback.py).
+    rollback: StrictBool = False
+    rollback_timeout: Duration = 120.0
     # cosign's own variables, not FLUX_CI_ ones: the PEM private key (or the path of a file holding
     # it, as GitLab's file variables give it) and its password.
     cosign_private_key: SecretStr | None = Field(default=None, validation_alias="COSIGN_PRIVATE_KEY")
@@ -368,6 +378,20 @@ class Settings(BaseSettings):
             raise ValueError("; ".join(errors))
         return value
 
+    @field_validator("kube_context")
+    @classmethod
+    def _kube_context(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        names = [name.strip() for name in value.split(",")]
+        if not all(names):
+            msg = f"{value!r}: a comma-separated list of kube context names must not hold an empty name"
+            raise ValueError(msg)
+        if len(set(names)) != len(names):
+            msg = f"{value!r} names a context twice"
+            raise ValueError(msg)
+        return ",".join(names)
+
     @field_validator("receiver_url")
     @classmethod
     def _receiver_url(cls, value: str | None) -> str | None:
@@ -386,6 +410,15 @@ class Settings(BaseSettings):
             _check_namespace(namespace, value)
         _check_name(name, value)
         return value
+
+    @property
+    def kube_contexts(self) -> list[str | None]:
+        """The clusters to act on: each context named in FLUX_CI_KUBE_CONTEXT, else the current one."""
+        return list(self.kube_context.split(",")) if self.kube_context else [None]
+
+    def for_cluster(self, context: str | None) -> Settings:
+        """These settings for one of the clusters (the kube context it names)."""
+        return self.model_copy(update={"kube_context": context})
 
     def wait_for_refs(self) -> list[ObjectRef] | None:
         """The consumers named in FLUX_CI_WAIT_FOR; None means find them automatically."""

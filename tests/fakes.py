@@ -94,6 +94,11 @@ class FakeRunner:
     def stop_all(self) -> None:
         self.stopped = True
 
+    def scoped(self) -> FakeRunner:
+        """One scope for everything: a fake's stop_all ends every stream (tests of several
+        scopes use the real runner)."""
+        return self
+
     def interrupt(self, signal_name: str, exit_code: ExitCode) -> None:
         """What SIGINT/SIGTERM does to the real runner: everything stops, the next command raises."""
         self.interrupted = (signal_name, exit_code)

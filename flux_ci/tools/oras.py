@@ -48,6 +48,12 @@ def parse_resolve(stdout: str) -> str:
     return stdout.strip().splitlines()[-1].strip()
 
 
+def not_found(stderr: str) -> bool:
+    """The registry answered that the tag or digest does not exist (HTTP 404), as oras says it:
+    `Error response from registry: failed to resolve digest: <reference>: not found`."""
+    return any(line.rstrip().endswith(": not found") for line in stderr.splitlines())
+
+
 def version_argv() -> list[str]:
     return ["oras", "version"]
 
