@@ -8,6 +8,9 @@ object not done and why (including a controller that never handled the reconcile
 
 A watch that ends (the API server restarted or dropped the connection) is resumed, list then watch,
 until the deadline; only a cluster still unreachable at the deadline ends as a cluster error.
+
+New Kubernetes Events about the objects waited for are shown as they happen (`flux_ci.events`), from
+one more watch per namespace involved, or one across all namespaces.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from flux_ci.cluster import ForbiddenError, NotInstalledError, list_objects, watch_stream
 from flux_ci.context import Context
 from flux_ci.errors import ClusterError, DeadlineExceededError, FluxCIError
+from flux_ci.events import EventWatch
 from flux_ci.fluxobjects import Obj, Phase, Verdict, ref_of
 from flux_ci.models import ObjectRef
 
@@ -34,6 +38,9 @@ UNACKNOWLEDGED_NOTE_S = 20.0  # a controller usually handles a request in well u
 STALL_NOTE_S = 30.0  # one "still waiting" line after this long without any change
 _RESUME_PAUSES_S = (0.2, 0.5, 1.0, 2.0)  # between attempts to resume a dropped watch
 _TICK_S = 0.2  # the main thread wakes at least this often (signals, deadline, notes)
+# How long a failure waits for the Warning event that explains it; the controller records it about
+# when it writes the status, and it usually arrives within milliseconds.
+EVENT_GRACE_S = 2.0
 
 Judge = Callable[[Obj], Verdict]
 Moved = Callable[[ObjectRef, str, str], None]  # (ref, tag, digest): may raise SupersededError
@@ -72,6 +79,7 @@ class Observer:
         self._changes: queue.Queue[ObjectRef | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        self._events: EventWatch | None = None
         self.verdicts: dict[ObjectRef, Verdict] = {}  # the last verdict of every object judged
 
     @property
@@ -90,15 +98,18 @@ class Observer:
             )
             thread.start()
             self._threads.append(thread)
+        if known:  # the objects to wait for: their Events are worth showing
+            self._events = EventWatch(self._ctx, [ref_of(obj) for obj in known], self._stop)
+            self._events.start()
         return self
 
     def stop(self) -> None:
         """Stop every watch (the command is done with the cluster, whatever the outcome)."""
         self._stop.set()
         self._ctx.cancelled.set()
-        if self._threads:
+        if self._threads or self._events is not None:
             self._ctx.runner.stop_all()
-        for thread in self._threads:
+        for thread in [*self._threads, *(self._events.threads if self._events else [])]:
             thread.join(timeout=5)
 
     # -- the watch threads --------------------------------------------------------------------
@@ -168,8 +179,10 @@ class Observer:
         """
         waiting = _Waiting(self._ctx, {t.ref: t for t in targets}, moved, what, self._handled)
         waiting.verdicts = self.verdicts
+        if self._events is not None:
+            self._events.filter.follow(waiting.targets)
         for target in targets:
-            waiting.judge(target.ref, self._state(target.ref))
+            self._judge(waiting, target.ref)
         while not waiting.all_done():
             self._raise_fatal()
             remaining = self._ctx.deadline.remaining
@@ -181,9 +194,19 @@ class Observer:
                 changed = None
             self._ctx.runner.check_interrupted()  # every tick: a SIGTERM must not wait for a change
             if changed is not None and changed in waiting.targets:
-                waiting.judge(changed, self._state(changed))
+                self._judge(waiting, changed)
             waiting.tick()
         return waiting.verdicts
+
+    def _judge(self, waiting: _Waiting, ref: ObjectRef) -> None:
+        try:
+            waiting.judge(ref, self._state(ref))
+        except FluxCIError:
+            verdict = waiting.verdicts.get(ref)
+            if self._events is not None and verdict is not None and verdict.phase is Phase.FAILED:
+                # The failure's own Event says it in the controller's words, as a line before the error.
+                self._events.wait_for_warning(ref, min(EVENT_GRACE_S, self._ctx.deadline.remaining))
+            raise
 
     def _state(self, ref: ObjectRef) -> Obj | None:
         with self._seen.lock:

@@ -60,7 +60,11 @@ def _once(lines: list[str]) -> Callable[[], list[str]]:
     return lines_once
 
 
-def _observe(*recordings: Recording, seconds: float = 10) -> tuple[Observer, FakeRunner, io.StringIO]:
+def _observe(
+    *recordings: Recording, seconds: float = 10, events: str | None = None
+) -> tuple[Observer, FakeRunner, io.StringIO]:
+    """An Observer replaying the recordings; with `events` (a recorded events watch), also started
+    with the recorded objects as flow starts it, so that their events are watched too."""
     runner = FakeRunner()
     for recording in recordings:
         ns = f"--namespace={recording.namespace}"
@@ -71,7 +75,13 @@ def _observe(*recordings: Recording, seconds: float = 10) -> tuple[Observer, Fak
     out = io.StringIO()
     ctx = Context(Settings(), runner, Deadline(seconds), Progress(Masker(), out=out))
     groups = {(kind, r.namespace) for r in recordings for kind in ("OCIRepository", "Kustomization")}
-    return Observer(ctx, groups).start([]), runner, out
+    if events is None:
+        return Observer(ctx, groups).start([]), runner, out
+    runner.answer_stream(["kubectl", "get", "events"], _once(events.splitlines(keepends=True)))
+    allowed = json.dumps({"kind": "List", "items": [{"status": {"allowed": True}}] * 2})  # list, watch
+    runner.answer(["kubectl", "create", "--filename=-"], stdout=allowed)
+    known = [_last(stream) for r in recordings for stream in (r.sources, r.consumers)]
+    return Observer(ctx, groups).start(known), runner, out
 
 
 def _source(recording: Recording, **expect: object) -> Target:
@@ -181,6 +191,20 @@ def test_a_deleted_object_is_a_cluster_error_not_a_wait() -> None:
     observer, _, _ = _observe(recording)
     with pytest.raises(FluxCIError, match="was deleted while flux-ci waited for it"):
         _wait(observer, [_consumer(recording, digest="sha256:" + "0" * 64)])
+
+
+def test_new_events_about_the_objects_waited_for_are_lines_from_one_more_watch() -> None:
+    recording = Recording("deploy-succeeded")
+    recorded = text("kubectl/watch-events-deploy-then-health-check-failed.stdout")
+    recorded_namespace = json.loads(recorded.splitlines()[0])["object"]["metadata"]["namespace"]
+    events = recorded.replace(recorded_namespace, recording.namespace)
+    observer, runner, progress = _observe(recording, events=events)
+    _wait(observer, [_source(recording), _consumer(recording)])
+    watches = {c for c in runner.commands() if "--watch" in c}  # a resumed watch is the same one
+    assert len(watches) == 3  # one per kind and namespace, one for the namespace's events
+    lines = progress.getvalue()
+    assert f"  event Kustomization/{recording.namespace}/app: Normal Progressing: ConfigMap/" in lines
+    assert f"  event OCIRepository/{recording.namespace}/app: Normal NewArtifact: stored artifact" in lines
 
 
 def _last(stream: str) -> Obj:

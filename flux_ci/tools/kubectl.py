@@ -267,3 +267,21 @@ def resource_name(kind: str, group: str) -> str:
 def parse_events(stdout: str) -> list[dict[str, Any]]:
     """The Events of a `kubectl get events -o json` answer."""
     return [item for item in parse_items(stdout) if item.get("kind", "Event") == "Event"]
+
+
+def events_watch_argv(context: str | None, namespace: str | None) -> list[str]:
+    """New Events of one namespace (or all namespaces when None), one JSON event per line.
+
+    `--watch-only` skips kubectl's initial list, which is history: kubectl still lists first, for
+    the resourceVersion to watch from, but prints only what happens after that.
+    """
+    scope = [f"--namespace={namespace}"] if namespace else ["--all-namespaces"]
+    return [
+        *base_argv(context),
+        "get",
+        "events",
+        *scope,
+        "--output=json",
+        "--watch-only",
+        "--output-watch-events",
+    ]
