@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from flux_ci.cluster import ForbiddenError, NotInstalledError, list_objects, watch_stream
 from flux_ci.context import Context
@@ -73,7 +73,9 @@ class Observer:
     """Runs one watch per group and keeps the latest state of every object seen."""
 
     def __init__(self, ctx: Context, groups: set[Group]) -> None:
-        self._ctx = ctx
+        # Its own runner scope: stopping these watches must not stop another cluster's work, nor
+        # the commands this run still has to start (a rollback).
+        self._ctx = replace(ctx, runner=ctx.runner.scoped())
         self._groups = sorted(groups, key=lambda g: (g[0], g[1] or ""))
         self._seen = _Watched()
         self._changes: queue.Queue[ObjectRef | None] = queue.Queue()

@@ -90,6 +90,11 @@ class FakeCluster(FakeRunner):
     ) -> Generator[str, None, None]:
         self.calls.append(Call(tuple(argv), None, dict(env or {})))
         args = [a for a in argv if not a.startswith("--context=")]
+        if args[2] == "events":  # this fake records no Events: the watch stays quiet until stopped
+            with self._changed:
+                while not self._closed:
+                    self._changed.wait(timeout=0.05)
+            return
         kind, namespace = KINDS[args[2]], _namespace(args)
         seen: dict[tuple[str, str, str], str] = {}
         while not self._closed:

@@ -101,7 +101,7 @@ def test_deploy_checks_the_cluster_first_then_pushes_requests_and_waits(manifest
     assert max(checks) < min(changes)  # permissions and objects are checked before anything is pushed
     assert changes == sorted(changes)
     watches = [c for c in commands if "--watch" in c]
-    assert len(watches) == 2  # one per kind, not one per object
+    assert len(watches) == 3  # one per kind (not one per object), and one for the namespace's events
     assert report.scope == [
         "OCIRepository: all namespaces",
         "Kustomization: all namespaces",

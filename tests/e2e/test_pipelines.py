@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -37,6 +37,7 @@ from tests.sandbox.versions import tools_dir
 ENGINES_SCRIPT = ROOT / ".ci" / "install-ci-engines.sh"
 COMPONENT = ROOT / "templates" / "deploy.yml"
 EXAMPLE = ROOT / "examples" / ".gitlab-ci.yml"
+PROMOTION = ROOT / "examples" / "promotion.gitlab-ci.yml"
 RELEASE = ROOT / ".gitlab-ci.yml"
 BAD_OBJECT = "apiVersion: example.invalid/v1\nkind: NoSuchKind\nmetadata:\n  name: broken\n"
 KUSTOMIZATIONS_API = "kustomize.toolkit.fluxcd.io/v1"
@@ -156,6 +157,18 @@ def test_example_pipeline_is_valid_gitlab_ci(tmp_path: Path) -> None:
     assert pipeline["doctor"]["extends"] == pipeline["deploy"]["extends"] == ".flux-ci"
 
 
+def test_promotion_pipeline_is_valid_gitlab_ci(tmp_path: Path) -> None:
+    (pipeline,) = yaml_documents(PROMOTION.read_text(encoding="utf-8"))
+    assert schema_errors(tmp_path, promotion=pipeline) == ""
+    promote = pipeline["promote-production"]
+    assert promote["when"] == "manual"
+    assert "deploy-staging" in promote["needs"]  # the digest comes from its dotenv report
+    assert (
+        promote["variables"]["FLUX_CI_EXTRA_TAGS"]
+        != pipeline["deploy-staging"]["variables"]["FLUX_CI_EXTRA_TAGS"]
+    )
+
+
 def test_release_pipeline_is_valid_gitlab_ci(tmp_path: Path) -> None:
     (pipeline,) = yaml_documents(RELEASE.read_text(encoding="utf-8"))
     assert schema_errors(tmp_path, release=pipeline) == ""
@@ -259,9 +272,12 @@ class GitLabProject:
     def short_sha(self) -> str:
         return self.git("rev-parse", "--short=8", "HEAD")  # CI_COMMIT_SHORT_SHA, the pushed tag
 
-    def run(self, variables: Mapping[str, str], timeout: float = 400) -> PipelineRun:
-        """The whole pipeline. CI/CD variables go in the project variables file (mode 0600, never in
-        argv); the jobs find `flux-ci` (this checkout) and the pinned tools on PATH."""
+    def run(
+        self, variables: Mapping[str, str], timeout: float = 400, manual: Sequence[str] = ()
+    ) -> PipelineRun:
+        """The whole pipeline (and the `manual` jobs, as if started by hand). CI/CD variables go in
+        the project variables file (mode 0600, never in argv); the jobs find `flux-ci` (this
+        checkout) and the pinned tools on PATH."""
         engine = gitlab_ci_local()
         state = self.root.parent / "engine"
         bin_dir = state / "bin"
@@ -290,6 +306,8 @@ class GitLabProject:
         ]
         # Setting GitLab's predefined registry variables is the point here, not a mistake to warn about.
         argv += ["--ignore-predefined-vars", "CI_REGISTRY_IMAGE,CI_REGISTRY_USER,CI_REGISTRY_PASSWORD"]
+        for job in manual:
+            argv += ["--manual", job]
         started = time.monotonic()
         done = subprocess.run(
             argv, cwd=self.root, env=env, capture_output=True, text=True, timeout=timeout, check=False
@@ -461,4 +479,60 @@ def test_component_failure_reaches_the_on_failure_job(
     project = Project(sandbox, namespace, f"{repository}/manifests", gitlab.root / "manifests")
     digest = project.resolve(gitlab.short_sha())
     assert f"deploy of {digest} failed with exit code 7" in run.log("on-deploy-failure")
+    _no_secret(sandbox, run)
+
+
+def _agent_kubeconfig(tmp_path: Path, contexts: Mapping[str, SandboxClient]) -> Path:
+    """The sandbox kubeconfig plus contexts named as GitLab agents name theirs, one per cluster."""
+    path = tmp_path / "agents-kubeconfig"
+    config = json.loads(next(iter(contexts.values())).kubeconfig.read_text(encoding="utf-8"))
+    entries = {entry["name"]: entry["context"] for entry in config["contexts"]}
+    for name, client in contexts.items():
+        config["contexts"].append({"name": name, "context": entries[client.context]})
+    path.write_text(json.dumps(config), encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.e2e
+def test_promotion_pipeline_deploys_staging_then_promotes_the_tested_digest_to_production(
+    sandbox: SandboxClient, second_cluster: SandboxClient, namespace: str, repository: str, tmp_path: Path
+) -> None:
+    """Staging is cluster 1 (following `latest`), production cluster 2 (following `stable`); the
+    manual job is started by hand, as a person would in GitLab."""
+    sandbox.deploy_oci(namespace, "app", repository, tag="latest", target_namespace=namespace)
+    second_cluster.create_namespace(namespace)
+    second_cluster.deploy_oci(namespace, "app", repository, tag="stable", target_namespace=namespace)
+    agents = {
+        "my-group/gitops-agents:staging": sandbox,
+        "my-group/gitops-agents:production": second_cluster,
+    }
+    gitlab = GitLabProject.create(
+        tmp_path,
+        sandbox,
+        {
+            ".gitlab-ci.yml": PROMOTION.read_text(encoding="utf-8"),
+            "deploy/configmap.yaml": _configmap("hello"),
+        },
+    )
+    variables = _example_variables(sandbox, namespace, repository)
+    del variables["FLUX_CI_KUBE_CONTEXT"]  # each job names its agent's context
+    variables["KUBECONFIG"] = str(_agent_kubeconfig(tmp_path, agents))
+
+    run = gitlab.run(variables, manual=["promote-production"])
+
+    assert run.results() == {
+        "deploy-staging": "PASS",
+        "verify-staging": "PASS",
+        "promote-production": "PASS",
+    }, run.output
+    staging = Project(sandbox, namespace, repository, gitlab.root / "deploy")
+    digest = staging.resolve(gitlab.short_sha())
+    assert staging.resolve("latest") == digest
+    assert staging.resolve("stable") == digest
+    production = second_cluster.get_json("kustomizations.kustomize.toolkit.fluxcd.io", "app", namespace)
+    assert production["status"]["lastAppliedRevision"] == f"stable@{digest}"
+    assert f"staging runs {digest}" in run.log("verify-staging")
+    assert "▶ push" not in run.log("promote-production")  # promoted, never packaged again
+    second_cluster.delete_namespace(namespace)
     _no_secret(sandbox, run)
