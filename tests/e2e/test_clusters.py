@@ -29,9 +29,8 @@ def both(project: Project, second_cluster: SandboxClient) -> Iterator[str]:
 def applied(client: SandboxClient, namespace: str, digest: str) -> bool:
     kustomization = client.get_json("kustomizations.kustomize.toolkit.fluxcd.io", "app", namespace)
     ready = condition(kustomization, "Ready") or {}
-    return (
-        kustomization["status"].get("lastAppliedRevision", "").endswith(digest) and ready["status"] == "True"
-    )
+    revision = str(kustomization["status"].get("lastAppliedRevision", ""))
+    return revision.endswith(digest) and ready.get("status") == "True"
 
 
 def test_one_push_applied_in_both_clusters(
