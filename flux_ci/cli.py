@@ -9,15 +9,17 @@ child starts).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
 import textwrap
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -25,9 +27,11 @@ from flux_ci import __version__
 from flux_ci.errors import ExitCode, FluxCIError, SignalInterruptError
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from flux_ci.context import Context
     from flux_ci.models import Report
-    from flux_ci.runner import Runner
+    from flux_ci.runner import CommandResult, Runner
     from flux_ci.secrets import Masker
     from flux_ci.settings import Settings
 
@@ -55,6 +59,7 @@ class Options:
     output: str | None = None
     dry_run: bool | None = None
     timeout: str | None = None
+    early: Early | None = None  # what `main` started before the command line was parsed
 
     def overrides(self) -> dict[str, Any]:
         values = {"output": self.output, "dry_run": self.dry_run, "timeout": self.timeout}
@@ -67,7 +72,19 @@ class Options:
             output=later.output or self.output,
             dry_run=later.dry_run if later.dry_run is not None else self.dry_run,
             timeout=later.timeout or self.timeout,
+            early=self.early or later.early,
         )
+
+
+@dataclass(frozen=True)
+class Early:
+    """A command's runner and its tools' version checks, started by `main` before anything else:
+    parsing the command line (typer loads pydantic to coerce option values) and reading the
+    settings take as long as the checks, which are a command's first children."""
+
+    masker: Masker
+    runner: Runner
+    prefetched: Mapping[str, Future[CommandResult]]
 
 
 # The flags are accepted before and after the command name (`flux-ci -v deploy`, `flux-ci deploy -v`).
@@ -108,7 +125,8 @@ def root(  # noqa: PLR0917 - Typer passes every option by keyword
     ] = False,
 ) -> None:
     """Push manifests as an OCI artifact and wait until Flux has applied exactly that artifact."""
-    ctx.obj = Options(verbose=verbose, output=output, dry_run=dry_run, timeout=timeout)
+    early = ctx.obj if isinstance(ctx.obj, Early) else None
+    ctx.obj = Options(verbose=verbose, output=output, dry_run=dry_run, timeout=timeout, early=early)
 
 
 # What each command reads and how it can end, for its --help. Every command also reads these:
@@ -137,6 +155,7 @@ class CommandSpec:
     summary: str
     variables: str
     exits: str
+    tools: tuple[str, ...] = ()  # whose versions are checked: started before the settings are read
 
     def help_text(self) -> str:
         reads = textwrap.fill(
@@ -154,6 +173,7 @@ COMMANDS = (
         "Package FLUX_CI_PATH and push it to FLUX_CI_REPOSITORY:FLUX_CI_TAG, plus FLUX_CI_EXTRA_TAGS.",
         f"{_PUSH_VARIABLES}, {_REGISTRY_VARIABLES}",
         "0 pushed, 2 configuration, 3 tool missing or too old, 4 registry, 8 timed out",
+        tools=("flux", "oras"),
     ),
     CommandSpec(
         "reconcile",
@@ -163,6 +183,7 @@ COMMANDS = (
         f"{_REGISTRY_VARIABLES}, {_NOTIFY_VARIABLES}",
         "0 fetched, 2 configuration, 3 tool, 4 registry, 5 cluster, 6 source failed, 8 timed out, "
         "9 superseded",
+        tools=("oras", "kubectl"),
     ),
     CommandSpec(
         "wait",
@@ -172,6 +193,7 @@ COMMANDS = (
         f"FLUX_CI_REVISION, {_CLUSTER_VARIABLES}, {_REGISTRY_VARIABLES}",
         "0 applied, 2 configuration, 3 tool, 4 registry, 5 cluster, 6 source failed, 7 consumer failed, "
         "8 timed out, 9 superseded",
+        tools=("oras", "kubectl"),
     ),
     CommandSpec(
         "deploy",
@@ -181,6 +203,7 @@ COMMANDS = (
         f"{_ROLLBACK_VARIABLES}",
         "0 applied (with FLUX_CI_VERIFY=false: triggered, nothing verified), 2 configuration, 3 tool, "
         "4 registry, 5 cluster, 6 source failed, 7 consumer failed, 8 timed out, 9 superseded",
+        tools=("flux", "oras", "kubectl"),
     ),
     CommandSpec(
         "promote",
@@ -191,6 +214,7 @@ COMMANDS = (
         f"{_REGISTRY_VARIABLES}, {_NOTIFY_VARIABLES}, {_ROLLBACK_VARIABLES}",
         "0 applied, 2 configuration, 3 tool, 4 registry (including: the digest is not there), 5 cluster, "
         "6 source failed, 7 consumer failed, 8 timed out, 9 superseded",
+        tools=("oras", "kubectl"),
     ),
     CommandSpec(
         "status",
@@ -198,6 +222,7 @@ COMMANDS = (
         "Show every source following the repository and every consumer reading them, as they are now.",
         f"FLUX_CI_REPOSITORY, FLUX_CI_DIGEST, {_CLUSTER_VARIABLES}",
         "0 shown, 2 configuration, 3 tool, 5 cluster",
+        tools=("kubectl",),
     ),
     CommandSpec(
         "diff",
@@ -207,6 +232,7 @@ COMMANDS = (
         "FLUX_CI_WAIT_FOR",
         "0 diff computed (changed or not: see FLUX_CI_CHANGED), 2 configuration, 3 tool, 5 cluster, "
         "8 timed out",
+        tools=("flux", "kubectl"),
     ),
     CommandSpec(
         "doctor",
@@ -244,31 +270,33 @@ def _execute(options: Options, spec: CommandSpec) -> int:
     """The boundary: check the configuration, run the work, map any exception to an exit code,
     render the report once."""
     # Imported here, not at the top: only a command that runs pays for pydantic and sh.
-    from flux_ci import models, plan, secrets  # noqa: PLC0415
+    from flux_ci import models  # noqa: PLC0415
     from flux_ci.context import Context  # noqa: PLC0415
     from flux_ci.deadline import Deadline  # noqa: PLC0415
     from flux_ci.progress import Progress  # noqa: PLC0415
 
     report = models.Report(command=spec.name)
-    masker = secrets.Masker(secrets.secret_values(os.environ))
     output = _output_from(options)
     settings: Settings | None = None
-    runner: Runner | None = None
     progress: Progress | None = None
+    early = options.early or _start(spec, options.verbose)
+    masker, runner, prefetched = early.masker, early.runner, early.prefetched
     try:
+        from flux_ci import plan  # noqa: PLC0415 - pydantic: after the checks have started
+
         settings = plan.load(spec.name, options.overrides())  # every problem at once, before any work
         output = settings.output
         if settings.registry_password is not None:
             masker.add(settings.registry_password.get_secret_value())
+        runner.settle(trace=max(options.verbose, 1 if settings.trace else 0), dry_run=settings.dry_run)
         work = _work(spec.work)
-        runner = _runner(settings, options, masker)
         progress = Progress(
             masker,
             gitlab_sections=os.environ.get("GITLAB_CI") == "true",
             github_groups=os.environ.get("GITHUB_ACTIONS") == "true",
         )
         progress.say(plan.describe(settings, spec.name))
-        work(Context(settings, runner, Deadline(settings.timeout), progress), report)
+        work(Context(settings, runner, Deadline(settings.timeout), progress, prefetched=prefetched), report)
         runner.check_interrupted()  # a signal during the last, child-free moments still counts
     except FluxCIError as exc:
         _failed(report, exc)
@@ -278,8 +306,7 @@ def _execute(options: Options, spec: CommandSpec) -> int:
         _failed(report, FluxCIError(f"internal error (a bug in flux-ci): {type(exc).__name__}: {exc}"))
         _print_traceback(masker, verbose=options.verbose > 0)
     finally:
-        if runner is not None:
-            runner.stop_all()  # no child outlives flux-ci, whatever happened
+        runner.stop_all()  # no child outlives flux-ci, whatever happened
         if progress is not None:
             report.steps = list(progress.steps)
     _emit(report, output, _dotenv_from(settings), masker)
@@ -292,12 +319,34 @@ def _work(target: str) -> Work:
     return work
 
 
-def _runner(settings: Settings, options: Options, masker: Masker) -> Runner:
-    from flux_ci.runner import Runner  # noqa: PLC0415 - imports sh: only for a command that runs
-    from flux_ci.secrets import child_environment  # noqa: PLC0415
+def _start(spec: CommandSpec, verbose: int) -> Early:
+    """The command's runner, before the settings are read, and its tools' version checks, started.
+    -v traces at once, FLUX_CI_TRACE once the settings say so (`Runner.settle`); sh is loaded here,
+    not in the first child's thread."""
+    from flux_ci import secrets, toolcheck  # noqa: PLC0415 - only for a command that runs
+    from flux_ci.runner import Runner, load_sh  # noqa: PLC0415
 
-    trace = max(options.verbose, 1 if settings.trace else 0)
-    return Runner(masker=masker, env=child_environment(os.environ), trace=trace, dry_run=settings.dry_run)
+    load_sh()
+    masker = secrets.Masker(secrets.secret_values(os.environ))
+    env = secrets.child_environment(os.environ)
+    runner = Runner(masker=masker, env=env, trace=verbose, hold_trace=True)
+    return Early(masker, runner, toolcheck.prefetch(runner, spec.tools))
+
+
+def _start_early(args: Sequence[str]) -> Early | None:
+    """For a command named in args (not asking for help): `_start` it now, before typer parses."""
+    spec = next((spec for spec in COMMANDS if spec.name == _command_in(args)), None)
+    if spec is None or not spec.tools or any(arg in ("--help", "--version") for arg in args):
+        return None
+    return _start(spec, _verbosity_in(args))
+
+
+def _verbosity_in(args: Sequence[str]) -> int:
+    """-v, -vv and --verbose as typer will count them (their trace lines print at once; the rest
+    are held until the settings are read)."""
+    return sum(
+        1 if arg == "--verbose" else len(arg) - 1 for arg in args if re.fullmatch(r"-v+|--verbose", arg)
+    )
 
 
 def _dotenv_from(settings: Settings | None) -> Path | None:
@@ -419,8 +468,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     install_signal_handlers()
     args = list(sys.argv[1:] if argv is None else argv)
+    early = _start_early(args)
     try:
-        result = app(args=args, prog_name="flux-ci", standalone_mode=False)
+        result = app(args=args, prog_name="flux-ci", standalone_mode=False, obj=early)
     except typer.TyperException as exc:  # usage errors: unknown command or option
         show = getattr(exc, "show", None)
         if callable(show):
@@ -431,4 +481,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _usage_failure(int(getattr(exc, "exit_code", ExitCode.CONFIG)), message, args)
     except typer.Abort:
         return _usage_failure(int(ExitCode.SIGINT), "interrupted by SIGINT", args)
+    finally:
+        if early is not None:
+            early.runner.stop_all()  # a usage error never reached the command: its checks stop here
     return int(result) if isinstance(result, int) else 0
+
+
+def run() -> NoReturn:
+    """The console script and `python -m flux_ci`: `main`, then exit at once.
+
+    Tearing the interpreter down (every module pydantic, typer and sh loaded, object by object) costs
+    a short-lived CLI about 30 ms of CPU for nothing: the work is done, its children are stopped, its
+    files are closed and its private directories removed by the time `main` returns. So the output
+    is flushed and the process ends with `os._exit`.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`): nothing to say there
+            stream.flush()
+    os._exit(code)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from flux_ci.deadline import Deadline
 from flux_ci.progress import Progress
-from flux_ci.runner import CommandRunner
-from flux_ci.settings import Settings
+from flux_ci.runner import CommandResult, CommandRunner
+
+if TYPE_CHECKING:  # pydantic loads with the settings, after the tool checks have started
+    from flux_ci.settings import Settings
 
 
 @dataclass
@@ -20,6 +25,8 @@ class Context:
     progress: Progress
     # Set when one concurrent wait failed: the other watches stop instead of running to the deadline.
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # The tools' version checks, started before the settings were read (`toolcheck.prefetch`).
+    prefetched: Mapping[str, Future[CommandResult]] = field(default_factory=dict)
 
     def active(self) -> bool:
         return not self.deadline.expired and not self.cancelled.is_set()

@@ -3,8 +3,9 @@
 `Settings` checks each value's form; this module checks what a command needs on top: the variables
 it cannot do without, registry credentials as a pair, the manifests on disk (there, readable, and
 holding at least one Kubernetes object) and a writable dotenv path. `load` does both and raises one
-`ConfigError` naming every variable to fix, before any tool runs, so a configuration that would fail
-halfway never pushes anything. The flow can then take the configuration as valid.
+`ConfigError` naming every variable to fix, before any tool runs (but the read-only version checks,
+started first), so a configuration that would fail halfway never pushes anything. The flow can then
+take the configuration as valid.
 """
 
 from __future__ import annotations

@@ -331,6 +331,7 @@ class Runner:
         dry_run: bool = False,
         log: TextIO | None = None,
         group: ProcessGroup = PROCESSES,
+        hold_trace: bool = False,
     ) -> None:
         self.masker = masker
         self.env = dict(env)
@@ -339,7 +340,22 @@ class Runner:
         self._log = log
         self._group = group
         self._scopes: list[Runner] = []
+        self._closed = False
+        # hold_trace: the settings (FLUX_CI_TRACE) are not read yet; trace lines above `trace` wait
+        # here, with their level, until `settle` says whether they are wanted.
+        self._held: list[tuple[int, str]] | None = [] if hold_trace else None
+        self._held_lock = threading.Lock()
         group.attach()
+
+    def settle(self, *, trace: int, dry_run: bool) -> None:
+        """The settings are read: from now on `trace` and `dry_run` hold, and the trace lines held
+        until now (the early version checks) are printed if `trace` asks for them."""
+        with self._held_lock:
+            held, self._held = self._held or [], None
+            self.trace, self.dry_run = trace, dry_run
+        for level, line in held:
+            if level <= trace:
+                self._print(line)
 
     def scoped(self) -> Runner:
         """A runner for one part of the work (one cluster's watches): the same settings and
@@ -350,6 +366,8 @@ class Runner:
             group=self._group,
         )  # fmt: skip
         self._scopes.append(scope)
+        if self._closed:  # everything is being stopped: so is what a late scope starts
+            scope.stop_all()
         return scope
 
     def quote(self, argv: Sequence[str]) -> str:
@@ -411,8 +429,8 @@ class Runner:
         outcome = "ended"
         try:
             for line in _lines(_stdout_chunks(child)):
-                if self.trace >= 2:
-                    self._say(self.masker.mask(f"  | {line.rstrip()}"))
+                if self._tracing(2):
+                    self._say(self.masker.mask(f"  | {line.rstrip()}"), level=2)
                 yield line
         except GeneratorExit:  # the caller has what it waited for
             outcome = "stopped: done watching"
@@ -434,6 +452,7 @@ class Runner:
     def stop_all(self) -> None:
         """Stop every child of this runner, waiting (at most the grace, then SIGKILL) until each is
         gone, so none outlives flux-ci; any child started afterwards is stopped at once."""
+        self._closed = True
         for scope in self._scopes:
             scope.stop_all()
         self._group.close(self)
@@ -499,24 +518,48 @@ class Runner:
         return env
 
     def _trace_start(self, argv: tuple[str, ...]) -> None:
-        if self.trace:
-            self._say(f"+ {self.quote(argv)}")
+        if self._tracing(1):
+            self._say(f"+ {self.quote(argv)}", level=1)
 
     def _trace_end(
         self, argv: tuple[str, ...], outcome: str, seconds: float, result: CommandResult | None = None
     ) -> None:
-        if not self.trace:
+        if not self._tracing(1):
             return
-        self._say(f"+ {argv[0]}: {outcome} in {seconds:.2f}s")
-        if result is not None and self.trace >= 2:
+        self._say(f"+ {argv[0]}: {outcome} in {seconds:.2f}s", level=1)
+        if result is not None and self._tracing(2):
             for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
                 for line in text.splitlines():
-                    self._say(self.masker.mask(f"  {name}| {line}"))
+                    self._say(self.masker.mask(f"  {name}| {line}"), level=2)
 
-    def _say(self, line: str) -> None:
+    def _tracing(self, level: int) -> bool:
+        return self.trace >= level or self._held is not None
+
+    def _say(self, line: str, *, level: int = 0) -> None:
+        """Print a line now, or hold a trace line (level ≥ 1) the settings may still ask for."""
+        if level > self.trace:
+            with self._held_lock:
+                if self._held is not None:
+                    self._held.append((level, line))
+                    return
+            if level > self.trace:  # `settle` ran meanwhile and does not want it
+                return
+        self._print(line)
+
+    def _print(self, line: str) -> None:
         # Looked up per line, not at import: tests swap sys.stderr, and the trace must follow.
         log = self._log or sys.stderr
-        print(line, file=log, flush=True)
+        with _PRINTING:  # one write per line: threads' lines never run into each other
+            log.write(line + "\n")
+            log.flush()
+
+
+_PRINTING = threading.Lock()
+
+
+def load_sh() -> None:
+    """Import sh now (the CLI does, on its main thread, before the first children start)."""
+    _sh()
 
 
 def _sh() -> Any:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from flux_ci.context import Context
 from flux_ci.errors import ToolError
+from flux_ci.runner import CommandResult, CommandRunner
 from flux_ci.tools import flux, kubectl, oras
 
 # The oldest versions whose flags and output flux-ci relies on: flux 2.6 (OCIRepository v1,
@@ -34,10 +36,38 @@ def version_tuple(version: str) -> tuple[int, int, int] | None:
     return major, minor, patch
 
 
+def prefetch(runner: CommandRunner, tools: Sequence[str]) -> dict[str, Future[CommandResult]]:
+    """Start every tool's version check at once, before the settings are read: the checks are the
+    first children of a command, and reading the settings (pydantic) takes as long as they do.
+    Nothing is judged here; `require_tools` reads the results (or drops them on a config error)."""
+    if not tools:
+        return {}
+    pool = ThreadPoolExecutor(max_workers=len(tools), thread_name_prefix="probe")
+    try:
+        return {
+            tool: pool.submit(runner.run, _VERSION_COMMANDS[tool][0](), timeout=_VERSION_TIMEOUT_S)
+            for tool in tools
+        }
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _version_result(ctx: Context, tool: str) -> CommandResult:
+    """The version command's result: prefetched if it was started early, else run now."""
+    started = ctx.prefetched.get(tool)
+    if started is None:
+        return ctx.runner.run(_VERSION_COMMANDS[tool][0](), timeout=ctx.timeout(_VERSION_TIMEOUT_S))
+    while True:  # in short slices: a SIGTERM is noticed at once
+        try:
+            return started.result(timeout=0.1)
+        except FutureTimeout:
+            ctx.runner.check_interrupted()
+
+
 def tool_version(ctx: Context, tool: str) -> str:
     """The tool's version, or ToolError if it is missing, broken or too old."""
     argv_of, parse = _VERSION_COMMANDS[tool]
-    result = ctx.runner.run(argv_of(), timeout=ctx.timeout(_VERSION_TIMEOUT_S))
+    result = _version_result(ctx, tool)
     if not result.ok:
         raise ToolError(f"{tool} is installed but `{' '.join(argv_of())}` failed: {result.error_text()}")
     try:

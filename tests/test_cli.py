@@ -356,3 +356,22 @@ def test_doctor_still_stops_at_invalid_values(
     code, _, err = _run(capsys, "doctor")
     assert code == 2
     assert "FLUX_CI_TIMEOUT: 'inf'" in err
+
+
+def test_verbosity_is_counted_as_typer_will_count_it() -> None:
+    from flux_ci.cli import _verbosity_in  # noqa: PLC0415 - a private helper, tested on its own
+
+    assert _verbosity_in(["-vv", "deploy", "--verbose", "-o", "json"]) == 3
+    assert _verbosity_in(["deploy", "-x", "--verbose=1"]) == 0
+
+
+def test_the_console_script_flushes_and_exits_with_the_code() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "flux_ci", "--timeout", "bad", "-o", "json", "status"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": os.defpath},
+    )
+    assert done.returncode == 2
+    assert json.loads(done.stdout)["error"]["code"] == "config"  # written whole before the fast exit

@@ -422,3 +422,48 @@ def test_the_cli_exits_143_within_5s_while_a_tool_ignores_sigterm(pid_dir: Path,
     assert time.monotonic() - started < 5
     assert json.loads(stdout)["error"]["code"] == "sigterm"
     assert [pid for pid in _wait_for_pids(pid_dir, len(pids)) if not _gone(pid)] == []
+
+
+def _held_runner(verbose: int = 0) -> tuple[Runner, io.StringIO]:
+    log = io.StringIO()
+    group = ProcessGroup(grace_s=GRACE_S)
+    return Runner(
+        masker=Masker(), env=dict(os.environ), trace=verbose, log=log, group=group, hold_trace=True
+    ), log
+
+
+def test_trace_lines_before_the_settings_wait_for_them_and_then_appear() -> None:
+    runner, log = _held_runner()
+    runner.run([PY, "-c", "print('early')"], timeout=30)
+    assert log.getvalue() == ""  # FLUX_CI_TRACE is not known yet
+    runner.settle(trace=2, dry_run=False)
+    lines = log.getvalue().splitlines()
+    assert lines[0].startswith(f"+ {PY} -c ")
+    assert "  stdout| early" in lines
+
+
+def test_held_trace_lines_are_dropped_when_the_settings_want_none() -> None:
+    runner, log = _held_runner()
+    runner.run([PY, "-c", "print('early')"], timeout=30)
+    runner.settle(trace=0, dry_run=True)
+    runner.run([PY, "-c", "print('late')"], timeout=30)
+    assert log.getvalue() == ""
+    assert runner.dry_run
+
+
+def test_a_verbose_flag_traces_at_once_before_the_settings() -> None:
+    runner, log = _held_runner(verbose=1)
+    runner.run([PY, "-c", "print('early')"], timeout=30)
+    assert log.getvalue().startswith(f"+ {PY} -c ")
+    runner.settle(trace=1, dry_run=False)
+    assert log.getvalue().count(f"+ {PY} -c ") == 1  # not printed twice
+
+
+def test_a_scope_stops_only_its_own_children() -> None:
+    runner, _ = _runner()
+    scope = runner.scoped()
+    scope.stop_all()  # one cluster's watches are done
+    assert list(scope.stream([PY, "-u", "-c", "import time; time.sleep(60)"], timeout=60)) == []
+    assert runner.run([PY, "-c", "print(7)"], timeout=30).stdout == "7\n"  # the rest still runs
+    runner.stop_all()  # the CLI boundary: a scope made now starts nothing either
+    assert list(runner.scoped().stream([PY, "-u", "-c", "import time; time.sleep(60)"], timeout=60)) == []

@@ -207,12 +207,12 @@ def _file_variables(sandbox: SandboxClient, directory: Path) -> tuple[Mount, str
     """
     directory.mkdir(mode=0o755)
     config = json.loads(sandbox.kubeconfig.read_text(encoding="utf-8"))
-    for cluster in config["clusters"]:
+    for index, cluster in enumerate(config["clusters"]):  # one CA file per cluster (two may run)
         assert cluster["cluster"]["server"].startswith("https://127.0.0.1:")
-        ca = Path(cluster["cluster"]["certificate-authority"])
-        shutil.copyfile(ca, directory / "sandbox-ca.crt")
-        (directory / "sandbox-ca.crt").chmod(0o644)
-        cluster["cluster"]["certificate-authority"] = f"{FILE_VARIABLES}/sandbox-ca.crt"
+        ca, name = Path(cluster["cluster"]["certificate-authority"]), f"sandbox-ca-{index}.crt"
+        shutil.copyfile(ca, directory / name)
+        (directory / name).chmod(0o644)
+        cluster["cluster"]["certificate-authority"] = f"{FILE_VARIABLES}/{name}"
     kubeconfig = directory / "KUBECONFIG"
     kubeconfig.write_text(json.dumps(config), encoding="utf-8")
     try:

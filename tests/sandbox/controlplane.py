@@ -6,6 +6,7 @@ import json
 import secrets
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,22 @@ def kubeconfig_for(launch: Launch, api: ApiServer) -> Path:
     )
 
 
+def _wait_established(kubeconfig: Path, attempts: int = 10) -> None:
+    """kubectl wait fails at once, instead of waiting, on a CRD the API server has not given any
+    status condition yet (`.status.conditions accessor error: <nil>`), which a busy API server
+    shows for a moment right after the apply: ask again then."""
+    for _ in range(attempts - 1):
+        done = kubectl(
+            kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all", check=False
+        )
+        if done.returncode == 0:
+            return
+        if "accessor error" not in done.stderr:
+            break
+        time.sleep(0.5)
+    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+
+
 def install_flux_crds(kubeconfig: Path) -> None:
     """Apply the controllers' CRDs with the real kubectl and wait until they are served."""
     args: list[str] = ["apply", "--server-side", "--force-conflicts"]
@@ -115,6 +132,6 @@ def install_flux_crds(kubeconfig: Path) -> None:
             raise MissingToolError(f"{controller} CRDs missing: {directory} (run `make tools`)")
         args += ["-f", str(directory)]
     kubectl(kubeconfig, *args)
-    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    _wait_established(kubeconfig)
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": FLUX_NAMESPACE}}
     kubectl(kubeconfig, "apply", "-f", "-", input_text=json.dumps(namespace))
