@@ -124,7 +124,7 @@ class _ProcTable:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self._others: set[int] = set()
-        self._children: dict[int, bool] = {}  # pid -> is a `--watch`
+        self._children: dict[int, bool] = {}  # pid -> is a `--watch` or `--watch-only`
 
     def sample(self, run: Observed) -> None:
         alive = {int(name) for name in os.listdir("/proc") if name.isdigit()}
@@ -134,11 +134,12 @@ class _ProcTable:
             if fields is None or int(fields[1]) != self.pid:
                 self._others.add(pid)
                 continue
-            self._children[pid] = "--watch" in _cmdline(pid)
+            self._children[pid] = False
             run.children.add(pid)
             if run.first_child_s is None:
                 run.first_child_s = time.monotonic() - run.started_at
-        self._children = {pid: watch for pid, watch in self._children.items() if pid in alive}
+        # Read every sample: a child seen between fork and exec still shows flux-ci's own command line.
+        self._children = {pid: _is_watch(_cmdline(pid)) for pid in self._children if pid in alive}
         run.max_watches = max(run.max_watches, sum(self._children.values()))
         run.peak_rss_kib = max(run.peak_rss_kib, _vm_hwm_kib(self.pid))
 
@@ -149,6 +150,11 @@ def _stat(pid: int) -> list[str] | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def _is_watch(argv: list[str]) -> bool:
+    """A `kubectl get --watch` (the objects) or `--watch-only` (the events)."""
+    return "--watch" in argv or "--watch-only" in argv
 
 
 def _cmdline(pid: int) -> list[str]:
