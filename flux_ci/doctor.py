@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 from flux_ci import plan
@@ -34,7 +35,10 @@ def run_doctor(ctx: Context, report: Report) -> None:
     configured = check("configuration", lambda: _configuration(ctx))
     if configured:
         check("registry login", lambda: _registry(ctx))
-        check("cluster and sources", lambda: _sources(ctx))
+        contexts = ctx.settings.kube_contexts
+        for context in contexts:  # every cluster a deploy would reach (FLUX_CI_KUBE_CONTEXT=a,b)
+            name = "cluster and sources" + (f" ({context})" if len(contexts) > 1 else "")
+            check(name, partial(_sources, replace(ctx, settings=ctx.settings.for_cluster(context))))
     if failures:
         raise failures[0]
 

@@ -116,3 +116,21 @@ def test_an_unreachable_cluster_is_5_before_anything_is_pushed_and_the_other_is_
     assert outcomes == {project.sandbox.context: "not-deployed", "gone": "failed"}
     assert "cluster gone: " in report["error"]["message"]
     assert not project.pushed("c1")  # preflight in every cluster comes before the push
+
+
+def test_doctor_and_status_look_at_every_cluster(
+    project: Project, second_cluster: SandboxClient, both: str
+) -> None:
+    first, second = both.split(",")
+    doctor = project.flux_ci("doctor", env=project.env(FLUX_CI_KUBE_CONTEXT=both))
+    assert doctor.exit_code == 0, doctor.stdout
+    checks = {check["name"]: check["ok"] for check in doctor.json()["checks"]}
+    assert checks[f"cluster and sources ({first})"]
+    assert checks[f"cluster and sources ({second})"]
+
+    status = project.flux_ci("status", env=project.env(FLUX_CI_KUBE_CONTEXT=both))
+    assert status.exit_code == 0, status.stderr
+    assert sorted((row["cluster"], row["name"]) for row in status.json()["sources"]) == [
+        (first, "app"),
+        (second, "app"),
+    ]

@@ -87,3 +87,30 @@ def test_promote_never_moves_the_immutable_tag(project: Project, production: str
 
     assert run.exit_code == 2, run.stderr
     assert "FLUX_CI_EXTRA_TAGS names no tag to move" in run.json()["error"]["message"]
+
+
+BROKEN = "apiVersion: example.invalid/v1\nkind: NoSuchKind\nmetadata:\n  name: broken\n"
+
+
+def test_a_failed_promotion_with_rollback_puts_stable_back(project: Project, production: str) -> None:
+    assert project.flux_ci("deploy").exit_code == 0
+    first = project.flux_ci("promote", env=project.env(FLUX_CI_EXTRA_TAGS="stable"))
+    assert first.exit_code == 0, first.stderr
+    good = first.json()["artifact"]["digest"]
+    project.write("broken", extra_yaml=BROKEN)
+    pushed = project.flux_ci("push", env=project.env(FLUX_CI_TAG="c2", FLUX_CI_EXTRA_TAGS="none"))
+    bad = pushed.json()["artifact"]["digest"]
+
+    env = project.env(FLUX_CI_TAG="c2", FLUX_CI_EXTRA_TAGS="stable", FLUX_CI_ROLLBACK="true")
+    run = project.flux_ci("promote", env=env)
+
+    assert run.exit_code == 7, run.stderr
+    report = run.json()
+    assert report["tag_moves"] == [{"tag": "stable", "before": good, "after": bad}]
+    assert report["rollback"]["status"] == "rolled_back", report["rollback"]
+    assert (report["rollback"]["from"], report["rollback"]["to"]) == (bad, good)
+    assert project.resolve("stable") == good
+    assert project.resolve("c2") == bad  # the immutable tag keeps naming the failed artifact
+    kustomization = project.kustomization("prod")
+    assert kustomization["status"]["lastAppliedRevision"] == f"stable@{good}"
+    assert (condition(kustomization, "Ready") or {})["status"] == "True"
