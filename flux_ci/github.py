@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from flux_ci.markdown import to_markdown
-from flux_ci.models import Report
+from flux_ci.models import ClusterStatus, Report
 
 GROUP_END = "::endgroup::"
 
@@ -36,7 +36,15 @@ def outputs(report: Report) -> dict[str, str]:
         "tag": artifact.tags[0] if artifact and artifact.tags else "",
         "revision": artifact.revision if artifact else "",
         "superseded-by": error.superseded_by if error else "",
+        "previous-digest": report.tag_moves[0].before if report.tag_moves else "",
+        "rollback-status": str(report.rollback.status) if report.rollback else "",
+        "clusters-succeeded": _clusters(report, ClusterStatus.SUCCEEDED),
+        "clusters-failed": _clusters(report, ClusterStatus.FAILED, ClusterStatus.SUPERSEDED),
     }
+
+
+def _clusters(report: Report, *statuses: ClusterStatus) -> str:
+    return ",".join(c.context for c in report.clusters if c.status in statuses)
 
 
 def output_file_text(values: Mapping[str, str]) -> str:

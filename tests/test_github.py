@@ -12,7 +12,17 @@ import pytest
 from flux_ci import github
 from flux_ci.cli import main
 from flux_ci.markdown import to_markdown
-from flux_ci.models import Artifact, ErrorInfo, Report, Status
+from flux_ci.models import (
+    Artifact,
+    ClusterOutcome,
+    ClusterStatus,
+    ErrorInfo,
+    Report,
+    Rollback,
+    RollbackStatus,
+    Status,
+    TagMove,
+)
 from flux_ci.progress import Progress
 from flux_ci.secrets import Masker
 
@@ -39,6 +49,10 @@ def test_outputs_are_the_dotenv_facts_under_the_action_names() -> None:
         "tag": "abc123",
         "revision": "main@sha1:abc",
         "superseded-by": "",
+        "previous-digest": "",
+        "rollback-status": "",
+        "clusters-succeeded": "",
+        "clusters-failed": "",
     }
     empty = github.outputs(Report(command="deploy", status=Status.FAILED, exit_code=2))
     assert empty["digest"] == empty["url"] == empty["tag"] == ""
@@ -172,3 +186,17 @@ def test_markdown_output_is_the_summary(
     assert out.startswith("### ❌ flux-ci deploy: failed")
     assert "**Error** (exit 2, `config`, not retryable)" in out
     assert "GITHUB_ACTIONS" not in os.environ  # so nothing was written anywhere else
+
+
+def test_outputs_name_the_clusters_and_the_rollback() -> None:
+    report = _failed()
+    report.clusters = [
+        ClusterOutcome("eu", ClusterStatus.SUCCEEDED, 0),
+        ClusterOutcome("us", ClusterStatus.FAILED, 7),
+        ClusterOutcome("asia", ClusterStatus.NOT_DEPLOYED, 0),
+    ]
+    report.tag_moves = [TagMove("latest", "sha256:old", DIGEST)]
+    report.rollback = Rollback(RollbackStatus.ROLLED_BACK, DIGEST, "sha256:old", ("latest",), "back")
+    outputs = github.outputs(report)
+    assert (outputs["clusters-succeeded"], outputs["clusters-failed"]) == ("eu", "us")
+    assert (outputs["rollback-status"], outputs["previous-digest"]) == ("rolled_back", "sha256:old")
