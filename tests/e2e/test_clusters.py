@@ -134,3 +134,30 @@ def test_doctor_and_status_look_at_every_cluster(
         (first, "app"),
         (second, "app"),
     ]
+
+
+def test_a_cluster_lost_mid_wait_is_5_at_the_deadline_and_the_other_is_reported_succeeded(
+    project: Project, second_cluster: SandboxClient, both: str
+) -> None:
+    """Cluster 2 passes its preflight, then its API server goes away while flux-ci waits there."""
+    first, second = both.split(",")
+    second_cluster.pause("kustomize-controller")  # so cluster 2 cannot finish before it goes
+    try:
+        running = project.start(
+            "-v", "deploy", env=project.env(FLUX_CI_KUBE_CONTEXT=both, FLUX_CI_TIMEOUT="20s")
+        )
+        running.wait_for_line(f"[{second}] ▶ wait")
+        second_cluster.stop("kube-apiserver")
+        run = running.finish()
+    finally:
+        second_cluster.restart("kube-apiserver")
+        second_cluster.resume("kustomize-controller")
+
+    assert run.exit_code == 5, run.stderr
+    report = run.json()
+    outcomes = {c["context"]: (c["status"], c["exit_code"]) for c in report["clusters"]}
+    assert outcomes == {first: ("succeeded", 0), second: ("failed", 5)}
+    assert "still unreachable at the deadline" in report["error"]["message"]
+    assert f"succeeded in: {first}" in report["error"]["message"]
+    assert report["error"]["retryable"] is True
+    assert applied(project.sandbox, project.namespace, report["artifact"]["digest"])
