@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.project import Project
+from tests.e2e.project import KUSTOMIZATIONS, Project
 from tests.sandbox import condition
 
 pytestmark = pytest.mark.e2e
@@ -69,3 +69,21 @@ def test_the_table_says_what_the_rollback_did(project: Project) -> None:
     assert run.exit_code == 7, run.stderr
     assert "rollback: rolled_back (latest -> sha256:" in run.stdout
     assert re.search(r"^moved +latest: sha256:[0-9a-f]{12}… -> sha256:[0-9a-f]{12}…$", run.stdout, re.M)
+
+
+def test_a_rollback_that_fails_too_is_reported_as_failed_and_the_exit_code_stays(project: Project) -> None:
+    """The cluster changed, not the artifact: the Kustomization now applies a path no artifact has,
+    so the earlier digest fails as well. The rollback says so; it never hides behind the first error."""
+    good = project.flux_ci("deploy")
+    assert good.exit_code == 0, good.stderr
+    project.patch(KUSTOMIZATIONS, "app", {"spec": {"path": "./missing"}})
+    project.write("changed")
+    run = project.flux_ci("deploy", env=project.env(FLUX_CI_TAG="c2", FLUX_CI_ROLLBACK="true"))
+
+    assert run.exit_code == 7, run.stderr
+    rollback = run.json()["rollback"]
+    assert rollback["status"] == "failed", rollback
+    assert rollback["message"].startswith("the rollback failed: ")
+    assert "missing" in rollback["message"]
+    assert rollback["to"] == good.json()["artifact"]["digest"]
+    assert project.resolve("latest") == rollback["to"]  # the tag did go back; the cluster could not follow
