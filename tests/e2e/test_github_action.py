@@ -167,6 +167,10 @@ def test_the_action_deploys_and_writes_outputs_summary_and_groups(project: Proje
         "tag": "c1",
         "revision": REVISION,
         "superseded-by": "",
+        "previous-digest": "",
+        "rollback-status": "",
+        "clusters-succeeded": "",
+        "clusters-failed": "",
     }
     summary = (tmp_path / "step_summary").read_text(encoding="utf-8")
     assert summary.startswith("### ✅ flux-ci deploy: succeeded")
