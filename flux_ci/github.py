@@ -33,7 +33,7 @@ def outputs(report: Report) -> dict[str, str]:
         "retryable": "true" if error and error.retryable else "false",
         "digest": artifact.digest if artifact else "",
         "url": artifact.url if artifact and artifact.digest else "",
-        "tag": artifact.tags[0] if artifact and artifact.tags else "",
+        "tag": report.immutable_tag(),
         "revision": artifact.revision if artifact else "",
         "superseded-by": error.superseded_by if error else "",
         "previous-digest": report.tag_moves[0].before if report.tag_moves else "",

@@ -210,6 +210,13 @@ class Report:
     tag_moves: list[TagMove] = field(default_factory=list)
     rollback: Rollback | None = None
 
+    def immutable_tag(self) -> str:
+        """The artifact's own tag: the first that this run did not move (a promotion of a bare digest
+        has none; "" then)."""
+        moved = {move.tag for move in self.tag_moves}
+        tags = self.artifact.tags if self.artifact else ()
+        return next((tag for tag in tags if tag not in moved), "")
+
 
 @dataclass(frozen=True)
 class Check:

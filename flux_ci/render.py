@@ -275,7 +275,7 @@ def to_dotenv(report: Report) -> str:
         "FLUX_CI_RETRYABLE": "true" if error and error.retryable else "false",
         "FLUX_CI_DIGEST": artifact.digest if artifact else "",
         "FLUX_CI_URL": artifact.url if artifact and artifact.digest else "",
-        "FLUX_CI_TAG": artifact.tags[0] if artifact and artifact.tags else "",
+        "FLUX_CI_TAG": report.immutable_tag(),
         "FLUX_CI_REVISION": artifact.revision if artifact else "",
         "FLUX_CI_SOURCE_REVISION": report.sources[0].revision if report.sources else "",
         "FLUX_CI_SUPERSEDED_BY": error.superseded_by if error else "",

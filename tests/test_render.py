@@ -12,6 +12,7 @@ from flux_ci.models import (
     Status,
     Step,
     StepStatus,
+    TagMove,
 )
 from flux_ci.render import DOTENV_LIMIT, to_dotenv, to_json, to_table
 
@@ -139,3 +140,14 @@ def test_dotenv_leaves_out_values_gitlab_cannot_carry() -> None:
 def test_dotenv_on_config_failure_still_has_status() -> None:
     report = Report(command="deploy", status=Status.FAILED, exit_code=2)
     assert to_dotenv(report) == "FLUX_CI_STATUS=failed\nFLUX_CI_EXIT_CODE=2\nFLUX_CI_RETRYABLE=false\n"
+
+
+def test_the_dotenv_tag_is_the_immutable_one_never_a_moved_tag() -> None:
+    promoted = _report(
+        command="promote",
+        artifact=Artifact("oci://r.example/app", ("stable",), DIGEST),
+        tag_moves=[TagMove("stable", "", DIGEST)],
+    )
+    assert "FLUX_CI_TAG=" not in to_dotenv(promoted)  # a bare digest was promoted: no tag of its own
+    deployed = _report(tag_moves=[TagMove("latest", "sha256:old", DIGEST)])
+    assert "FLUX_CI_TAG=abc123\n" in to_dotenv(deployed)
