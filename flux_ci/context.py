@@ -6,8 +6,9 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from flux_ci.deadline import Deadline
 from flux_ci.progress import Progress
@@ -15,6 +16,8 @@ from flux_ci.runner import CommandResult, CommandRunner
 
 if TYPE_CHECKING:  # pydantic loads with the settings, after the tool checks have started
     from flux_ci.settings import Settings
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -37,6 +40,15 @@ class Context:
         while (left := until - time.monotonic()) > 0:
             time.sleep(min(left, 0.1))
             self.runner.check_interrupted()
+
+    def result(self, future: Future[T]) -> T:
+        """A worker thread's result, waited for in short slices: the waiting thread must notice
+        SIGTERM at once, not when the worker's child finally ends."""
+        while True:
+            try:
+                return future.result(timeout=0.1)
+            except FutureTimeout:
+                self.runner.check_interrupted()
 
     def timeout(self, cap: float | None = None) -> float:
         """A child's timeout: what is left of the deadline, optionally capped."""

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -107,7 +106,7 @@ def each(ctx: Context, clusters: Sequence[Cluster], work: Callable[[Cluster], T]
         results: list[T] = []
         for future in futures:
             try:
-                results.append(_result(ctx, future))
+                results.append(ctx.result(future))
             except SignalInterruptError:
                 raise
             except FluxCIError:
@@ -126,15 +125,6 @@ def _recorded(cluster: Cluster, work: Callable[[Cluster], T]) -> T:
     except FluxCIError as exc:
         cluster.error = exc
         raise
-
-
-def _result(ctx: Context, future: Future[T]) -> T:
-    """A thread's result, waited for in short slices: the main thread must notice SIGTERM at once."""
-    while True:
-        try:
-            return future.result(timeout=0.1)
-        except FutureTimeout:
-            ctx.runner.check_interrupted()
 
 
 def combined(clusters: Sequence[Cluster]) -> FluxCIError:

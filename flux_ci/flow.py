@@ -9,8 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -278,8 +277,8 @@ def _prepared(
         versions = pool.submit(require_tools, ctx, tools)
         finding = pool.submit(fleet.each, ctx, clusters, find)
         with nullcontext(registry) if registry else open_registry(ctx) as logged_in, ExitStack() as watching:
-            _result(ctx, versions)
-            found = _result(ctx, finding)
+            ctx.result(versions)
+            found = ctx.result(finding)
             ready = [
                 _Ready(cluster, its, watching.enter_context(_observing(cluster.ctx, cluster.report, its)))
                 for cluster, its in zip(clusters, found, strict=True)
@@ -290,16 +289,6 @@ def _prepared(
         # every child (SIGKILL after the grace) whatever happens.
         pool.shutdown(wait=False, cancel_futures=True)
         fleet.merge(report, clusters)
-
-
-def _result(ctx: Context, future: Future[T]) -> T:
-    """A worker thread's result, waited for in short slices: the main thread must notice SIGTERM
-    at once, not when the worker's child finally ends."""
-    while True:
-        try:
-            return future.result(timeout=0.1)
-        except FutureTimeout:
-            ctx.runner.check_interrupted()
 
 
 def _discover(

@@ -38,13 +38,9 @@ def outputs(report: Report) -> dict[str, str]:
         "superseded-by": error.superseded_by if error else "",
         "previous-digest": report.tag_moves[0].before if report.tag_moves else "",
         "rollback-status": str(report.rollback.status) if report.rollback else "",
-        "clusters-succeeded": _clusters(report, ClusterStatus.SUCCEEDED),
-        "clusters-failed": _clusters(report, ClusterStatus.FAILED, ClusterStatus.SUPERSEDED),
+        "clusters-succeeded": report.clusters_with(ClusterStatus.SUCCEEDED),
+        "clusters-failed": report.clusters_with(ClusterStatus.FAILED, ClusterStatus.SUPERSEDED),
     }
-
-
-def _clusters(report: Report, *statuses: ClusterStatus) -> str:
-    return ",".join(c.context for c in report.clusters if c.status in statuses)
 
 
 def output_file_text(values: Mapping[str, str]) -> str:

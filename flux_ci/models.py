@@ -210,6 +210,10 @@ class Report:
     tag_moves: list[TagMove] = field(default_factory=list)
     rollback: Rollback | None = None
 
+    def clusters_with(self, *statuses: ClusterStatus) -> str:
+        """The contexts of the clusters that ended so, as a comma list (dotenv, action outputs)."""
+        return ",".join(c.context for c in self.clusters if c.status in statuses)
+
     def immutable_tag(self) -> str:
         """The artifact's own tag: the first that this run did not move (a promotion of a bare digest
         has none; "" then)."""

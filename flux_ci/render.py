@@ -283,8 +283,8 @@ def to_dotenv(report: Report) -> str:
         "FLUX_CI_PREVIOUS_DIGEST": report.tag_moves[0].before if report.tag_moves else "",
         "FLUX_CI_ROLLBACK_STATUS": str(report.rollback.status) if report.rollback else "",
         "FLUX_CI_CLUSTERS": ",".join(c.context for c in report.clusters),
-        "FLUX_CI_CLUSTERS_SUCCEEDED": _clusters_with(report, ClusterStatus.SUCCEEDED),
-        "FLUX_CI_CLUSTERS_FAILED": _clusters_with(report, ClusterStatus.FAILED, ClusterStatus.SUPERSEDED),
+        "FLUX_CI_CLUSTERS_SUCCEEDED": report.clusters_with(ClusterStatus.SUCCEEDED),
+        "FLUX_CI_CLUSTERS_FAILED": report.clusters_with(ClusterStatus.FAILED, ClusterStatus.SUPERSEDED),
     }
     lines = [f"{key}={value}" for key, value in values.items() if value and not _DOTENV_UNSAFE.search(value)]
     text = "\n".join(lines) + "\n"
@@ -292,10 +292,6 @@ def to_dotenv(report: Report) -> str:
         msg = "dotenv report exceeds GitLab's 5 KB limit"
         raise ValueError(msg)
     return text
-
-
-def _clusters_with(report: Report, *statuses: ClusterStatus) -> str:
-    return ",".join(c.context for c in report.clusters if c.status in statuses)
 
 
 def _indented(line: str) -> str:

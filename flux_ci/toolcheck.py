@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 
 from flux_ci.context import Context
 from flux_ci.errors import ToolError
@@ -57,11 +56,7 @@ def _version_result(ctx: Context, tool: str) -> CommandResult:
     started = ctx.prefetched.get(tool)
     if started is None:
         return ctx.runner.run(_VERSION_COMMANDS[tool][0](), timeout=ctx.timeout(_VERSION_TIMEOUT_S))
-    while True:  # in short slices: a SIGTERM is noticed at once
-        try:
-            return started.result(timeout=0.1)
-        except FutureTimeout:
-            ctx.runner.check_interrupted()
+    return ctx.result(started)
 
 
 def tool_version(ctx: Context, tool: str) -> str:
