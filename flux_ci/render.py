@@ -85,8 +85,7 @@ def _rollback(r: Rollback | None) -> dict[str, Any] | None:
 
 
 def _step(s: Step) -> dict[str, Any]:
-    step: dict[str, Any] = {"name": s.name, "status": str(s.status), "duration_s": s.duration_s}
-    return step | ({"cluster": s.cluster} if s.cluster else {})
+    return _in_cluster({"name": s.name, "status": str(s.status), "duration_s": s.duration_s}, s.cluster)
 
 
 def _in_cluster(row: dict[str, Any], cluster: str) -> dict[str, Any]:
