@@ -45,7 +45,7 @@ from flux_ci.models import (
     Status,
     TagMove,
 )
-from flux_ci.plan import pushed_tags
+from flux_ci.plan import moving_tags, pushed_tags
 from flux_ci.publish import push
 from flux_ci.registry import Registry, open_registry
 from flux_ci.toolcheck import require_tools
@@ -87,7 +87,7 @@ def run_deploy(ctx: Context, report: Report) -> None:
     tools = ["flux", "oras", "kubectl"]
     s = ctx.settings
     with notify.unverified_hint(ctx), _prepared(ctx, report, tools, tags=pushed_tags(s), digest=None) as run:
-        recorded = _remember(ctx, run.registry, rollback.moving_tags(pushed_tags(s), s.tag))
+        recorded = _remember(ctx, run.registry, moving_tags(s))
         artifact = report.artifact = push(ctx, run.registry)
         report.tag_moves = [replace(move, after=artifact.digest) for move in recorded]
         _deliver(ctx, report, run, artifact, recorded)
@@ -98,7 +98,7 @@ def run_promote(ctx: Context, report: Report) -> None:
     """Point the moving tags (FLUX_CI_EXTRA_TAGS) at a digest pushed and tested before, then wait
     with the same exactness as deploy. Nothing is packaged, and the immutable tag never changes."""
     s = ctx.settings
-    moving = rollback.moving_tags(s.extra_tags, s.tag)
+    moving = moving_tags(s)
     tools = ["oras", "kubectl"] if s.verify else ["oras"]
     with open_registry(ctx) as registry:
         artifact = report.artifact = _promoted(ctx, registry, moving)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from flux_ci.markdown import to_markdown
-from flux_ci.models import ClusterStatus, Report
+from flux_ci.models import Report
 
 GROUP_END = "::endgroup::"
 
@@ -23,24 +23,29 @@ def enabled(env: Mapping[str, str]) -> bool:
     return env.get("GITHUB_ACTIONS") == "true"
 
 
+# The action's output for each fact of the dotenv report it carries (README: "GitHub Actions").
+OUTPUT_NAMES = {
+    "FLUX_CI_STATUS": "status",
+    "FLUX_CI_EXIT_CODE": "exit-code",
+    "FLUX_CI_RETRYABLE": "retryable",
+    "FLUX_CI_DIGEST": "digest",
+    "FLUX_CI_URL": "url",
+    "FLUX_CI_TAG": "tag",
+    "FLUX_CI_REVISION": "revision",
+    "FLUX_CI_SUPERSEDED_BY": "superseded-by",
+    "FLUX_CI_PREVIOUS_DIGEST": "previous-digest",
+    "FLUX_CI_ROLLBACK_STATUS": "rollback-status",
+    "FLUX_CI_CLUSTERS_SUCCEEDED": "clusters-succeeded",
+    "FLUX_CI_CLUSTERS_FAILED": "clusters-failed",
+}
+
+
 def outputs(report: Report) -> dict[str, str]:
     """The step outputs: the same facts as the dotenv report, under the action's output names."""
-    artifact = report.artifact
-    error = report.error
-    return {
-        "status": str(report.status),
-        "exit-code": str(report.exit_code),
-        "retryable": "true" if error and error.retryable else "false",
-        "digest": artifact.digest if artifact else "",
-        "url": artifact.url if artifact and artifact.digest else "",
-        "tag": report.immutable_tag(),
-        "revision": artifact.revision if artifact else "",
-        "superseded-by": error.superseded_by if error else "",
-        "previous-digest": report.tag_moves[0].before if report.tag_moves else "",
-        "rollback-status": str(report.rollback.status) if report.rollback else "",
-        "clusters-succeeded": report.clusters_with(ClusterStatus.SUCCEEDED),
-        "clusters-failed": report.clusters_with(ClusterStatus.FAILED, ClusterStatus.SUPERSEDED),
-    }
+    from flux_ci.render import report_values  # noqa: PLC0415 - at the end of a run only: render is loaded
+
+    values = report_values(report)
+    return {output: values[name] for name, output in OUTPUT_NAMES.items()}
 
 
 def output_file_text(values: Mapping[str, str]) -> str:

@@ -50,6 +50,17 @@ class Artifact:
     def url(self) -> str:
         return f"{self.repository}@{self.digest}"
 
+    def fields(self) -> dict[str, str | list[str]]:
+        """The artifact as the JSON report (and the Receiver request body) names it."""
+        return {
+            "url": self.url,
+            "repository": self.repository,
+            "tags": list(self.tags),
+            "digest": self.digest,
+            "source": self.source,
+            "revision": self.revision,
+        }
+
 
 @dataclass(frozen=True)
 class SourceState:

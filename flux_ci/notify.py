@@ -76,15 +76,7 @@ def signature(token: str, body: bytes) -> str:
 
 def payload(artifact: Artifact) -> bytes:
     """The request body: the artifact, as the JSON report names it."""
-    data = {
-        "url": artifact.url,
-        "repository": artifact.repository,
-        "tags": list(artifact.tags),
-        "digest": artifact.digest,
-        "source": artifact.source,
-        "revision": artifact.revision,
-    }
-    return json.dumps(data, separators=(",", ":")).encode()
+    return json.dumps(artifact.fields(), separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,12 @@ def pushed_tags(settings: Settings) -> list[str]:
     return list(dict.fromkeys([*tags, *settings.extra_tags]))
 
 
+def moving_tags(settings: Settings) -> list[str]:
+    """The tags a deploy or promotion moves: every extra tag but the immutable one, which names one
+    artifact for ever."""
+    return [tag for tag in settings.extra_tags if tag != settings.tag]
+
+
 def describe(settings: Settings, command: str) -> str:
     """One line of the effective configuration, printed as a command starts: what a reader of the
     job log needs to tell which cluster, repository, tags and objects this run is about."""
@@ -235,7 +241,7 @@ def _promote_inputs(settings: Settings) -> list[Problem]:
         problems.append(
             ("digest", f"{missing_message('digest')}, nor is FLUX_CI_TAG: name the artifact to promote")
         )
-    if not [tag for tag in settings.extra_tags if tag != settings.tag]:
+    if not moving_tags(settings):
         problems.append(("extra_tags", (
             "FLUX_CI_EXTRA_TAGS names no tag to move: list the environment's moving tags, such as stable "
             "(FLUX_CI_TAG is the artifact's own tag, and never moves)"

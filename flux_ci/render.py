@@ -42,7 +42,7 @@ def to_json(report: Report) -> str:
         "command": report.command,
         "status": str(report.status),
         "exit_code": report.exit_code,
-        "artifact": _artifact(report),
+        "artifact": report.artifact.fields() if report.artifact else None,
         "sources": [_source(s) for s in report.sources],
         "consumers": [_consumer(c) for c in report.consumers],
         "clusters": [_cluster(c) for c in report.clusters],
@@ -161,20 +161,6 @@ def _diagnostic_fields(d: Diagnostic) -> dict[str, Any]:
     }
 
 
-def _artifact(report: Report) -> dict[str, Any] | None:
-    artifact = report.artifact
-    if artifact is None:
-        return None
-    return {
-        "url": artifact.url,
-        "repository": artifact.repository,
-        "tags": list(artifact.tags),
-        "digest": artifact.digest,
-        "source": artifact.source,
-        "revision": artifact.revision,
-    }
-
-
 def to_table(report: Report) -> str:
     blocks = []
     if report.artifact:
@@ -266,9 +252,20 @@ def to_dotenv(report: Report) -> str:
     The digest and tag keep the input variables' names, so a later `flux-ci wait` or `promote`
     job reads them as they are; everything else is named for what it reports.
     """
+    values = report_values(report)
+    lines = [f"{key}={value}" for key, value in values.items() if value and not _DOTENV_UNSAFE.search(value)]
+    text = "\n".join(lines) + "\n"
+    if len(text.encode()) > DOTENV_LIMIT:  # cannot happen with these keys; guard the invariant anyway
+        msg = "dotenv report exceeds GitLab's 5 KB limit"
+        raise ValueError(msg)
+    return text
+
+
+def report_values(report: Report) -> dict[str, str]:
+    """The facts later jobs read, by their dotenv names (GitHub outputs rename some of them)."""
     artifact = report.artifact
     error = report.error
-    values = {
+    return {
         "FLUX_CI_STATUS": str(report.status),
         "FLUX_CI_EXIT_CODE": str(report.exit_code),
         "FLUX_CI_RETRYABLE": "true" if error and error.retryable else "false",
@@ -285,12 +282,6 @@ def to_dotenv(report: Report) -> str:
         "FLUX_CI_CLUSTERS_SUCCEEDED": report.clusters_with(ClusterStatus.SUCCEEDED),
         "FLUX_CI_CLUSTERS_FAILED": report.clusters_with(ClusterStatus.FAILED, ClusterStatus.SUPERSEDED),
     }
-    lines = [f"{key}={value}" for key, value in values.items() if value and not _DOTENV_UNSAFE.search(value)]
-    text = "\n".join(lines) + "\n"
-    if len(text.encode()) > DOTENV_LIMIT:  # cannot happen with these keys; guard the invariant anyway
-        msg = "dotenv report exceeds GitLab's 5 KB limit"
-        raise ValueError(msg)
-    return text
 
 
 def _indented(line: str) -> str:

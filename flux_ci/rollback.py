@@ -22,11 +22,6 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # the tags left as they are, and why
 
 
-def moving_tags(tags: Sequence[str], immutable: str | None) -> list[str]:
-    """The tags a run moves: every one but the immutable tag, which names one artifact for ever."""
-    return [tag for tag in tags if tag != immutable]
-
-
 def remember(registry: Registry, repository: str, tags: Sequence[str]) -> list[TagMove]:
     """Where each tag points now ("" if it does not exist yet); `after` is filled once it moved."""
     return [TagMove(tag, registry.lookup(repository, tag) or "", "") for tag in tags]

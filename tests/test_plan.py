@@ -287,3 +287,9 @@ def test_the_effective_configuration_fits_one_line() -> None:
         "consumers Kustomization/apps/web"
     )
     assert "\n" not in line
+
+
+def test_the_immutable_tag_is_never_a_moving_tag() -> None:
+    settings = Settings(tag="c1", extra_tags="c1,latest,main")
+    assert plan.moving_tags(settings) == ["latest", "main"]
+    assert plan.pushed_tags(settings) == ["c1", "latest", "main"]

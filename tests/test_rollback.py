@@ -38,10 +38,6 @@ def _registry(points: dict[str, str | None]) -> tuple[Registry, FakeRunner]:
 ARTIFACT = Artifact(REPOSITORY, ("c1", "latest", "main"), FAILED)
 
 
-def test_the_immutable_tag_never_moves() -> None:
-    assert rollback.moving_tags(["c1", "latest", "main"], "c1") == ["latest", "main"]
-
-
 def test_remember_reads_each_tag_and_a_missing_tag_points_to_nothing() -> None:
     registry, _ = _registry({"latest": GOOD, "main": None})
     assert rollback.remember(registry, REPOSITORY, ["latest", "main"]) == [
