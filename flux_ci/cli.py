@@ -10,6 +10,7 @@ child starts).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 import sys
@@ -37,18 +38,23 @@ if TYPE_CHECKING:
 
     Work = Callable[[Context, Report], None]
 
-app = typer.Typer(
-    name="flux-ci",
-    help=(
-        "Push manifests as an OCI artifact and wait until Flux has applied exactly that artifact.\n\n"
-        "Configured by environment variables (FLUX_CI_*, with GitLab's predefined variables as "
-        "defaults); `flux-ci COMMAND --help` lists the ones each command reads, the README all of them."
-    ),
-    no_args_is_help=True,
-    add_completion=True,  # `flux-ci --install-completion` (bash, zsh, fish, PowerShell)
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+
+def _new_app() -> typer.Typer:
+    return typer.Typer(
+        name="flux-ci",
+        help=(
+            "Push manifests as an OCI artifact and wait until Flux has applied exactly that artifact.\n\n"
+            "Configured by environment variables (FLUX_CI_*, with GitLab's predefined variables as "
+            "defaults); `flux-ci COMMAND --help` lists the ones each command reads, the README all of them."
+        ),
+        no_args_is_help=True,
+        add_completion=True,  # `flux-ci --install-completion` (bash, zsh, fish, PowerShell)
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+
+
+app = _new_app()
 
 
 @dataclass(frozen=True)
@@ -244,7 +250,7 @@ COMMANDS = (
 )
 
 
-def _register(spec: CommandSpec) -> None:
+def _register(spec: CommandSpec, into: typer.Typer = app) -> None:
     """Register a command: the same flags as the root, then the boundary around its work."""
 
     def command(
@@ -259,11 +265,28 @@ def _register(spec: CommandSpec) -> None:
 
     command.__name__ = spec.name
     command.__doc__ = spec.help_text()
-    app.command(spec.name)(command)
+    into.command(spec.name)(command)
 
 
 for _spec in COMMANDS:
     _register(_spec)
+
+
+def _app_for(args: Sequence[str]) -> typer.Typer:
+    """The command line to parse args with. Typer builds every registered command's options on each
+    call; when args name a command, only that one is built (help, which may be the root's, and "no
+    such command" need them all, and get `app`)."""
+    spec = _spec_in(args)
+    if spec is None or "--help" in args:
+        return app
+    one = _new_app()
+    one.callback()(root)
+    _register(spec, into=one)
+    return one
+
+
+def _spec_in(args: Sequence[str]) -> CommandSpec | None:
+    return next((spec for spec in COMMANDS if spec.name == _command_in(args)), None)
 
 
 def _execute(options: Options, spec: CommandSpec) -> int:
@@ -290,6 +313,7 @@ def _execute(options: Options, spec: CommandSpec) -> int:
             masker.add(settings.registry_password.get_secret_value())
         runner.settle(trace=max(options.verbose, 1 if settings.trace else 0), dry_run=settings.dry_run)
         work = _work(spec.work)
+        startup_done()
         progress = Progress(
             masker,
             gitlab_sections=os.environ.get("GITLAB_CI") == "true",
@@ -311,6 +335,15 @@ def _execute(options: Options, spec: CommandSpec) -> int:
             report.steps = list(progress.steps)
     _emit(report, output, _dotenv_from(settings), masker)
     return report.exit_code
+
+
+def startup_done() -> None:
+    """Every module the command needs is loaded: keep them out of the garbage collector's sight
+    for good (`gc.freeze`) and let it run again, for what the command allocates while it waits.
+    Only where `flux_ci.__main__` turned it off: an embedding program's collector is its own."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def _work(target: str) -> Work:
@@ -335,7 +368,7 @@ def _start(spec: CommandSpec, verbose: int) -> Early:
 
 def _start_early(args: Sequence[str]) -> Early | None:
     """For a command named in args (not asking for help): `_start` it now, before typer parses."""
-    spec = next((spec for spec in COMMANDS if spec.name == _command_in(args)), None)
+    spec = _spec_in(args)
     if spec is None or not spec.tools or any(arg in ("--help", "--version") for arg in args):
         return None
     return _start(spec, _verbosity_in(args))
@@ -470,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     early = _start_early(args)
     try:
-        result = app(args=args, prog_name="flux-ci", standalone_mode=False, obj=early)
+        result = _app_for(args)(args=args, prog_name="flux-ci", standalone_mode=False, obj=early)
     except typer.TyperException as exc:  # usage errors: unknown command or option
         show = getattr(exc, "show", None)
         if callable(show):
@@ -488,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> NoReturn:
-    """The console script and `python -m flux_ci`: `main`, then exit at once.
+    """`main`, then exit at once (`flux_ci.__main__.run`, the console script, ends here).
 
     Tearing the interpreter down (every module pydantic, typer and sh loaded, object by object) costs
     a short-lived CLI about 30 ms of CPU for nothing: the work is done, its children are stopped, its

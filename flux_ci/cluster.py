@@ -40,6 +40,19 @@ def list_objects(ctx: Context, kind: str, namespace: str | None = None) -> list[
     raise ForbiddenError(error.message) if kubectl.forbidden(result.stderr) else error
 
 
+def list_kinds(ctx: Context, kinds: Sequence[str]) -> dict[str, list[Obj]]:
+    """Every object of several Flux kinds in all namespaces, in one kubectl call. It fails as a whole
+    (ClusterError) when any kind fails, not installed or not allowed: `list_objects` tells those apart."""
+    resources = ",".join(kubectl.RESOURCES[kind] for kind in kinds)
+    result = ctx.runner.run(kubectl.get_argv(_context(ctx), resources), timeout=ctx.timeout(_READ_TIMEOUT_S))
+    if not result.ok:
+        raise kubectl.failure(f"listing {', '.join(kinds)} objects in all namespaces", result.stderr)
+    listed: dict[str, list[Obj]] = {kind: [] for kind in kinds}
+    for obj in kubectl.parse_items(result.stdout):
+        listed[str(obj.get("kind"))].append(obj)
+    return listed
+
+
 def get_object(ctx: Context, ref: ObjectRef) -> Obj:
     argv = kubectl.get_argv(
         _context(ctx), kubectl.RESOURCES[ref.kind], namespace=ref.namespace, name=ref.name

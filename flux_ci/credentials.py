@@ -86,7 +86,10 @@ def remove_stale_auth_dirs(parent: Path | None = None) -> list[Path]:
     (its process is alive) and another user's are left alone.
     """
     removed = []
-    for candidate in sorted(Path(parent or tempfile.gettempdir()).glob(f"{AUTH_DIR_PREFIX}*")):
+    directory = parent or Path(tempfile.gettempdir())
+    with os.scandir(directory) as entries:  # a busy /tmp: names only, no Path per entry
+        names = sorted(entry.name for entry in entries if entry.name.startswith(AUTH_DIR_PREFIX))
+    for candidate in (directory / name for name in names):
         match = _AUTH_DIR_NAME.match(candidate.name)
         if match is None or _process_exists(int(match["pid"])) or not _own_directory(candidate):
             continue

@@ -10,11 +10,11 @@ Only FLUX_CI_NOTIFY=annotate needs `patch`; a Receiver (`receiver`) or the inter
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from flux_ci import fluxobjects as fo
-from flux_ci.cluster import ForbiddenError, NotInstalledError, can_i, get_object, list_objects
+from flux_ci.cluster import ForbiddenError, NotInstalledError, can_i, get_object, list_kinds, list_objects
 from flux_ci.context import Context
 from flux_ci.errors import ClusterError, ConfigError
 from flux_ci.fluxobjects import Obj
@@ -87,15 +87,31 @@ def read_checks(kinds: Sequence[str], namespaces: Sequence[str]) -> list[AccessC
 
 class _Prefetched:
     """Cluster-wide lists started together with the first permission batch, so discovery costs
-    one round trip of concurrent calls instead of several in a row. A list the identity may not
-    make fails on its own, and is then replaced by namespaced ones."""
+    one round trip of concurrent calls instead of several in a row. One kubectl call lists every
+    kind; if it fails (a kind not installed, or one the identity may not list cluster-wide), each
+    kind is listed on its own, all at once, so that each failure is told apart and a list the
+    identity may not make is replaced by namespaced ones."""
 
     def __init__(self, ctx: Context, pool: ThreadPoolExecutor, kinds: Sequence[str]) -> None:
-        self._lists = {kind: pool.submit(list_objects, ctx, kind) for kind in kinds}
+        self._pool = pool
+        self._kinds = list(kinds)
+        self._together = pool.submit(list_kinds, ctx, kinds) if len(kinds) > 1 else None
+        self._alone: dict[str, Future[list[Obj]]] = {}
+        if self._together is None:
+            self._list_alone(ctx)
 
     def cluster_wide(self, ctx: Context, kind: str) -> list[Obj]:
-        future = self._lists.get(kind)
-        return future.result() if future is not None else list_objects(ctx, kind)
+        if kind not in self._kinds:
+            return list_objects(ctx, kind)
+        if self._together is not None and not self._alone:
+            try:
+                return self._together.result()[kind]
+            except ClusterError:
+                self._list_alone(ctx)
+        return self._alone[kind].result()
+
+    def _list_alone(self, ctx: Context) -> None:
+        self._alone = {kind: self._pool.submit(list_objects, ctx, kind) for kind in self._kinds}
 
 
 def discover(

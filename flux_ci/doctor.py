@@ -13,7 +13,7 @@ from flux_ci.discovery import discover
 from flux_ci.errors import FluxCIError
 from flux_ci.fluxobjects import followed_ref, ref_of
 from flux_ci.models import Check, Report
-from flux_ci.toolcheck import tool_version
+from flux_ci.toolcheck import started, tool_version
 
 
 def run_doctor(ctx: Context, report: Report) -> None:
@@ -30,8 +30,10 @@ def run_doctor(ctx: Context, report: Report) -> None:
         report.checks.append(Check(name, ok=True, detail=detail))
         return True
 
-    for tool in ("flux", "oras", "kubectl"):
-        check(f"{tool} installed", partial(tool_version, ctx, tool))
+    tools = ("flux", "oras", "kubectl")
+    checks = started(ctx, tools)
+    for tool in tools:
+        check(f"{tool} installed", partial(tool_version, ctx, tool, checks[tool]))
     configured = check("configuration", lambda: _configuration(ctx))
     if configured:
         check("registry login", lambda: _registry(ctx))

@@ -36,16 +36,15 @@ request's token: a failure after the request fails fast exactly as after its own
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.client import HTTPException
+from typing import TYPE_CHECKING
 
 from flux_ci import __version__
 from flux_ci import fluxobjects as fo
@@ -54,6 +53,9 @@ from flux_ci.errors import ClusterError
 from flux_ci.fluxobjects import Obj
 from flux_ci.models import Artifact, ObjectRef, Report, Status
 from flux_ci.tools.kubectl import RECONCILE_ANNOTATION
+
+if TYPE_CHECKING:
+    import urllib.request
 
 WEBHOOK_PATH = "/hook/"  # notification-controller api/v1 ReceiverWebhookPath
 RETRYABLE_STATUSES = frozenset({404, 408, 429, 500, 502, 503, 504})  # flux's isRetryableStatus
@@ -115,14 +117,18 @@ def webhook(ctx: Context, artifact: Artifact) -> Webhook:
 # --- the call ------------------------------------------------------------------------------------
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect would turn the POST into a GET without its body: report it instead."""
+@functools.cache
+def _opener() -> urllib.request.OpenerDirector:
+    """Built on first use: urllib (http.client, email) loads only when a Receiver is called."""
+    import urllib.request  # noqa: PLC0415
 
-    def redirect_request(self, *_args: object, **_kwargs: object) -> None:
-        return None
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        """A redirect would turn the POST into a GET without its body: report it instead."""
 
+        def redirect_request(self, *_args: object, **_kwargs: object) -> None:
+            return None
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+    return urllib.request.build_opener(NoRedirect)
 
 
 @dataclass(frozen=True)
@@ -132,9 +138,13 @@ class _Answer:
 
 
 def _send(hook: Webhook, timeout: float) -> _Answer:
+    import urllib.error  # noqa: PLC0415 - see _opener
+    import urllib.request  # noqa: PLC0415
+    from http.client import HTTPException  # noqa: PLC0415
+
     request = urllib.request.Request(hook.url, data=hook.body, headers=hook.headers, method="POST")  # noqa: S310 - http(s) only (settings)
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        with _opener().open(request, timeout=timeout) as response:
             return _Answer(int(response.status), f"{response.status} {response.reason}")
     except urllib.error.HTTPError as exc:
         body = exc.read().decode(errors="replace").strip()

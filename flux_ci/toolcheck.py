@@ -35,7 +35,9 @@ def version_tuple(version: str) -> tuple[int, int, int] | None:
     return major, minor, patch
 
 
-def prefetch(runner: CommandRunner, tools: Sequence[str]) -> dict[str, Future[CommandResult]]:
+def prefetch(
+    runner: CommandRunner, tools: Sequence[str], timeout: float = _VERSION_TIMEOUT_S
+) -> dict[str, Future[CommandResult]]:
     """Start every tool's version check at once, before the settings are read: the checks are the
     first children of a command, and reading the settings (pydantic) takes as long as they do.
     Nothing is judged here; `require_tools` reads the results (or drops them on a config error)."""
@@ -44,25 +46,16 @@ def prefetch(runner: CommandRunner, tools: Sequence[str]) -> dict[str, Future[Co
     pool = ThreadPoolExecutor(max_workers=len(tools), thread_name_prefix="probe")
     try:
         return {
-            tool: pool.submit(runner.run, _VERSION_COMMANDS[tool][0](), timeout=_VERSION_TIMEOUT_S)
-            for tool in tools
+            tool: pool.submit(runner.run, _VERSION_COMMANDS[tool][0](), timeout=timeout) for tool in tools
         }
     finally:
         pool.shutdown(wait=False)
 
 
-def _version_result(ctx: Context, tool: str) -> CommandResult:
-    """The version command's result: prefetched if it was started early, else run now."""
-    started = ctx.prefetched.get(tool)
-    if started is None:
-        return ctx.runner.run(_VERSION_COMMANDS[tool][0](), timeout=ctx.timeout(_VERSION_TIMEOUT_S))
-    return ctx.result(started)
-
-
-def tool_version(ctx: Context, tool: str) -> str:
-    """The tool's version, or ToolError if it is missing, broken or too old."""
+def tool_version(ctx: Context, tool: str, check: Future[CommandResult]) -> str:
+    """The tool's version, from its started check, or ToolError if it is missing, broken or too old."""
     argv_of, parse = _VERSION_COMMANDS[tool]
-    result = _version_result(ctx, tool)
+    result = ctx.result(check)
     if not result.ok:
         raise ToolError(f"{tool} is installed but `{' '.join(argv_of())}` failed: {result.error_text()}")
     try:
@@ -77,8 +70,15 @@ def tool_version(ctx: Context, tool: str) -> str:
     return version
 
 
+def started(ctx: Context, tools: Sequence[str]) -> dict[str, Future[CommandResult]]:
+    """Each tool's version check, running: the one the CLI started before the settings were read
+    (`ctx.prefetched`), or one started now; all side by side."""
+    checks = {tool: check for tool in tools if (check := ctx.prefetched.get(tool)) is not None}
+    missing = [tool for tool in tools if tool not in checks]
+    return checks | prefetch(ctx.runner, missing, ctx.timeout(_VERSION_TIMEOUT_S))
+
+
 def require_tools(ctx: Context, tools: Sequence[str]) -> dict[str, str]:
-    """Every tool's version, asked concurrently: each answers in tens of milliseconds, in parallel."""
-    with ThreadPoolExecutor(max_workers=max(1, len(tools))) as pool:
-        versions = list(pool.map(lambda tool: tool_version(ctx, tool), tools))
-    return dict(zip(tools, versions, strict=True))
+    """Every tool's version; the first tool's problem wins."""
+    checks = started(ctx, tools)
+    return {tool: tool_version(ctx, tool, checks[tool]) for tool in tools}

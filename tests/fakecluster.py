@@ -130,22 +130,38 @@ class FakeCluster(FakeRunner):
         return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
 
     def _get(self, argv: Sequence[str], args: list[str]) -> CommandResult:
-        resource = args[2]
-        if resource == RESOURCES["HelmRelease"] and not self.helm_installed:
+        # As kubectl does: several resources (`a,b,c`) in one List; a kind the server lacks fails the
+        # whole call before any request, a forbidden one fails it after listing the others.
+        resources = args[2].split(",")
+        if RESOURCES["HelmRelease"] in resources and not self.helm_installed:
             return CommandResult(tuple(argv), 1, "", NO_HELM, 0.01)
-        kind, namespace = KINDS[resource], _namespace(args)
-        if ("list", resource, namespace or "") in self.denied:
-            forbidden = f'Error from server (Forbidden): {resource} is forbidden: User "ci" cannot list\n'
-            return CommandResult(tuple(argv), 1, "", forbidden, 0.01)
+        namespace = _namespace(args)
+        forbidden = [
+            f'Error from server (Forbidden): {resource} is forbidden: User "ci" cannot list\n'
+            for resource in resources
+            if ("list", resource, namespace or "") in self.denied
+        ]
         name = args[3] if len(args) > 3 and not args[3].startswith("-") else None
-        if name is not None:
-            found = self.objects.get((kind, namespace or "", name))
+        if name is not None and not forbidden:
+            found = self.objects.get((KINDS[resources[0]], namespace or "", name))
             if found is None:
-                missing = f'Error from server (NotFound): {resource} "{name}" not found\n'
+                missing = f'Error from server (NotFound): {resources[0]} "{name}" not found\n'
                 return CommandResult(tuple(argv), 1, "", missing, 0.01)
             return self._ok(argv, json.dumps(found))
-        items = [o for (k, ns, _), o in sorted(self.objects.items()) if k == kind and namespace in (None, ns)]
-        return self._ok(argv, json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+        kinds = [
+            KINDS[resource]
+            for resource in resources
+            if ("list", resource, namespace or "") not in self.denied
+        ]
+        items = [
+            o for (k, ns, _), o in sorted(self.objects.items()) if k in kinds and namespace in (None, ns)
+        ]
+        listed = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+        if forbidden:
+            return CommandResult(
+                tuple(argv), 1, listed if len(resources) > 1 else "", "".join(forbidden), 0.01
+            )
+        return self._ok(argv, listed)
 
     def _annotate(self, argv: Sequence[str], args: list[str]) -> CommandResult:
         kind, namespace = KINDS[args[2]], _namespace(args) or ""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
 import stat
 import subprocess
 import sys
+import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -375,3 +378,65 @@ def test_the_console_script_flushes_and_exits_with_the_code() -> None:
     )
     assert done.returncode == 2
     assert json.loads(done.stdout)["error"]["code"] == "config"  # written whole before the fast exit
+
+
+@pytest.fixture
+def collector_restored() -> Iterator[None]:
+    yield
+    gc.unfreeze()
+    gc.enable()
+
+
+def test_the_entry_point_turns_the_collector_off_before_the_cli_loads(
+    monkeypatch: pytest.MonkeyPatch, collector_restored: None
+) -> None:
+    import flux_ci.__main__ as entry  # noqa: PLC0415
+
+    seen: dict[str, object] = {}
+
+    def fake_cli_run() -> None:  # a stand-in for flux_ci.cli: what holds when the CLI starts loading
+        seen.update(collector=gc.isenabled(), plugins=os.environ.get("PYDANTIC_DISABLE_PLUGINS"))
+
+    monkeypatch.setitem(sys.modules, "flux_ci.cli", types.SimpleNamespace(run=fake_cli_run))
+    monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+    entry.run()
+    assert seen == {"collector": False, "plugins": "__all__"}
+
+    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "logfire")  # the user's choice is kept
+    entry.run()
+    assert seen["plugins"] == "logfire"
+
+
+def test_startup_done_freezes_what_was_loaded_and_collects_again(collector_restored: None) -> None:
+    from flux_ci.cli import startup_done  # noqa: PLC0415
+
+    gc.disable()
+    startup_done()
+    assert gc.isenabled()
+    assert gc.get_freeze_count() > 0
+
+
+def test_startup_done_leaves_an_embedding_programs_collector_alone(collector_restored: None) -> None:
+    from flux_ci.cli import startup_done  # noqa: PLC0415
+
+    frozen = gc.get_freeze_count()
+    startup_done()
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen
+
+
+def test_a_command_run_through_the_entry_point_collects_again(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    collector_restored: None,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, value in PUSH_VARS.items():
+        monkeypatch.setenv(name, value)
+    gc.disable()  # as flux_ci.__main__.run leaves it
+    main(
+        ["--dry-run", "status"]
+    )  # reads the settings, then fails to reach a cluster: either way past startup
+    capsys.readouterr()
+    assert gc.isenabled()

@@ -25,7 +25,7 @@ from flux_ci.progress import Progress
 from flux_ci.runner import CommandResult
 from flux_ci.secrets import Masker
 from flux_ci.settings import Settings
-from flux_ci.tools.kubectl import KUSTOMIZATIONS, OCIREPOSITORIES
+from flux_ci.tools.kubectl import HELMRELEASES, KUSTOMIZATIONS, OCIREPOSITORIES
 from tests.fakecluster import (
     PUSHED,
     REPOSITORY,
@@ -107,6 +107,40 @@ def test_deploy_checks_the_cluster_first_then_pushes_requests_and_waits(manifest
         "Kustomization: all namespaces",
         "HelmRelease: not installed",
     ]
+
+
+def test_one_kubectl_call_lists_every_kind_when_the_cluster_has_them_all(manifests: Path) -> None:
+    cluster = _cluster()
+    cluster.helm_installed = True
+    report = _deploy(cluster, _settings(manifests))
+    lists = [
+        c for c in cluster.commands() if c.startswith("kubectl get") and "--all-namespaces --output=json" in c
+    ]
+    assert lists == [
+        f"kubectl get {OCIREPOSITORIES},{KUSTOMIZATIONS},{HELMRELEASES} --all-namespaces --output=json"
+    ]
+    assert report.scope == [
+        "OCIRepository: all namespaces",
+        "Kustomization: all namespaces",
+        "HelmRelease: all namespaces",
+    ]
+    assert [(c.revision, c.state) for c in report.consumers] == [(f"latest@{PUSHED}", "done")]
+
+
+def test_a_kind_the_cluster_lacks_makes_each_kind_listed_on_its_own(manifests: Path) -> None:
+    cluster = _cluster()  # no HelmRelease CRD: kubectl refuses the whole joined list
+    _deploy(cluster, _settings(manifests))
+    lists = [
+        c for c in cluster.commands() if c.startswith("kubectl get") and "--all-namespaces --output=json" in c
+    ]
+    assert (
+        lists[0]
+        == f"kubectl get {OCIREPOSITORIES},{KUSTOMIZATIONS},{HELMRELEASES} --all-namespaces --output=json"
+    )
+    assert sorted(lists[1:]) == sorted(
+        f"kubectl get {resource} --all-namespaces --output=json"
+        for resource in (OCIREPOSITORIES, KUSTOMIZATIONS, HELMRELEASES)
+    )
 
 
 def test_exit_0_never_rests_on_nothing(manifests: Path) -> None:

@@ -75,7 +75,7 @@ def test_wheel_holds_the_package_its_entry_point_and_this_version(dist: Path) ->
     assert "flux_ci/py.typed" in names
     assert "flux_ci/markdown.py" in names
     assert not [name for name in names if name.startswith("tests/")]  # the sandbox is not shipped
-    assert "flux-ci = flux_ci.cli:run" in entry_points
+    assert "flux-ci = flux_ci.__main__:run" in entry_points
 
 
 @pytest.mark.e2e
