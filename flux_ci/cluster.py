@@ -49,7 +49,7 @@ def list_kinds(ctx: Context, kinds: Sequence[str]) -> dict[str, list[Obj]]:
         raise kubectl.failure(f"listing {', '.join(kinds)} objects in all namespaces", result.stderr)
     listed: dict[str, list[Obj]] = {kind: [] for kind in kinds}
     for obj in kubectl.parse_items(result.stdout):
-        listed[str(obj.get("kind"))].append(obj)
+        listed.setdefault(str(obj.get("kind")), []).append(obj)
     return listed
 
 
