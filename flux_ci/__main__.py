@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from typing import NoReturn
 
 
@@ -19,9 +20,16 @@ def run() -> NoReturn:
     # pydantic looks for plugins in every installed distribution's entry points when it builds
     # the first validator; flux-ci uses none. A value the user set is kept.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    from flux_ci.cli import run as run_cli  # noqa: PLC0415 - after the two settings above
+    # SIGINT/SIGTERM stop every child from the first; then the command's tools' version checks start,
+    # its first children, while typer and pydantic load.
+    from flux_ci import startup  # noqa: PLC0415 - after the two settings above, like every import here
+    from flux_ci.runner import install_signal_handlers  # noqa: PLC0415
 
-    run_cli()
+    install_signal_handlers()
+    early = startup.start_for(sys.argv[1:])
+    from flux_ci.cli import run as run_cli  # noqa: PLC0415
+
+    run_cli(early)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import re
 import sys
-import textwrap
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
@@ -24,15 +22,14 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from flux_ci import __version__
+from flux_ci import __version__, startup
+from flux_ci.commands import COMMANDS, CommandSpec, command_in, spec_in
 from flux_ci.errors import ExitCode, FluxCIError, SignalInterruptError
+from flux_ci.startup import Early
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
     from flux_ci.context import Context
     from flux_ci.models import Report
-    from flux_ci.runner import CommandResult, Runner
     from flux_ci.secrets import Masker
     from flux_ci.settings import Settings
 
@@ -82,17 +79,6 @@ class Options:
         )
 
 
-@dataclass(frozen=True)
-class Early:
-    """A command's runner and its tools' version checks, started by `main` before anything else:
-    parsing the command line (typer loads pydantic to coerce option values) and reading the
-    settings take as long as the checks, which are a command's first children."""
-
-    masker: Masker
-    runner: Runner
-    prefetched: Mapping[str, Future[CommandResult]]
-
-
 # The flags are accepted before and after the command name (`flux-ci -v deploy`, `flux-ci deploy -v`).
 Verbose = Annotated[
     int,
@@ -135,121 +121,6 @@ def root(  # noqa: PLR0917 - Typer passes every option by keyword
     ctx.obj = Options(verbose=verbose, output=output, dry_run=dry_run, timeout=timeout, early=early)
 
 
-# What each command reads and how it can end, for its --help. Every command also reads these:
-_COMMON_VARIABLES = "FLUX_CI_TIMEOUT, FLUX_CI_OUTPUT, FLUX_CI_DOTENV, FLUX_CI_TRACE, FLUX_CI_DRY_RUN"
-_COMMON_EXITS = "and any command: 1 internal error, 130/143 interrupted"
-_PUSH_VARIABLES = (
-    "FLUX_CI_PATH, FLUX_CI_REPOSITORY, FLUX_CI_TAG, FLUX_CI_EXTRA_TAGS, FLUX_CI_SOURCE, FLUX_CI_REVISION, "
-    "FLUX_CI_IGNORE_PATHS, FLUX_CI_REPRODUCIBLE, FLUX_CI_ALLOW_EMPTY"
-)
-_REGISTRY_VARIABLES = "FLUX_CI_REGISTRY_USER, FLUX_CI_REGISTRY_PASSWORD, FLUX_CI_INSECURE_REGISTRY"
-_CLUSTER_VARIABLES = "FLUX_CI_OCIREPOSITORY, FLUX_CI_NAMESPACE, FLUX_CI_KUBE_CONTEXT"
-_DEPLOY_VARIABLES = "FLUX_CI_WAIT_FOR, FLUX_CI_OCIREPOSITORY, FLUX_CI_NAMESPACE, FLUX_CI_KUBE_CONTEXT"
-_ROLLBACK_VARIABLES = "FLUX_CI_ROLLBACK, FLUX_CI_ROLLBACK_TIMEOUT"
-_NOTIFY_VARIABLES = (
-    "FLUX_CI_NOTIFY, FLUX_CI_RECEIVER_URL, FLUX_CI_RECEIVER, FLUX_CI_RECEIVER_TOKEN, "
-    "FLUX_CI_RECEIVER_TYPE, FLUX_CI_RECEIVER_OIDC_TOKEN, FLUX_CI_VERIFY"
-)
-
-
-@dataclass(frozen=True)
-class CommandSpec:
-    """One subcommand: its work (imported only when it runs) and what its --help says."""
-
-    name: str
-    work: str  # "module:function"
-    summary: str
-    variables: str
-    exits: str
-    tools: tuple[str, ...] = ()  # whose versions are checked: started before the settings are read
-
-    def help_text(self) -> str:
-        reads = textwrap.fill(
-            f"Reads: {self.variables}; and {_COMMON_VARIABLES}.", width=88, subsequent_indent="  "
-        )
-        exits = textwrap.fill(f"Exit codes: {self.exits}; {_COMMON_EXITS}.", width=88, subsequent_indent="  ")
-        # \b keeps Click from re-wrapping the lists into one paragraph.
-        return f"{self.summary}\n\n\b\n{reads}\n{exits}"
-
-
-COMMANDS = (
-    CommandSpec(
-        "push",
-        "flux_ci.flow:run_push",
-        "Package FLUX_CI_PATH and push it to FLUX_CI_REPOSITORY:FLUX_CI_TAG, plus FLUX_CI_EXTRA_TAGS.",
-        f"{_PUSH_VARIABLES}, {_REGISTRY_VARIABLES}",
-        "0 pushed, 2 configuration, 3 tool missing or too old, 4 registry, 8 timed out",
-        tools=("flux", "oras"),
-    ),
-    CommandSpec(
-        "reconcile",
-        "flux_ci.flow:run_reconcile",
-        "Ask Flux to reconcile the OCIRepositories and wait until each has fetched FLUX_CI_DIGEST.",
-        f"FLUX_CI_DIGEST, FLUX_CI_REPOSITORY, FLUX_CI_TAG, FLUX_CI_EXTRA_TAGS, {_CLUSTER_VARIABLES}, "
-        f"{_REGISTRY_VARIABLES}, {_NOTIFY_VARIABLES}",
-        "0 fetched, 2 configuration, 3 tool, 4 registry, 5 cluster, 6 source failed, 8 timed out, "
-        "9 superseded",
-        tools=("oras", "kubectl"),
-    ),
-    CommandSpec(
-        "wait",
-        "flux_ci.flow:run_wait",
-        "Wait until the Kustomizations/HelmReleases reading the sources have applied FLUX_CI_DIGEST.",
-        f"FLUX_CI_DIGEST, FLUX_CI_WAIT_FOR, FLUX_CI_REPOSITORY, FLUX_CI_TAG, FLUX_CI_EXTRA_TAGS, "
-        f"FLUX_CI_REVISION, {_CLUSTER_VARIABLES}, {_REGISTRY_VARIABLES}",
-        "0 applied, 2 configuration, 3 tool, 4 registry, 5 cluster, 6 source failed, 7 consumer failed, "
-        "8 timed out, 9 superseded",
-        tools=("oras", "kubectl"),
-    ),
-    CommandSpec(
-        "deploy",
-        "flux_ci.flow:run_deploy",
-        "Push, reconcile and wait: the whole deployment, under one deadline.",
-        f"{_PUSH_VARIABLES}, {_DEPLOY_VARIABLES}, {_REGISTRY_VARIABLES}, {_NOTIFY_VARIABLES}, "
-        f"{_ROLLBACK_VARIABLES}",
-        "0 applied (with FLUX_CI_VERIFY=false: triggered, nothing verified), 2 configuration, 3 tool, "
-        "4 registry, 5 cluster, 6 source failed, 7 consumer failed, 8 timed out, 9 superseded",
-        tools=("flux", "oras", "kubectl"),
-    ),
-    CommandSpec(
-        "promote",
-        "flux_ci.flow:run_promote",
-        "Point FLUX_CI_EXTRA_TAGS at a digest pushed before (FLUX_CI_DIGEST, or FLUX_CI_TAG's), and wait "
-        "until the clusters following those tags applied it. Nothing is packaged or pushed.",
-        f"FLUX_CI_DIGEST, FLUX_CI_TAG, FLUX_CI_EXTRA_TAGS, FLUX_CI_REPOSITORY, {_DEPLOY_VARIABLES}, "
-        f"{_REGISTRY_VARIABLES}, {_NOTIFY_VARIABLES}, {_ROLLBACK_VARIABLES}",
-        "0 applied, 2 configuration, 3 tool, 4 registry (including: the digest is not there), 5 cluster, "
-        "6 source failed, 7 consumer failed, 8 timed out, 9 superseded",
-        tools=("oras", "kubectl"),
-    ),
-    CommandSpec(
-        "status",
-        "flux_ci.flow:run_status",
-        "Show every source following the repository and every consumer reading them, as they are now.",
-        f"FLUX_CI_REPOSITORY, FLUX_CI_DIGEST, {_CLUSTER_VARIABLES}",
-        "0 shown, 2 configuration, 3 tool, 5 cluster",
-        tools=("kubectl",),
-    ),
-    CommandSpec(
-        "diff",
-        "flux_ci.flow:run_diff",
-        "Show what applying FLUX_CI_PATH would change, per Kustomization reading the sources (a dry run).",
-        f"FLUX_CI_PATH, FLUX_CI_REPOSITORY, FLUX_CI_TAG, FLUX_CI_EXTRA_TAGS, {_CLUSTER_VARIABLES}, "
-        "FLUX_CI_WAIT_FOR",
-        "0 diff computed (changed or not: see FLUX_CI_CHANGED), 2 configuration, 3 tool, 5 cluster, "
-        "8 timed out",
-        tools=("flux", "kubectl"),
-    ),
-    CommandSpec(
-        "doctor",
-        "flux_ci.doctor:run_doctor",
-        "Preflight: tools, configuration, registry credentials, cluster access and OCIRepository setup.",
-        f"{_PUSH_VARIABLES}, {_DEPLOY_VARIABLES}, {_REGISTRY_VARIABLES}, {_NOTIFY_VARIABLES}",
-        "0 all checks passed, else the first failed check's: 2 configuration, 3 tool, 4 registry, 5 cluster",
-    ),
-)
-
-
 def _register(spec: CommandSpec, into: typer.Typer = app) -> None:
     """Register a command: the same flags as the root, then the boundary around its work."""
 
@@ -276,17 +147,13 @@ def _app_for(args: Sequence[str]) -> typer.Typer:
     """The command line to parse args with. Typer builds every registered command's options on each
     call; when args name a command, only that one is built (help, which may be the root's, and "no
     such command" need them all, and get `app`)."""
-    spec = _spec_in(args)
+    spec = spec_in(args)
     if spec is None or "--help" in args:
         return app
     one = _new_app()
     one.callback()(root)
     _register(spec, into=one)
     return one
-
-
-def _spec_in(args: Sequence[str]) -> CommandSpec | None:
-    return next((spec for spec in COMMANDS if spec.name == _command_in(args)), None)
 
 
 def _execute(options: Options, spec: CommandSpec) -> int:
@@ -302,7 +169,7 @@ def _execute(options: Options, spec: CommandSpec) -> int:
     output = _output_from(options)
     settings: Settings | None = None
     progress: Progress | None = None
-    early = options.early or _start(spec, options.verbose)
+    early = options.early or startup.start(spec.tools, options.verbose)
     masker, runner, prefetched = early.masker, early.runner, early.prefetched
     try:
         from flux_ci import plan  # noqa: PLC0415 - pydantic: after the checks have started
@@ -350,36 +217,6 @@ def _work(target: str) -> Work:
     module, _, function = target.partition(":")
     work: Work = getattr(import_module(module), function)
     return work
-
-
-def _start(spec: CommandSpec, verbose: int) -> Early:
-    """The command's runner, before the settings are read, and its tools' version checks, started.
-    -v traces at once, FLUX_CI_TRACE once the settings say so (`Runner.settle`); sh is loaded here,
-    not in the first child's thread."""
-    from flux_ci import secrets, toolcheck  # noqa: PLC0415 - only for a command that runs
-    from flux_ci.runner import Runner, load_sh  # noqa: PLC0415
-
-    load_sh()
-    masker = secrets.Masker(secrets.secret_values(os.environ))
-    env = secrets.child_environment(os.environ)
-    runner = Runner(masker=masker, env=env, trace=verbose, hold_trace=True)
-    return Early(masker, runner, toolcheck.prefetch(runner, spec.tools))
-
-
-def _start_early(args: Sequence[str]) -> Early | None:
-    """For a command named in args (not asking for help): `_start` it now, before typer parses."""
-    spec = _spec_in(args)
-    if spec is None or not spec.tools or any(arg in ("--help", "--version") for arg in args):
-        return None
-    return _start(spec, _verbosity_in(args))
-
-
-def _verbosity_in(args: Sequence[str]) -> int:
-    """-v, -vv and --verbose as typer will count them (their trace lines print at once; the rest
-    are held until the settings are read)."""
-    return sum(
-        1 if arg == "--verbose" else len(arg) - 1 for arg in args if re.fullmatch(r"-v+|--verbose", arg)
-    )
 
 
 def _dotenv_from(settings: Settings | None) -> Path | None:
@@ -448,8 +285,6 @@ def _print_traceback(masker: Masker, *, verbose: bool) -> None:
 
 # --- usage errors: Click's text on stderr, and in JSON mode the one JSON document on stdout ------
 
-_VALUE_OPTIONS = frozenset({"-o", "--output", "--timeout"})
-
 
 def _usage_failure(code: int, message: str, args: Sequence[str]) -> int:
     """Exit code `code` for a failure before any command ran; in JSON mode its document too."""
@@ -459,7 +294,7 @@ def _usage_failure(code: int, message: str, args: Sequence[str]) -> int:
         known = {int(member) for member in ExitCode}
         name = ExitCode(code).name.lower() if code in known else ExitCode.INTERNAL.name.lower()
         report = models.Report(
-            command=_command_in(args),
+            command=command_in(args),
             status=models.Status.FAILED,
             exit_code=code,
             error=models.ErrorInfo(name, message),
@@ -481,27 +316,15 @@ def _output_in(args: Sequence[str]) -> str:
     return "json" if chosen.strip().lower() == "json" else "table"
 
 
-def _command_in(args: Sequence[str]) -> str:
-    """The command word given (known or not), skipping options and their values."""
-    skip_value = False
-    for arg in args:
-        if skip_value:
-            skip_value = False
-        elif arg in _VALUE_OPTIONS:
-            skip_value = True
-        elif not arg.startswith("-"):
-            return arg
-    return ""
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console-script entry point: returns the exit code, never calls sys.exit itself."""
+def main(argv: Sequence[str] | None = None, *, early: Early | None = None) -> int:
+    """The command line's outcome as an exit code; never calls sys.exit itself. `early`: what
+    `flux_ci.__main__` started for it before typer loaded, else started here (`startup.start_for`)."""
     # SIGINT/SIGTERM: every child gets SIGTERM (SIGKILL after a grace), the work raises, exit 130/143.
     from flux_ci.runner import install_signal_handlers  # noqa: PLC0415 - cheap: sh loads on first use
 
     install_signal_handlers()
     args = list(sys.argv[1:] if argv is None else argv)
-    early = _start_early(args)
+    early = early or startup.start_for(args)
     try:
         result = _app_for(args)(args=args, prog_name="flux-ci", standalone_mode=False, obj=early)
     except typer.TyperException as exc:  # usage errors: unknown command or option
@@ -520,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(result) if isinstance(result, int) else 0
 
 
-def run() -> NoReturn:
+def run(early: Early | None = None) -> NoReturn:
     """`main`, then exit at once (`flux_ci.__main__.run`, the console script, ends here).
 
     Tearing the interpreter down (every module pydantic, typer and sh loaded, object by object) costs
@@ -528,7 +351,7 @@ def run() -> NoReturn:
     files are closed and its private directories removed by the time `main` returns. So the output
     is flushed and the process ends with `os._exit`.
     """
-    code = main()
+    code = main(early=early)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`): nothing to say there
             stream.flush()

@@ -11,8 +11,6 @@ import re
 from dataclasses import asdict
 from typing import Any
 
-from tabulate import tabulate
-
 from flux_ci.diagnostics import describe
 from flux_ci.models import (
     SCHEMA_VERSION,
@@ -162,6 +160,8 @@ def _diagnostic_fields(d: Diagnostic) -> dict[str, Any]:
 
 
 def to_table(report: Report) -> str:
+    from tabulate import tabulate  # noqa: PLC0415 - the table's alone: JSON, dotenv and Markdown never load it
+
     blocks = []
     if report.artifact:
         a = report.artifact

@@ -362,10 +362,10 @@ def test_doctor_still_stops_at_invalid_values(
 
 
 def test_verbosity_is_counted_as_typer_will_count_it() -> None:
-    from flux_ci.cli import _verbosity_in  # noqa: PLC0415 - a private helper, tested on its own
+    from flux_ci.startup import verbosity_in  # noqa: PLC0415
 
-    assert _verbosity_in(["-vv", "deploy", "--verbose", "-o", "json"]) == 3
-    assert _verbosity_in(["deploy", "-x", "--verbose=1"]) == 0
+    assert verbosity_in(["-vv", "deploy", "--verbose", "-o", "json"]) == 3
+    assert verbosity_in(["deploy", "-x", "--verbose=1"]) == 0
 
 
 def test_the_console_script_flushes_and_exits_with_the_code() -> None:
@@ -394,14 +394,15 @@ def test_the_entry_point_turns_the_collector_off_before_the_cli_loads(
 
     seen: dict[str, object] = {}
 
-    def fake_cli_run() -> None:  # a stand-in for flux_ci.cli: what holds when the CLI starts loading
-        seen.update(collector=gc.isenabled(), plugins=os.environ.get("PYDANTIC_DISABLE_PLUGINS"))
+    def fake_cli_run(early: object) -> None:  # a stand-in for flux_ci.cli: what holds when it loads
+        seen.update(collector=gc.isenabled(), plugins=os.environ.get("PYDANTIC_DISABLE_PLUGINS"), early=early)
 
     monkeypatch.setitem(sys.modules, "flux_ci.cli", types.SimpleNamespace(run=fake_cli_run))
+    monkeypatch.setattr(sys, "argv", ["flux-ci", "--version"])  # no command: nothing starts early
     monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
     start: Callable[[], object] = entry.run  # NoReturn for real; it returns once the fake CLI does
     start()
-    assert seen == {"collector": False, "plugins": "__all__"}
+    assert seen == {"collector": False, "plugins": "__all__", "early": None}
 
     monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "logfire")  # the user's choice is kept
     start()
@@ -441,3 +442,51 @@ def test_a_command_run_through_the_entry_point_collects_again(
     )  # reads the settings, then fails to reach a cluster: either way past startup
     capsys.readouterr()
     assert gc.isenabled()
+
+
+def test_the_version_checks_start_before_typer_loads(tmp_path: Path) -> None:
+    # A fake kubectl (a shell script) is enough: what counts is whether its check had started when
+    # typer began to load. Started means: its thread is running, or it has already run (the mark).
+    ran = tmp_path / "kubectl-ran"
+    fake = tmp_path / "kubectl"
+    fake.write_text(f'#!/bin/sh\ntouch {ran}\necho \'{{"clientVersion": {{"gitVersion": "v1.36.3"}}}}\'\n')
+    fake.chmod(0o755)
+    probe = (
+        "import os, sys, threading\n"
+        "class Spy:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'typer':\n"
+        "            probing = any(t.name.startswith('probe') for t in threading.enumerate())\n"
+        f"            print('typer loads; check started:', probing or os.path.exists({str(ran)!r}),\n"
+        "                  file=sys.stderr, flush=True)\n"
+        "sys.meta_path.insert(0, Spy())\n"
+        "sys.argv = ['flux-ci', 'status']\n"
+        "from flux_ci.__main__ import run\n"
+        "run()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": f"{tmp_path}:{os.defpath}"},
+        cwd=tmp_path,
+    )
+    assert "typer loads; check started: True" in done.stderr.splitlines()
+    assert ran.exists()
+
+
+def test_a_json_report_never_loads_tabulate() -> None:
+    probe = (
+        "import json, sys\n"
+        "from flux_ci.cli import main\n"
+        "main(['--timeout', 'later', '-o', 'json', 'status'])\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env={"PATH": os.defpath}
+    )
+    loaded = set(json.loads(done.stderr.splitlines()[-1]))
+    assert json.loads(done.stdout)["error"]["code"] == "config"
+    assert "flux_ci.render" in loaded
+    assert "tabulate" not in loaded
