@@ -175,18 +175,23 @@ def test_flags_work_after_the_command_name_too(
     assert json.loads(out)["command"] == "deploy"  # the later --output wins
 
 
-def test_help_version_and_usage_errors_import_nothing_heavier_than_typer() -> None:
+def _modules_loaded_by(*calls: list[str]) -> tuple[set[str], str]:
+    """The modules a fresh interpreter holds after `main(args)` for each args, and its stdout."""
     probe = (
         "import json, sys\n"
         "from flux_ci.cli import main\n"
-        "for args in (['--help'], ['--version'], ['push', '--help'], ['launch']):\n"
+        f"for args in {calls!r}:\n"
         "    main(args)\n"
         "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env={"PATH": os.defpath}
     )
-    loaded = set(json.loads(done.stderr.splitlines()[-1]))
+    return set(json.loads(done.stderr.splitlines()[-1])), done.stdout
+
+
+def test_help_version_and_usage_errors_import_nothing_heavier_than_typer() -> None:
+    loaded, _ = _modules_loaded_by(["--help"], ["--version"], ["push", "--help"], ["launch"])
     # flux_ci.runner may load (main installs its signal handlers): it defers sh to the first child.
     heavy = {"sh", "tabulate", "pydantic_settings", "flux_ci.settings", "flux_ci.flow", "flux_ci.plan"}
     heavy |= {"flux_ci.render", "flux_ci.doctor", "flux_ci.context", "flux_ci.secrets", "flux_ci.registry"}
@@ -477,16 +482,7 @@ def test_the_version_checks_start_before_typer_loads(tmp_path: Path) -> None:
 
 
 def test_a_json_report_never_loads_tabulate() -> None:
-    probe = (
-        "import json, sys\n"
-        "from flux_ci.cli import main\n"
-        "main(['--timeout', 'later', '-o', 'json', 'status'])\n"
-        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env={"PATH": os.defpath}
-    )
-    loaded = set(json.loads(done.stderr.splitlines()[-1]))
-    assert json.loads(done.stdout)["error"]["code"] == "config"
+    loaded, out = _modules_loaded_by(["--timeout", "later", "-o", "json", "status"])
+    assert json.loads(out)["error"]["code"] == "config"
     assert "flux_ci.render" in loaded
     assert "tabulate" not in loaded
