@@ -30,8 +30,6 @@ from flux_ci.settings import (
     variable_name,
 )
 
-COMMANDS = ("push", "reconcile", "wait", "deploy", "promote", "status", "diff", "doctor")
-
 # The files kustomize-controller reads as manifests, and flux's default ignore list (flux push
 # artifact --ignore-paths, which FLUX_CI_IGNORE_PATHS replaces).
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
