@@ -150,6 +150,22 @@ class Project:
         )
         return Running(process, time.monotonic())
 
+    def deploy_losing_the_api_server(
+        self, cluster: SandboxClient, env: Mapping[str, str], waiting: str
+    ) -> Run:
+        """`-v deploy` whose `cluster` loses its API server once flux-ci waits there (the stderr line
+        `waiting`); that cluster's kustomize-controller is paused so it cannot finish first. Both
+        come back afterwards, whatever happened."""
+        cluster.pause("kustomize-controller")
+        try:
+            running = self.start("-v", "deploy", env=env)
+            running.wait_for_line(waiting)
+            cluster.stop("kube-apiserver")
+            return running.finish()
+        finally:
+            cluster.restart("kube-apiserver")
+            cluster.resume("kustomize-controller")
+
     def kustomization(self, name: str = "app") -> dict[str, Any]:
         return self.sandbox.get_json(KUSTOMIZATIONS, name, self.namespace)
 

@@ -141,17 +141,8 @@ def test_a_cluster_lost_mid_wait_is_5_at_the_deadline_and_the_other_is_reported_
 ) -> None:
     """Cluster 2 passes its preflight, then its API server goes away while flux-ci waits there."""
     first, second = both.split(",")
-    second_cluster.pause("kustomize-controller")  # so cluster 2 cannot finish before it goes
-    try:
-        running = project.start(
-            "-v", "deploy", env=project.env(FLUX_CI_KUBE_CONTEXT=both, FLUX_CI_TIMEOUT="20s")
-        )
-        running.wait_for_line(f"[{second}] ▶ wait")
-        second_cluster.stop("kube-apiserver")
-        run = running.finish()
-    finally:
-        second_cluster.restart("kube-apiserver")
-        second_cluster.resume("kustomize-controller")
+    env = project.env(FLUX_CI_KUBE_CONTEXT=both, FLUX_CI_TIMEOUT="20s")
+    run = project.deploy_losing_the_api_server(second_cluster, env, waiting=f"[{second}] ▶ wait")
 
     assert run.exit_code == 5, run.stderr
     report = run.json()

@@ -298,15 +298,7 @@ def test_an_api_server_restart_mid_wait_is_survived(project: Project, sandbox: S
 def test_an_api_server_down_at_the_deadline_is_exit_5_with_the_last_error(
     project: Project, sandbox: SandboxClient
 ) -> None:
-    sandbox.pause("kustomize-controller")
-    try:
-        running = project.start("-v", "deploy", env=project.env(FLUX_CI_TIMEOUT="15s"))
-        running.wait_for_line("▶ wait")
-        sandbox.stop("kube-apiserver")
-        run = running.finish()
-    finally:
-        sandbox.restart("kube-apiserver")
-        sandbox.resume("kustomize-controller")
+    run = project.deploy_losing_the_api_server(sandbox, project.env(FLUX_CI_TIMEOUT="15s"), waiting="▶ wait")
     assert run.exit_code == 5, run.stderr
     message = run.json()["error"]["message"]
     assert "still unreachable at the deadline" in message
