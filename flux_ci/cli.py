@@ -265,15 +265,23 @@ def _write_document(report: Report, output: str, masker: Masker) -> Report:
 
     Masked value by value before rendering: in finished JSON an escaped secret would slip through.
     """
-    from flux_ci.markdown import to_markdown  # noqa: PLC0415
-    from flux_ci.render import to_json, to_table  # noqa: PLC0415
     from flux_ci.secrets import mask_report  # noqa: PLC0415
 
     masked = mask_report(report, masker)
-    render = {"json": to_json, "markdown": to_markdown}.get(output, to_table)
-    sys.stdout.write(render(masked))
+    sys.stdout.write(_renderer(output)(masked))
     sys.stdout.flush()
     return masked
+
+
+def _renderer(output: str) -> Callable[[Report], str]:
+    """The renderer of one output format; only its own module is loaded."""
+    if output == "markdown":
+        from flux_ci.markdown import to_markdown  # noqa: PLC0415
+
+        return to_markdown
+    from flux_ci.render import to_json, to_table  # noqa: PLC0415
+
+    return to_json if output == "json" else to_table
 
 
 def _print_traceback(masker: Masker, *, verbose: bool) -> None:

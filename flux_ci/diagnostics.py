@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from flux_ci.context import Context
 from flux_ci.errors import DeadlineExceededError
-from flux_ci.fluxobjects import Obj, condition, ready_status, ref_of
+from flux_ci.fluxobjects import Obj, condition, cut, ready_status, ref_of
 from flux_ci.models import Diagnostic, FailingObject, ObjectRef
 from flux_ci.tools import kubectl
 
@@ -27,7 +27,6 @@ from flux_ci.tools import kubectl
 GATHER_BUDGET_S = 5.0
 MAX_OBJECTS = 10  # failing objects named in one report, across all consumers
 MAX_EVENTS = 3  # Warning events per object, newest first
-MAX_MESSAGE = 300  # characters of one message or event
 MAX_NAMESPACES = 3  # namespaces whose events are read
 MAX_READS = 5  # objects whose own status is read
 
@@ -178,11 +177,6 @@ def diagnose(
         warnings(events, ref),
         tuple(failing[: max(limit, 0)]),
     )
-
-
-def cut(text: str, limit: int = MAX_MESSAGE) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 # --- reading them ------------------------------------------------------------------------------

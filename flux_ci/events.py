@@ -18,8 +18,8 @@ from typing import Any
 
 from flux_ci.cluster import can_i
 from flux_ci.context import Context
-from flux_ci.diagnostics import cut
 from flux_ci.errors import ClusterError, SignalInterruptError
+from flux_ci.fluxobjects import cut
 from flux_ci.models import ObjectRef
 from flux_ci.tools import kubectl
 from flux_ci.tools.kubectl import AccessCheck

@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from flux_ci import diagnostics, fleet, notify, rollback
+from flux_ci import fleet, notify
 from flux_ci import fluxobjects as fo
 from flux_ci.cluster import new_token, request_reconcile
 from flux_ci.context import Context
@@ -493,6 +493,8 @@ def _remember(
     if not tags or not (always or ctx.settings.rollback):
         return []
     repository = ctx.settings.required("repository")
+    from flux_ci import rollback  # noqa: PLC0415 - FLUX_CI_ROLLBACK and promotions only
+
     with ctx.progress.step("record", ", ".join(tags)):
         moves = rollback.remember(registry, repository, tags)
     for move in moves:
@@ -536,6 +538,8 @@ def _roll_back(
     """Move the tags back and wait, under a deadline of its own (FLUX_CI_ROLLBACK_TIMEOUT), until
     every cluster applied the earlier artifact again. Never raises a failure of its own: the run's
     exit code stays the original failure's, and the report says how the rollback ended."""
+    from flux_ci import rollback  # noqa: PLC0415 - after a failure only
+
     began = time.monotonic()
     back = replace(ctx, deadline=Deadline(ctx.settings.rollback_timeout), cancelled=threading.Event())
     registry = run.registry.using(back)
@@ -627,6 +631,8 @@ def _settle(settling: _Settling, *, request_sources: bool = True) -> None:
 def _diagnose(settling: _Settling) -> None:
     """Attach why the judged consumers not done are failing to the report; reading it takes at most
     `diagnostics.GATHER_BUDGET_S` on top of the deadline, and a failure to read it is only a note."""
+    from flux_ci import diagnostics  # noqa: PLC0415 - after a failure only: a deploy that succeeds never loads it
+
     observer = settling.observer
     consumers = [
         observer.latest.get(ref, obj)

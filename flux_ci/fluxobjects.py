@@ -11,6 +11,13 @@ from typing import Any
 from flux_ci.models import ConsumerState, ObjectRef, SourceState
 
 Obj = dict[str, Any]
+MAX_MESSAGE = 300  # characters of one condition message or event shown to people
+
+
+def cut(text: str, limit: int = MAX_MESSAGE) -> str:
+    """A message on one line, at most `limit` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 class Phase(StrEnum):

@@ -7,7 +7,6 @@ The functions that build text are pure; `publish` is the one writer. Workflow co
 
 from __future__ import annotations
 
-import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,6 +52,8 @@ def output_file_text(values: Mapping[str, str]) -> str:
     lines = []
     for name, value in values.items():
         if "\n" in value or "\r" in value:
+            import secrets  # noqa: PLC0415 - rare (a multi-line value), and it loads random and hmac
+
             delimiter = f"ghadelimiter_{secrets.token_hex(16)}"  # random: a value cannot end it early
             lines += [f"{name}<<{delimiter}", value, delimiter]
         else:

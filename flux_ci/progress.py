@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from flux_ci import github
 from flux_ci.models import Step, StepStatus
 from flux_ci.secrets import Masker
 
@@ -56,6 +55,8 @@ class Progress:
         if self._sections:
             self._raw(f"\x1b[0Ksection_start:{int(time.time())}:{section}\r\x1b[0K")
         if self._groups:
+            from flux_ci import github  # noqa: PLC0415 - GitHub Actions only: other runs never load it
+
             self._raw(github.group_start(self._masker.mask(f"{name} {detail}".strip())) + "\n")
         self.say(f"▶ {name}{' ' + detail if detail else ''}")
         status = StepStatus.FAILED
@@ -66,6 +67,8 @@ class Progress:
             took = time.monotonic() - began
             self.steps.append(Step(name, status, round(took, 3), cluster=self._label))
             if self._groups:  # closed before the outcome line, so a collapsed group still shows it
+                from flux_ci import github  # noqa: PLC0415 - loaded already: the group start did
+
                 self._raw(github.GROUP_END + "\n")
             mark = "✔" if status is StepStatus.OK else "✗"
             self.say(f"{mark} {name} {'done' if status is StepStatus.OK else 'failed'} in {took:.1f}s")

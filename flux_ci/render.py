@@ -11,7 +11,6 @@ import re
 from dataclasses import asdict
 from typing import Any
 
-from flux_ci.diagnostics import describe
 from flux_ci.models import (
     SCHEMA_VERSION,
     Change,
@@ -194,6 +193,8 @@ def to_table(report: Report) -> str:
             "changed: " + ("yes" if report.changed else "no, applying the manifests changes nothing")
         )
     if report.diagnostics:
+        from flux_ci.diagnostics import describe  # noqa: PLC0415 - loaded already: it made them
+
         lines = [line for d in report.diagnostics for line in describe(d)]
         blocks.append("diagnostics:\n" + "\n".join(_indented(line) for line in lines))
     lines = (

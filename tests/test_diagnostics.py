@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from flux_ci import diagnostics, flow
+from flux_ci import diagnostics, flow, fluxobjects
 from flux_ci.context import Context
 from flux_ci.deadline import Deadline
 from flux_ci.errors import ConsumerFailedError
@@ -70,7 +70,7 @@ def test_only_warning_events_of_the_object_count_newest_first_and_bounded() -> N
     assert len(found) == diagnostics.MAX_EVENTS
     assert found[0].startswith("HealthCheckFailed: attempt 5 ")
     assert found[0].endswith("(6 times)")
-    assert len(found[0]) <= diagnostics.MAX_MESSAGE + len("HealthCheckFailed: ") + len(" (6 times)")
+    assert len(found[0]) <= fluxobjects.MAX_MESSAGE + len("HealthCheckFailed: ") + len(" (6 times)")
 
 
 def test_the_diagnostic_names_the_deployment_its_condition_the_retry_and_the_commands() -> None:

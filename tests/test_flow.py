@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import copy
 import io
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -293,3 +296,15 @@ def test_status_reports_every_source_of_the_repository(manifests: Path) -> None:
 
 def _result(stdout: str) -> CommandResult:
     return CommandResult(("oras", "resolve"), 0, stdout, "", 0.01)
+
+
+def test_the_modules_a_deploy_loads_leave_out_what_only_a_failure_or_an_option_needs() -> None:
+    # Each module loaded costs CPU on every deploy: diagnostics and rollback load after a failure,
+    # github on GitHub Actions, markdown for FLUX_CI_OUTPUT=markdown.
+    probe = (
+        "import sys, json, flux_ci.cli, flux_ci.flow, flux_ci.render\nprint(json.dumps(list(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(done.stdout))
+    assert "flux_ci.flow" in loaded
+    assert loaded & {"flux_ci.diagnostics", "flux_ci.rollback", "flux_ci.github", "flux_ci.markdown"} == set()

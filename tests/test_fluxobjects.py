@@ -263,3 +263,11 @@ def test_helmrelease_whose_current_release_is_older_is_not_done() -> None:
     rolled_back = copy.deepcopy(release)
     rolled_back["status"]["history"][0]["status"] = "failed"
     assert fo.consumer_verdict(rolled_back, _expect(digest)).phase is fo.Phase.WAITING
+
+
+def test_a_message_is_cut_to_one_line_of_at_most_the_limit() -> None:
+    assert fo.cut("health check\n  failed:\tdeployment app") == "health check failed: deployment app"
+    long = fo.cut("x" * 1000)
+    assert len(long) == fo.MAX_MESSAGE
+    assert long.endswith("…")
+    assert fo.cut("short", limit=5) == "short"
