@@ -125,6 +125,9 @@ COMMANDS = (
 )
 
 
+VALUE_OPTIONS = frozenset({"-o", "--output", "--timeout"})  # the global options that take a value
+
+
 def command_in(args: Sequence[str]) -> str:
     """The command word given (known or not), skipping the global options and their values."""
     skip_value = False
@@ -140,7 +143,5 @@ def command_in(args: Sequence[str]) -> str:
 
 def spec_in(args: Sequence[str]) -> CommandSpec | None:
     """The spec of the command args name, if they name a known one."""
-    return next((spec for spec in COMMANDS if spec.name == command_in(args)), None)
-
-
-VALUE_OPTIONS = frozenset({"-o", "--output", "--timeout"})  # the global options that take a value
+    name = command_in(args)
+    return next((spec for spec in COMMANDS if spec.name == name), None)
