@@ -22,12 +22,12 @@ def run() -> NoReturn:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     # SIGINT/SIGTERM stop every child from the first; then the command's tools' version checks start,
     # its first children, while typer and pydantic load.
-    from flux_ci import startup  # noqa: PLC0415 - after the two settings above, like every import here
-    from flux_ci.runner import install_signal_handlers  # noqa: PLC0415
+    from flux_ci.cli import startup  # noqa: PLC0415 - after the two settings above, like every import here
+    from flux_ci.tools.runner import install_signal_handlers  # noqa: PLC0415
 
     install_signal_handlers()
     early = startup.start_for(sys.argv[1:])
-    from flux_ci.cli import run as run_cli  # noqa: PLC0415
+    from flux_ci.cli.app import run as run_cli  # noqa: PLC0415
 
     run_cli(early)
 

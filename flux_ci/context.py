@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from flux_ci.deadline import Deadline
-from flux_ci.progress import Progress
-from flux_ci.runner import CommandResult, CommandRunner
+from flux_ci.report.progress import Progress
+from flux_ci.tools.runner import CommandResult, CommandRunner
 
 if TYPE_CHECKING:  # pydantic loads with the settings, after the tool checks have started
-    from flux_ci.settings import Settings
+    from flux_ci.config.settings import Settings
 
 T = TypeVar("T")
 

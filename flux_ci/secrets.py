@@ -17,7 +17,7 @@ Masking rule: masking must hide every secret without corrupting the output aroun
 - Each secret is also masked in the forms it leaks in: JSON- and repr-escaped, percent-encoded, and
   base64 (docker config files store `base64(user:password)`).
 
-Reports are masked value by value (`Masker.mask_tree`, `mask_report`) *before* they are rendered:
+Reports are masked value by value (`Masker.mask_tree`) *before* they are rendered:
 replacing text in finished JSON would miss a secret that the encoder escaped.
 """
 
@@ -29,11 +29,8 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from enum import Enum
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import Protocol, TypeVar, cast
 from urllib.parse import quote, unquote
-
-if TYPE_CHECKING:
-    from flux_ci.models import Report
 
 MASK = "****"
 _T = TypeVar("_T")
@@ -41,7 +38,9 @@ _T = TypeVar("_T")
 # Below this length a secret is masked only as a whole token (see the module docstring).
 SHORT_SECRET_LENGTH = 8
 
-# Tokens of the CI job and of flux-ci's own configuration: masked, and never given to a child.
+# Tokens of the CI job and of flux-ci's own configuration: masked, and never given to a child. The
+# one list of which variables hold secrets (`Settings.secret_fields` is derived from it): the masker
+# and the children's environment are made before the settings are read.
 _JOB_SECRETS = frozenset(
     {
         "FLUX_CI_REGISTRY_PASSWORD",
@@ -208,6 +207,12 @@ def _carries(value: str, secret: str) -> bool:
     return value == secret or (len(secret) >= SHORT_SECRET_LENGTH and secret in value)
 
 
+class Secret(Protocol):
+    """A secret value that says itself only when asked (pydantic's `SecretStr`)."""
+
+    def get_secret_value(self) -> str: ...
+
+
 class Masker:
     """Replaces every registered secret (and the forms it leaks in) with `****`."""
 
@@ -223,6 +228,13 @@ class Masker:
             return
         self._forms.update(_leak_forms(secret))
         self._pattern = None
+
+    def reveal(self, secret: Secret) -> str:
+        """The secret's value, registered first: the one way flux-ci takes a secret out, so none is
+        ever in hand without the masker knowing it."""
+        value = secret.get_secret_value()
+        self.add(value)
+        return value
 
     def add_login(self, user: str, password: str) -> None:
         """Register the `user:password` pair in the base64 form docker config files use."""
@@ -292,8 +304,3 @@ def _form_pattern(form: str) -> str:
     if len(form) >= SHORT_SECRET_LENGTH:
         return escaped
     return f"(?<!{_WORD_CHAR}){escaped}(?!{_WORD_CHAR})"
-
-
-def mask_report(report: Report, masker: Masker) -> Report:
-    """A copy of the report with every string in it masked, ready to be rendered."""
-    return masker.mask_tree(report)

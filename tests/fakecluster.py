@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from flux_ci.runner import CommandResult
-from flux_ci.settings import Settings
+from flux_ci.config.settings import Settings
 from flux_ci.tools.kubectl import RECONCILE_ANNOTATION, RESOURCES
+from flux_ci.tools.runner import CommandResult
 from tests import golden
 from tests.fakes import Call, FakeRunner
 

@@ -1,4 +1,4 @@
-"""FakeRunner: a stand-in for `flux_ci.runner.Runner` in unit tests, named as a fake.
+"""FakeRunner: a stand-in for `flux_ci.tools.runner.Runner` in unit tests, named as a fake.
 
 It never starts a process: it records each argv (and whether the caller marked it `mutating`) and
 answers from canned results, which the tests take from golden files of real flux/oras/kubectl output.
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pydantic import SecretStr
 
 from flux_ci.errors import ExitCode, SignalInterruptError
-from flux_ci.runner import CommandResult
 from flux_ci.secrets import Masker
+from flux_ci.tools.runner import CommandResult
 
 Lines = list[str] | Callable[[], list[str]]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from flux_ci.cli import app
+from flux_ci.cli.app import app
+from flux_ci.config.settings import Settings, variable_name, variable_of
 from flux_ci.errors import ExitCode
-from flux_ci.models import Artifact, ObjectRef, Report, SourceState
-from flux_ci.render import to_dotenv
-from flux_ci.settings import Settings, variable_name, variable_of
+from flux_ci.report.models import Artifact, ObjectRef, Report, SourceState
+from flux_ci.report.render import to_dotenv
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()

@@ -9,15 +9,14 @@ from urllib.parse import quote
 
 import pytest
 
-from flux_ci.models import Artifact, Check, ErrorInfo, ObjectRef, Report, SourceState, Status
-from flux_ci.render import to_json, to_table
+from flux_ci.report.models import Artifact, Check, ErrorInfo, ObjectRef, Report, SourceState, Status
+from flux_ci.report.render import to_json, to_table
 from flux_ci.secrets import (
     MASK,
     Masker,
     child_environment,
     has_userinfo,
     is_secret_variable,
-    mask_report,
     redact_url,
     secret_values,
     url_credentials,
@@ -183,7 +182,7 @@ def _report_holding(secret: str) -> Report:
 
 def test_mask_report_masks_every_string_field_before_rendering() -> None:
     report = _report_holding(AWKWARD)
-    masked = mask_report(report, Masker([AWKWARD]))
+    masked = Masker([AWKWARD]).mask_tree(report)
     for rendered in (to_json(masked), to_table(masked)):
         for form in (
             AWKWARD,

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from flux_ci.github import outputs as github_outputs
-from flux_ci.models import Report
-from flux_ci.settings import Settings, variable_name
+from flux_ci.config.settings import Settings, variable_name
+from flux_ci.report.github import outputs as github_outputs
+from flux_ci.report.models import Report
 from tests.e2e.project import REVISION, ROOT, Project, Run, child_env
 from tests.e2e.test_pipelines import BAD_OBJECT, engine_pin, require, schema_errors
 from tests.sandbox.versions import tools_dir

@@ -28,8 +28,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from flux_ci import __version__
-from flux_ci.render import to_dotenv
-from flux_ci.settings import Settings, variable_name
+from flux_ci.config.settings import Settings, variable_name
+from flux_ci.report.render import to_dotenv
 from tests.e2e.project import ROOT, Project
 from tests.sandbox import SandboxClient
 from tests.sandbox.versions import tools_dir
@@ -202,7 +202,7 @@ def test_release_pipeline_rules_in_a_real_engine(tmp_path: Path) -> None:
 
 
 def _sample_report() -> Any:
-    from flux_ci.models import Artifact, ObjectRef, Report, SourceState  # noqa: PLC0415
+    from flux_ci.report.models import Artifact, ObjectRef, Report, SourceState  # noqa: PLC0415
 
     return Report(
         command="deploy",

@@ -504,7 +504,7 @@ def test_namespaced_context_takes_another_role(sandbox: SandboxClient, namespace
 def test_notification_controller_serves_receiver_webhooks_at_the_path_flux_computes(
     sandbox: SandboxClient, namespace: str, repository: str, docker_config: Path, tmp_path: Path
 ) -> None:
-    from flux_ci.notify import webhook_path  # noqa: PLC0415 - the one flux_ci import of this module
+    from flux_ci.kube.receiver import webhook_path  # noqa: PLC0415 - the one flux_ci import of this module
 
     deployment = deploy_configmap(sandbox, namespace, repository, docker_config, tmp_path / "m")
     token = sandbox.create_receiver(namespace, "ci", [{"kind": "OCIRepository", "name": deployment.name}])

@@ -1,0 +1,104 @@
+"""`push`, `deploy` and `promote`: the commands that change what the clusters follow."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from flux_ci.config.plan import moving_tags, pushed_tags
+from flux_ci.context import Context
+from flux_ci.delivery.prepare import prepared
+from flux_ci.delivery.settle import deliver
+from flux_ci.errors import RegistryError
+from flux_ci.kube import notify
+from flux_ci.registry.client import Registry, open_registry
+from flux_ci.registry.publish import push
+from flux_ci.report.models import Artifact, Report, TagMove
+from flux_ci.tools.toolcheck import require_tools
+
+
+def run_push(ctx: Context, report: Report) -> None:
+    require_tools(ctx.runner, ctx.prefetched, ["flux", "oras"])
+    with open_registry(ctx) as registry:
+        report.artifact = push(ctx, registry)
+
+
+def run_deploy(ctx: Context, report: Report) -> None:
+    """push → reconcile → wait; every cluster is checked first so a hopeless deploy pushes nothing."""
+    if not ctx.settings.verify:  # no cluster access at all: push, trigger the Receiver, verify nothing
+        run_push(ctx, report)
+        if report.artifact is not None:
+            notify.trigger_only(ctx, report, report.artifact)
+        return
+    tools = ["flux", "oras", "kubectl"]
+    s = ctx.settings
+    with notify.unverified_hint(ctx), prepared(ctx, report, tools, tags=pushed_tags(s), digest=None) as run:
+        recorded = remember(ctx, run.registry, moving_tags(s))
+        artifact = report.artifact = push(ctx, run.registry)
+        report.tag_moves = [replace(move, after=artifact.digest) for move in recorded]
+        deliver(ctx, report, run, artifact, recorded)
+
+
+def run_promote(ctx: Context, report: Report) -> None:
+    """Point the moving tags (FLUX_CI_EXTRA_TAGS) at a digest pushed and tested before, then wait
+    with the same exactness as deploy. Nothing is packaged, and the immutable tag never changes."""
+    s = ctx.settings
+    moving = moving_tags(s)
+    tools = ["oras", "kubectl"] if s.verify else ["oras"]
+    with open_registry(ctx) as registry:
+        artifact = report.artifact = _promoted(ctx, registry, moving)
+        if not s.verify:
+            require_tools(ctx.runner, ctx.prefetched, tools)
+            _move_tags(ctx, registry, artifact, moving)
+            notify.trigger_only(ctx, report, artifact)
+            return
+        with prepared(ctx, report, tools, tags=moving, digest=artifact.digest, registry=registry) as run:
+            recorded = remember(ctx, registry, moving, always=True)
+            _move_tags(ctx, registry, artifact, moving)
+            report.tag_moves = [replace(move, after=artifact.digest) for move in recorded]
+            deliver(ctx, report, run, artifact, recorded if s.rollback else [])
+
+
+def remember(ctx: Context, registry: Registry, tags: Sequence[str], *, always: bool = False) -> list[TagMove]:
+    """Where the moving tags point before this run moves them: for FLUX_CI_ROLLBACK (and for the
+    report of a promotion). Costs one registry request per tag, so only when needed."""
+    if not tags or not (always or ctx.settings.rollback):
+        return []
+    repository = ctx.settings.required("repository")
+    from flux_ci.delivery import rollback  # noqa: PLC0415 - FLUX_CI_ROLLBACK and promotions only
+
+    with ctx.progress.step("record", ", ".join(tags)):
+        moves = rollback.remember(registry, repository, tags)
+    for move in moves:
+        ctx.progress.note(f"tag {move.tag} points to {move.before or 'nothing'} before this run")
+    return moves
+
+
+def _promoted(ctx: Context, registry: Registry, moving: Sequence[str]) -> Artifact:
+    """The artifact to promote: FLUX_CI_DIGEST, else what FLUX_CI_TAG points to; exit 4 if the
+    registry does not hold it. The immutable tag is listed when it names the same digest."""
+    s = ctx.settings
+    repository = s.required("repository")
+    with ctx.progress.step("resolve", s.digest or f"{repository}:{s.tag}"):
+        tagged = registry.lookup(repository, s.tag) if s.tag else None
+        if s.digest is not None:
+            if registry.lookup(repository, f"@{s.digest}") is None:
+                raise RegistryError(
+                    f"the registry does not hold {repository}@{s.digest}: promote points tags at an "
+                    "artifact pushed (and tested) before, it never pushes one"
+                )
+            digest = s.digest
+        elif tagged is None:
+            raise RegistryError(
+                f"{repository}:{s.tag} does not exist: nothing to promote (set FLUX_CI_DIGEST, or "
+                "FLUX_CI_TAG to the tag a deploy pushed)"
+            )
+        else:
+            digest = tagged
+    immutable = (s.tag,) if s.tag and tagged == digest else ()
+    return Artifact(repository, (*immutable, *moving), digest)
+
+
+def _move_tags(ctx: Context, registry: Registry, artifact: Artifact, moving: Sequence[str]) -> None:
+    with ctx.progress.step("promote", f"{', '.join(moving)} -> {artifact.digest}"):
+        registry.tag(artifact.repository, artifact.digest, tuple(moving))

@@ -1,0 +1,407 @@
+"""Configuration checked once per command, before anything runs.
+
+`Settings` checks each value's form; this module checks what a command needs on top: the variables
+it cannot do without, registry credentials as a pair, the manifests on disk (there, readable, and
+holding at least one Kubernetes object) and a writable dotenv path. `load` does both and raises one
+`ConfigError` naming every variable to fix, before any tool runs (but the read-only version checks,
+started first), so a configuration that would fail halfway never pushes anything. The flow can then
+take the configuration as valid.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flux_ci.config.settings import (
+    RECEIVER_OIDC_TOKEN_VARIABLE,
+    Problem,
+    Settings,
+    config_message,
+    missing_message,
+    variable_name,
+)
+from flux_ci.config.signing import key_problem
+from flux_ci.errors import ConfigError
+
+# The files kustomize-controller reads as manifests, and flux's default ignore list (flux push
+# artifact --ignore-paths, which FLUX_CI_IGNORE_PATHS replaces).
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+FLUX_DEFAULT_IGNORES = (
+    ".git/",
+    ".gitignore",
+    ".gitmodules",
+    ".gitattributes",
+    "*.jpg",
+    "*.jpeg",
+    "*.gif",
+    "*.png",
+    "*.wmv",
+    "*.flv",
+    "*.tar.gz",
+    "*.zip",
+)
+# A top-level `kind:` key (column 0, so not a nested one) with a value on the same line, in any
+# document of a YAML stream; no YAML library needed for "is there an object at all".
+_YAML_KIND = re.compile(r"""^["']?kind["']?[ \t]*:[ \t]*[^\s#]""", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    """What a push needs, all present."""
+
+    repository: str
+    tag: str
+    source: str
+    revision: str
+    tags: tuple[str, ...]  # the immutable tag first, then the moving ones, without repeats
+
+
+def load(command: str, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """The settings for command, or one `ConfigError` naming every problem (values and needs)."""
+    settings, problems = Settings.load_partial(**(overrides or {}))
+    broken = {field for field, _ in problems}
+    needs = [message for field, message in _problems(settings, command) if field not in broken]
+    if problems or needs:
+        raise ConfigError(config_message([message for _, message in problems] + needs))
+    return settings
+
+
+def check(settings: Settings, command: str) -> None:
+    """Raise one `ConfigError` listing everything command needs from settings and lacks."""
+    messages = [message for _, message in _problems(settings, command)]
+    if messages:
+        raise ConfigError(config_message(messages))
+
+
+def pushed_tags(settings: Settings) -> list[str]:
+    """The immutable tag first, then the moving ones, without repeats."""
+    tags = [settings.tag] if settings.tag else []
+    return list(dict.fromkeys([*tags, *settings.extra_tags]))
+
+
+def moving_tags(settings: Settings) -> list[str]:
+    """The tags a deploy or promotion moves: every extra tag but the immutable one, which names one
+    artifact for ever."""
+    return [tag for tag in settings.extra_tags if tag != settings.tag]
+
+
+def describe(settings: Settings, command: str) -> str:
+    """One line of the effective configuration, printed as a command starts: what a reader of the
+    job log needs to tell which cluster, repository, tags and objects this run is about."""
+    tags = pushed_tags(settings)
+    contexts = settings.kube_contexts
+    parts = [
+        f"contexts {', '.join(map(str, contexts))}"
+        if len(contexts) > 1
+        else f"context {settings.kube_context or '(current)'}",
+        f"repository {settings.repository or '(unset)'}",
+        f"tags {', '.join(tags) or '(none)'}",
+        f"timeout {settings.timeout:g}s",
+        f"notify {settings.notify_mode}",
+        f"source {settings.ocirepository or 'every OCIRepository of the repository'}",
+        "consumers "
+        + (
+            ", ".join(settings.wait_for)
+            if settings.wait_for
+            else "none"
+            if settings.wait_for == []
+            else "found"
+        ),
+    ]
+    if settings.digest:
+        parts.insert(3, f"digest {settings.digest}")
+    if settings.sign != "none" and command in ("push", "deploy"):
+        parts.append(f"signed with {settings.sign}")
+    if settings.rollback and command in ("deploy", "promote"):
+        parts.append(f"rollback on failure within {settings.rollback_timeout:g}s")
+    return f"flux-ci {command}: " + "; ".join(parts)
+
+
+def push_plan(settings: Settings) -> PushPlan:
+    """What to push, after checking everything a push needs (one `ConfigError` otherwise)."""
+    check(settings, "push")
+    repository, tag = settings.required("repository"), settings.required("tag")
+    source, revision = settings.required("source"), settings.required("revision")
+    return PushPlan(repository, tag, source, revision, tuple(pushed_tags(settings)))
+
+
+def _problems(settings: Settings, command: str) -> list[Problem]:
+    if command not in _NEEDS:
+        msg = f"no configuration checks for command {command!r}"
+        raise ValueError(msg)
+    return [problem for need in _NEEDS[command] for problem in need(settings)]
+
+
+# --- what each command needs ---------------------------------------------------------------------
+
+
+def _push_inputs(settings: Settings) -> list[Problem]:
+    return _required(settings, "repository", "tag", "source", "revision")
+
+
+def _digest(settings: Settings) -> list[Problem]:
+    return _required(settings, "digest")
+
+
+def _sources(settings: Settings) -> list[Problem]:
+    """The OCIRepositories are found by FLUX_CI_REPOSITORY or named in FLUX_CI_OCIREPOSITORY."""
+    if settings.repository is not None or settings.ocirepository is not None:
+        return []
+    return [("repository", f"{missing_message('repository')}, and neither is FLUX_CI_OCIREPOSITORY")]
+
+
+def _wait_sources(settings: Settings) -> list[Problem]:
+    # Consumers named in FLUX_CI_WAIT_FOR need no source to find them by.
+    return [] if settings.wait_for is not None else _sources(settings)
+
+
+def _credentials(settings: Settings) -> list[Problem]:
+    """Both or neither: a user alone would push anonymously without saying so."""
+    user_set, password_set = settings.registry_user is not None, settings.registry_password is not None
+    if user_set == password_set:
+        return []
+    missing, given = (
+        ("registry_password", "registry_user") if user_set else ("registry_user", "registry_password")
+    )
+    message = (
+        f"{missing_message(missing)}, but {variable_name(given)} is: set both, "
+        "or neither to push anonymously (or with your own Docker config)"
+    )
+    return [(missing, message)]
+
+
+def _receiver(settings: Settings) -> list[Problem]:
+    """FLUX_CI_NOTIFY=receiver (also implied by FLUX_CI_RECEIVER_URL or FLUX_CI_RECEIVER): where the
+    webhook is, and the secret its type authenticates with."""
+    if settings.notify_mode != "receiver":
+        return []
+    why = "(FLUX_CI_NOTIFY=receiver tells Flux through a Receiver webhook)"
+    problems = [
+        (name, f"{message} {why}") for name, message in _required(settings, "receiver_url", "receiver")
+    ]
+    kind = settings.receiver_type
+    if kind != "generic-oidc" and settings.receiver_token is None:
+        problems.append(("receiver_token", (
+            f"FLUX_CI_RECEIVER_TOKEN is not set: a {kind} Receiver's webhook path"
+            + (" and request signature" if kind == "generic-hmac" else "")
+            + " derive from the token in its secretRef"
+        )))  # fmt: skip
+    if kind == "generic-oidc" and settings.receiver_token is not None:
+        problems.append(("receiver_token", (
+            "FLUX_CI_RECEIVER_TOKEN must not be set with FLUX_CI_RECEIVER_TYPE=generic-oidc: that "
+            "Receiver has no secret, the CI job's OIDC token (FLUX_CI_RECEIVER_OIDC_TOKEN) authenticates"
+        )))  # fmt: skip
+    if kind == "generic-oidc" and settings.receiver_oidc_token is None:
+        problems.append(("receiver_oidc_token", (
+            f"FLUX_CI_RECEIVER_OIDC_TOKEN is not set (nor {RECEIVER_OIDC_TOKEN_VARIABLE}): a generic-oidc "
+            "Receiver accepts the CI job's OIDC ID token (GitLab: `id_tokens:` in the job)"
+        )))  # fmt: skip
+    return problems
+
+
+def _unverified(settings: Settings) -> list[Problem]:
+    """FLUX_CI_VERIFY=false ends once the Receiver accepted the request: it needs one to call."""
+    if settings.verify or settings.notify_mode == "receiver":
+        return []
+    message = (
+        f"FLUX_CI_VERIFY=false needs FLUX_CI_NOTIFY=receiver (it is {settings.notify_mode}): without "
+        "the cluster, only a Receiver webhook can tell Flux; to push alone, run `flux-ci push`"
+    )
+    return [("verify", message)]
+
+
+def _verified(settings: Settings) -> list[Problem]:
+    """`wait` does nothing but verify."""
+    if settings.verify:
+        return []
+    return [("verify", "FLUX_CI_VERIFY=false: `flux-ci wait` only reads the cluster, unset it for this job")]
+
+
+def _signing(settings: Settings) -> list[Problem]:
+    """FLUX_CI_SIGN=cosign needs the private key (COSIGN_PRIVATE_KEY), checked before any push."""
+    problem = key_problem(settings)
+    return [] if problem is None else [("cosign_private_key", problem)]
+
+
+def _promote_inputs(settings: Settings) -> list[Problem]:
+    """What to promote (a digest, or the immutable tag naming it) and the moving tags to point at it."""
+    problems = _required(settings, "repository")
+    if settings.digest is None and settings.tag is None:
+        problems.append(
+            ("digest", f"{missing_message('digest')}, nor is FLUX_CI_TAG: name the artifact to promote")
+        )
+    if not moving_tags(settings):
+        problems.append(("extra_tags", (
+            "FLUX_CI_EXTRA_TAGS names no tag to move: list the environment's moving tags, such as stable "
+            "(FLUX_CI_TAG is the artifact's own tag, and never moves)"
+        )))  # fmt: skip
+    return problems
+
+
+def _clusters(settings: Settings) -> list[Problem]:
+    """Several contexts: each cluster is asked through its own API, which only the annotation does."""
+    if len(settings.kube_contexts) < 2 or settings.notify_mode == "annotate":
+        return []
+    message = (
+        f"FLUX_CI_KUBE_CONTEXT names several clusters, and FLUX_CI_NOTIFY is {settings.notify_mode}: "
+        "a Receiver URL reaches one cluster only; use FLUX_CI_NOTIFY=annotate (the default)"
+    )
+    return [("kube_context", message)]
+
+
+def _rollback(settings: Settings) -> list[Problem]:
+    """Rolling back is waiting again: it needs the cluster."""
+    if not settings.rollback or settings.verify:
+        return []
+    return [("rollback", "FLUX_CI_ROLLBACK=true needs the cluster, and FLUX_CI_VERIFY is false")]
+
+
+def _required(settings: Settings, *fields: str) -> list[Problem]:
+    return [(name, missing_message(name)) for name in fields if getattr(settings, name) is None]
+
+
+def _manifests(settings: Settings) -> list[Problem]:
+    try:
+        found = holds_kubernetes_object(settings.path, settings.ignore_paths or FLUX_DEFAULT_IGNORES)
+    except FileNotFoundError:
+        return [("path", f"FLUX_CI_PATH: {str(settings.path)!r} does not exist")]
+    except OSError as exc:
+        where = exc.filename or settings.path
+        return [("path", f"FLUX_CI_PATH: cannot read {str(where)!r}: {exc.strerror or exc}")]
+    if found or settings.allow_empty:
+        return []
+    message = (
+        f"FLUX_CI_PATH: {str(settings.path)!r} holds no Kubernetes object (no .yaml, .yml or .json "
+        "file with a top-level kind): an empty artifact makes a Kustomization with prune: true delete "
+        "everything it applied. Set FLUX_CI_ALLOW_EMPTY=true if that is what you want"
+    )
+    return [("path", message)]
+
+
+def _dotenv(settings: Settings) -> list[Problem]:
+    """Checked now, not found out after the deploy: the report is how later jobs learn the outcome."""
+    path = settings.dotenv
+    if path is None:
+        return []
+    try:
+        reason = _unwritable(path)
+    except OSError as exc:
+        reason = f"cannot be checked: {exc.strerror or exc}"
+    return [] if reason is None else [("dotenv", f"FLUX_CI_DOTENV: {str(path)!r} {reason}")]
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why the dotenv report could not be written to path (None: it can). The file is not created."""
+    directory = path.parent
+    if path.is_dir():
+        return "is a directory"
+    if not directory.is_dir():
+        return f"cannot be written: its directory {str(directory)!r} does not exist"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else "is not writable"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"cannot be written: its directory {str(directory)!r} is not writable"
+    return None
+
+
+Need = Callable[[Settings], list[Problem]]
+_PUSH: tuple[Need, ...] = (_push_inputs, _credentials, _manifests, _signing, _dotenv)
+_NEEDS: dict[str, tuple[Need, ...]] = {
+    "push": _PUSH,
+    "deploy": (*_PUSH, _receiver, _unverified, _clusters, _rollback),
+    "promote": (_promote_inputs, _credentials, _dotenv, _receiver, _unverified, _clusters, _rollback),
+    "reconcile": (_digest, _sources, _credentials, _dotenv, _receiver, _unverified, _clusters),
+    "wait": (_digest, _wait_sources, _credentials, _dotenv, _receiver, _verified),
+    "status": (_sources, _dotenv),
+    "diff": (_sources, _manifests, _dotenv),  # read-only: no registry, no notification
+    # doctor reports configuration problems as one of its checks (doctor.py), next to the others,
+    # instead of stopping before them.
+    "doctor": (),
+}
+
+
+# --- the manifests on disk -----------------------------------------------------------------------
+
+
+def holds_kubernetes_object(path: Path, ignore: Sequence[str]) -> bool:
+    """Does path (a file, or a directory walked as flux packages it) hold a Kubernetes object?
+
+    Raises FileNotFoundError if path is missing, and another OSError (with the path that failed)
+    if a directory or file cannot be read: that is not the same as an empty directory.
+    """
+    if not path.exists() and not path.is_symlink():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+    if path.is_dir():
+        return any(_has_object(file) for file in _manifest_files(path, ignore))
+    _require_access(path, os.R_OK)
+    return path.name.lower().endswith(MANIFEST_SUFFIXES) and _has_object(path)
+
+
+def _manifest_files(root: Path, ignore: Sequence[str]) -> Iterator[Path]:
+    """The manifest files under root in a stable order, minus what flux would leave out."""
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        _require_access(directory, os.R_OK | os.X_OK)
+        with os.scandir(directory) as scanned:
+            entries = sorted(scanned, key=lambda entry: entry.name)
+        for entry in entries:
+            relative = Path(entry.path).relative_to(root).as_posix()
+            if entry.is_dir(follow_symlinks=False):
+                if not ignored(relative, ignore, is_dir=True):
+                    pending.append(Path(entry.path))
+            elif entry.name.lower().endswith(MANIFEST_SUFFIXES) and not ignored(
+                relative, ignore, is_dir=False
+            ):
+                yield Path(entry.path)
+
+
+def _require_access(path: Path, mode: int) -> None:
+    # scandir alone would make an unreadable file look like a non-manifest; say so instead.
+    if not os.access(path, mode):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+
+def ignored(relative: str, patterns: Sequence[str], *, is_dir: bool) -> bool:
+    """Is relative (a /-separated path under the manifests root) left out by these patterns?
+
+    The common subset of .gitignore syntax that flux's --ignore-paths takes: `dir/` matches
+    directories only, a pattern with a `/` is anchored at the root, others match any base name.
+    Negations (`!`) are not followed, so the answer errs towards "not ignored".
+    """
+    for raw in patterns:
+        pattern = raw.strip()
+        if not pattern or pattern.startswith(("#", "!")):
+            continue
+        if pattern.endswith("/") and not is_dir:
+            continue
+        pattern = pattern.rstrip("/")
+        target = relative if "/" in pattern else relative.rsplit("/", 1)[-1]
+        if fnmatch.fnmatchcase(target, pattern.lstrip("/")):
+            return True
+    return False
+
+
+def _has_object(file: Path) -> bool:
+    _require_access(file, os.R_OK)
+    text = file.read_text(encoding="utf-8", errors="replace")
+    if text.lstrip().startswith(("{", "[")):  # JSON (also valid YAML): parse it for real
+        try:
+            return _json_has_object(json.loads(text))
+        except ValueError:
+            return False
+    return _YAML_KIND.search(text) is not None
+
+
+def _json_has_object(data: object) -> bool:
+    if isinstance(data, list):
+        return any(_json_has_object(item) for item in data)
+    return isinstance(data, dict) and isinstance(data.get("kind"), str) and bool(data["kind"])

@@ -1,0 +1,48 @@
+"""Retries for the registry: transient failures (connection refused or reset, 5xx, 429, timeouts) are
+retried with a bounded backoff inside the command's deadline; a refusal (401/403, wrong credentials)
+never is: it would fail the same way again, and retrying can lock an account.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from flux_ci.context import Context
+from flux_ci.errors import RegistryError
+from flux_ci.tools.runner import CommandResult
+
+BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # then give up: the registry is down, not hiccupping
+_TRANSIENT = re.compile(
+    r"connection refused|connection reset|broken pipe|\bEOF\b|i/o timeout|TLS handshake timeout|"
+    r"timeout awaiting response|temporary failure in name resolution|server misbehaving|"
+    r"\b(500|502|503|504)\b|Internal Server Error|Bad Gateway|Service Unavailable|Gateway Timeout|"
+    r"\b429\b|TOOMANYREQUESTS|too many requests",
+    re.IGNORECASE,
+)
+_REFUSED = re.compile(
+    r"\b401\b|\b403\b|unauthori[sz]ed|denied|forbidden|authentication required", re.IGNORECASE
+)
+
+
+def transient(stderr: str) -> bool:
+    """A failure worth retrying: the registry was unreachable or overloaded, not refusing us."""
+    return bool(_TRANSIENT.search(stderr)) and not _REFUSED.search(stderr)
+
+
+def retrying(ctx: Context, what: str, attempt: Callable[[], CommandResult]) -> CommandResult:
+    """Run `attempt` until it succeeds or fails for good; a registry still unreachable when the
+    backoff or the deadline runs out is a retryable RegistryError naming its last answer."""
+    result = attempt()
+    for pause in BACKOFF_S:
+        if result.ok or result.dry_run or not transient(result.stderr):
+            return result
+        if ctx.deadline.remaining <= pause:
+            break
+        ctx.progress.note(f"{what}: registry unreachable ({result.error_text()}); retry in {pause:g}s")
+        ctx.pause(pause)
+        result = attempt()
+    if result.ok or result.dry_run or not transient(result.stderr):
+        return result
+    message = f"{what} failed: the registry stayed unreachable: {result.error_text()}"
+    raise RegistryError(message, retryable=True)

@@ -1,0 +1,122 @@
+"""Publishing and the registry seam with a FakeRunner answering from golden files of real flux/oras
+output; retries are checked against the failures the real tools print."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from flux_ci.config.plan import pushed_tags
+from flux_ci.config.settings import Settings
+from flux_ci.context import Context
+from flux_ci.deadline import Deadline
+from flux_ci.errors import RegistryError
+from flux_ci.registry.client import Registry
+from flux_ci.registry.credentials import RegistryAuth
+from flux_ci.registry.publish import push
+from flux_ci.registry.retry import transient
+from flux_ci.report.models import StepStatus
+from flux_ci.report.progress import Progress
+from flux_ci.secrets import Masker
+from tests.fakes import FakeRunner
+from tests.golden import text
+
+DIGEST = "sha256:064eed88f4a2da04f36a7f564c82dbfdbac4ced4a64334e410790e835587c6e8"
+
+
+def _settings(tmp_path: Path, **overrides: object) -> Settings:
+    manifests = tmp_path / "m"
+    manifests.mkdir(exist_ok=True)
+    (manifests / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n")
+    values: dict[str, object] = {
+        "repository": "oci://127.0.0.1:5999/g/app",
+        "tag": "abc123",
+        "source": "https://git.example/g",
+        "revision": "main@sha1:0123",
+        "path": manifests,
+    }
+    return Settings(**{**values, **overrides})  # type: ignore[arg-type]
+
+
+def _context(settings: Settings, runner: FakeRunner, seconds: float = 30) -> Context:
+    return Context(settings, runner, Deadline(seconds), Progress(Masker(), out=io.StringIO()))
+
+
+def _registry(context: Context) -> Registry:
+    return Registry(context, RegistryAuth(None, plain_http=True))
+
+
+def test_pushed_tags_put_the_immutable_tag_first_without_repeats(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, extra_tags=["latest", "abc123", "main"])
+    assert pushed_tags(settings) == ["abc123", "latest", "main"]
+
+
+def test_anonymous_push_uses_no_private_login(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    runner.answer(["flux", "push", "artifact"], stdout=text("flux/push-artifact.json"))
+    context = _context(_settings(tmp_path, extra_tags=["none"]), runner)
+    artifact = push(context, _registry(context))
+    assert artifact.digest == DIGEST
+    assert [call.argv[:2] for call in runner.calls] == [("flux", "push")]
+    assert runner.calls[0].env == {}
+    assert [(step.name, step.status) for step in context.progress.steps] == [
+        ("push", StepStatus.OK),
+        ("tag", StepStatus.SKIPPED),
+    ]
+
+
+def test_moving_tags_point_at_the_pushed_digest_not_at_a_tag(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    runner.answer(["flux", "push", "artifact"], stdout=text("flux/push-artifact.json"))
+    runner.answer(["oras", "tag"], stdout=text("oras/tag.stdout"))
+    context = _context(_settings(tmp_path, extra_tags=["latest", "main"]), runner)
+    push(context, _registry(context))
+    tag = next(call.argv for call in runner.calls if call.argv[:2] == ("oras", "tag"))
+    assert tag[2:5] == (f"127.0.0.1:5999/g/app@{DIGEST}", "latest", "main")
+
+
+def test_unconfirmed_tag_is_a_registry_error(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    runner.answer(["flux", "push", "artifact"], stdout=text("flux/push-artifact.json"))
+    runner.answer(["oras", "tag"], stdout="Tagging [registry] x\nTagged latest\n")
+    context = _context(_settings(tmp_path, extra_tags=["latest", "main"]), runner)
+    with pytest.raises(RegistryError, match="did not confirm the tags: main"):
+        push(context, _registry(context))
+
+
+def test_registry_refusal_keeps_flux_message_and_is_not_retried(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    runner.answer(["flux", "push"], stderr=text("flux/push-artifact-unauthorized.stderr"), exit_code=1)
+    context = _context(_settings(tmp_path), runner)
+    with pytest.raises(RegistryError, match="401 Unauthorized") as caught:
+        push(context, _registry(context))
+    assert not caught.value.retryable
+    assert len(runner.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("golden", "expected"),
+    [
+        ("flux/push-artifact-unreachable.stderr", True),
+        ("oras/login-unreachable.stderr", True),
+        ("oras/tag-unreachable.stderr", True),
+        ("flux/push-artifact-unauthorized.stderr", False),
+        ("oras/login-wrong-password.stderr", False),
+        ("oras/tag-no-credentials.stderr", False),
+        ("flux/push-artifact-invalid-path.stderr", False),
+    ],
+)
+def test_transient_failures_are_told_from_refusals(golden: str, expected: bool) -> None:
+    assert transient(text(golden)) is expected
+
+
+def test_an_unreachable_registry_is_retried_then_reported_retryable(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    runner.answer(["flux", "push"], stderr=text("flux/push-artifact-unreachable.stderr"), exit_code=1)
+    context = _context(_settings(tmp_path), runner, seconds=2.5)
+    with pytest.raises(RegistryError, match="the registry stayed unreachable") as caught:
+        push(context, _registry(context))
+    assert caught.value.retryable
+    assert 2 <= len(runner.calls) <= 4  # 0.5 s, then 1 s pauses fit a 2.5 s deadline; no more
