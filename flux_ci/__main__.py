@@ -23,7 +23,7 @@ def run() -> NoReturn:
     # SIGINT/SIGTERM stop every child from the first; then the command's tools' version checks start,
     # its first children, while typer and pydantic load.
     from flux_ci.cli import startup  # noqa: PLC0415 - after the two settings above, like every import here
-    from flux_ci.tools.runner import install_signal_handlers  # noqa: PLC0415
+    from flux_ci.tools.supervise import install_signal_handlers  # noqa: PLC0415
 
     install_signal_handlers()
     early = startup.start_for(sys.argv[1:])

@@ -1,7 +1,8 @@
 """The exit codes and the exception tree that decides them.
 
-Every expected failure is raised as a `FluxCIError` subclass carrying its `ExitCode`; the CLI boundary
-(`cli.main`) is the only place that turns an exception into a process exit status.
+Every expected failure is raised as a `FluxCIError` subclass carrying its `ExitCode`, and SIGINT/SIGTERM
+as `SignalInterruptError`; the CLI boundary (`flux_ci.cli.boundary`) is the only place that turns an
+exception into a process exit status.
 """
 
 from __future__ import annotations
@@ -105,9 +106,20 @@ class SupersededError(FluxCIError):
         self.by_digest = by_digest
 
 
-class SignalInterruptError(FluxCIError):
-    """SIGINT or SIGTERM arrived; children were stopped before this was raised."""
+class SignalInterruptError(BaseException):
+    """SIGINT or SIGTERM arrived; children were stopped before this was raised.
+
+    A BaseException, like KeyboardInterrupt: no `except FluxCIError` (nor `except Exception`) on the
+    way up may take it for a failure of the work and carry on; only the CLI boundary catches it.
+    """
+
+    retryable = False
 
     def __init__(self, signal_name: str, exit_code: ExitCode) -> None:
         super().__init__(f"interrupted by {signal_name}")
+        self.message = f"interrupted by {signal_name}"
         self.exit_code = exit_code
+
+    @property
+    def code_name(self) -> str:
+        return self.exit_code.name.lower()

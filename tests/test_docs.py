@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 from flux_ci.cli.app import app
-from flux_ci.config.settings import Settings, variable_name, variable_of
+from flux_ci.config.names import variable_name
+from flux_ci.config.settings import Settings, variable_of
 from flux_ci.errors import ExitCode
 from flux_ci.report.models import Artifact, ObjectRef, Report, SourceState
 from flux_ci.report.render import to_dotenv

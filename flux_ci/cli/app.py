@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None, *, early: Early | None = None) -> in
     """The command line's outcome as an exit code; never calls sys.exit itself. `early`: what
     `flux_ci.__main__` started for it before typer loaded, else started here (`startup.start_for`)."""
     # SIGINT/SIGTERM: every child gets SIGTERM (SIGKILL after a grace), the work raises, exit 130/143.
-    from flux_ci.tools.runner import install_signal_handlers  # noqa: PLC0415 - cheap: sh loads on first use
+    from flux_ci.tools.supervise import install_signal_handlers  # noqa: PLC0415 - cheap: sh loads on first use
 
     install_signal_handlers()
     args = list(sys.argv[1:] if argv is None else argv)

@@ -20,14 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flux_ci.config.settings import (
-    RECEIVER_OIDC_TOKEN_VARIABLE,
-    Problem,
-    Settings,
-    config_message,
-    missing_message,
-    variable_name,
-)
+from flux_ci.config.ci import RECEIVER_OIDC_TOKEN_VARIABLE
+from flux_ci.config.names import Problem, config_message, missing_message, variable_name
+from flux_ci.config.settings import Settings
 from flux_ci.config.signing import key_problem
 from flux_ci.errors import ConfigError
 

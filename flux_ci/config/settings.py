@@ -1,198 +1,40 @@
 """The one `Settings` object: environment variables only, GitLab's and GitHub's predefined ones as
-fallbacks. Built lazily by the CLI, so `--help` works in an empty environment.
+fallbacks (`ci`). Built lazily by the CLI, so `--help` works in an empty environment.
 
-Every value's form is checked here (durations, Kubernetes names, OCI tags and repositories, booleans,
-digests), and every problem is reported at once. What a command needs beyond that (variables it
-cannot do without, the manifests on disk, a writable dotenv path) is checked by `plan`.
+Every value's form is checked here (`values`), and every problem is reported at once. What a command
+needs beyond that (variables it cannot do without, the manifests on disk, a writable dotenv path) is
+checked by `plan`.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import urlsplit
+from typing import Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import (
-    BaseSettings,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from flux_ci.config import names
+from flux_ci.config.ci import CIDefaultsSource
+from flux_ci.config.names import PREFIX, Problem, config_message, missing_message, variable_name
+from flux_ci.config.values import (
+    CREDENTIALS_IN_URL,
+    DIGEST,
+    CommaList,
+    Duration,
+    StrictBool,
+    check_name,
+    check_namespace,
+    check_tags,
+    oci_repository,
+    parse_object_ref,
+    receiver_url,
 )
-
-from flux_ci.deadline import parse_duration
 from flux_ci.errors import ConfigError
 from flux_ci.report.models import ObjectRef
-from flux_ci.secrets import has_userinfo, without_userinfo
-
-PREFIX = "FLUX_CI_"
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
-# Kubernetes names: a namespace is a DNS-1123 label, a Flux object's name a DNS-1123 subdomain.
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-# OCI references (distribution spec): host[:port], then lowercase path components.
-_REGISTRY_HOST = re.compile(
-    r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*)"
-    r"(:[0-9]{1,5})?$"
-)
-_PATH_COMPONENT = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$")
-_CONSUMER_KINDS = {"kustomization": "Kustomization", "helmrelease": "HelmRelease"}
-_BOOLEANS = {
-    "true": True,
-    "1": True,
-    "yes": True,
-    "on": True,
-    "false": False,
-    "0": False,
-    "no": False,
-    "off": False,
-}
-_TRUE = {"1", "true", "yes", "on"}
-# A deadline under a second cannot run even one command; over a week is a typo (and overflows the
-# timers the watches use when far larger).
-_TIMEOUT_RANGE_S = (1.0, 7 * 24 * 3600.0)
-_CREDENTIALS_IN_URL = "contains credentials (user:password@)"
-
-# FLUX_CI_ names in a job's environment that are not settings, yet not typos:
-# - read by this project's own build and test tooling (Makefile, .ci/build-tools.sh, tests/sandbox);
-_TOOLING_VARIABLES = frozenset({"FLUX_CI_TOOLS_DIR", "FLUX_CI_BUILD_DIR", "FLUX_CI_SANDBOX_DIR"})
-_TOOLING_PREFIX = "FLUX_CI_SANDBOX_"  # the sandbox's env file: its registry address and credentials
-# - written by the dotenv report (render.to_dotenv); GitLab hands them to the later jobs.
-_REPORT_VARIABLES = frozenset(
-    {
-        "FLUX_CI_STATUS",
-        "FLUX_CI_EXIT_CODE",
-        "FLUX_CI_RETRYABLE",
-        "FLUX_CI_URL",
-        "FLUX_CI_SOURCE_REVISION",
-        "FLUX_CI_SUPERSEDED_BY",
-        "FLUX_CI_CHANGED",
-        "FLUX_CI_ROLLBACK_STATUS",
-        "FLUX_CI_CLUSTERS",
-        "FLUX_CI_CLUSTERS_SUCCEEDED",
-        "FLUX_CI_CLUSTERS_FAILED",
-        "FLUX_CI_PREVIOUS_DIGEST",
-    }
-)
-
-# Where a FLUX_CI_ variable's default comes from in CI, for messages that name what to set.
-CI_FALLBACKS: dict[str, str] = {
-    "repository": "CI_REGISTRY_IMAGE",
-    "tag": "CI_COMMIT_SHORT_SHA",
-    "source": "CI_PROJECT_URL",
-    "revision": "CI_COMMIT_REF_NAME and CI_COMMIT_SHA",
-    "registry_user": "CI_REGISTRY_USER",
-    "registry_password": "CI_REGISTRY_PASSWORD",
-    "kube_context": "KUBE_CONTEXT",
-    "trace": "CI_DEBUG_TRACE",
-}
-
-# flux2 cmd/flux/trigger_receiver.go `defaultOIDCTokenEnvVar`: FLUX_CI_RECEIVER_OIDC_TOKEN's fallback.
-RECEIVER_OIDC_TOKEN_VARIABLE = "FLUX_TRIGGER_RECEIVER_OIDC_TOKEN"  # noqa: S105 - a name, not a token
-
-# A field's problem: (field name, message); the field is "" for an unknown variable name.
-Problem = tuple[str, str]
-
-
-def _comma_list(value: Any) -> Any:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
-
-
-def _strict_bool(value: Any) -> Any:
-    """Only the words people mean as booleans; `ture` or `enabled` is a mistake, not `false`."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
-        return _BOOLEANS[value.strip().lower()]
-    msg = f"{value!r} is not a boolean: use true/false, 1/0, yes/no or on/off"
-    raise ValueError(msg)
-
-
-def _duration(value: Any) -> Any:
-    seconds = parse_duration(value) if isinstance(value, str) else value
-    low, high = _TIMEOUT_RANGE_S
-    if isinstance(seconds, int | float) and not (math.isfinite(seconds) and low <= seconds <= high):
-        msg = f"{value!r} must be a duration from 1s to 168h, such as 90s, 5m or 1h30m"
-        raise ValueError(msg)
-    return seconds
-
-
-CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
-StrictBool = Annotated[bool, BeforeValidator(_strict_bool)]
-Duration = Annotated[float, BeforeValidator(_duration)]
-
-
-def ci_defaults(env: Mapping[str, str]) -> dict[str, str]:
-    """Defaults derived from GitLab's predefined variables, else GitHub Actions' equivalents."""
-    gitlab = _gitlab_defaults(env)
-    github = _github_defaults(env)
-    # The variable `flux trigger receiver` reads its OIDC token from, so a job set up for it works.
-    flux: dict[str, str] = {}
-    _copy(env, flux, receiver_oidc_token=RECEIVER_OIDC_TOKEN_VARIABLE)
-    return {**flux, **github, **gitlab}  # GitLab wins where both somehow exist
-
-
-def _gitlab_defaults(env: Mapping[str, str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if image := env.get("CI_REGISTRY_IMAGE"):
-        out["repository"] = f"oci://{image}/manifests"
-    if short_sha := env.get("CI_COMMIT_SHORT_SHA"):
-        out["tag"] = short_sha
-    # Never CI_REPOSITORY_URL: it embeds the job token and would be baked into the artifact. And
-    # should CI_PROJECT_URL ever carry credentials, they are dropped, never published.
-    if project_url := env.get("CI_PROJECT_URL"):
-        out["source"] = without_userinfo(project_url)
-    if (ref := env.get("CI_COMMIT_REF_NAME")) and (sha := env.get("CI_COMMIT_SHA")):
-        out["revision"] = f"{ref}@sha1:{sha}"
-    _copy(env, out, registry_user="CI_REGISTRY_USER", registry_password="CI_REGISTRY_PASSWORD")  # noqa: S106
-    _copy(env, out, kube_context="KUBE_CONTEXT")
-    if (debug := env.get("CI_DEBUG_TRACE")) is not None:
-        # CI_DEBUG_TRACE is "true" or absent; anything unexpected means off rather than an error.
-        out["trace"] = "true" if debug.strip().lower() in _TRUE else "false"
-    return out
-
-
-def _github_defaults(env: Mapping[str, str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    repo = env.get("GITHUB_REPOSITORY")
-    sha = env.get("GITHUB_SHA")
-    if repo:
-        out["repository"] = f"oci://ghcr.io/{repo.lower()}/manifests"
-        server = without_userinfo(env.get("GITHUB_SERVER_URL", "https://github.com"))
-        out["source"] = f"{server}/{repo}"
-    if sha:
-        out["tag"] = sha[:8]
-        if ref := env.get("GITHUB_REF_NAME"):
-            out["revision"] = f"{ref}@sha1:{sha}"
-    _copy(env, out, registry_user="GITHUB_ACTOR", registry_password="GITHUB_TOKEN")  # noqa: S106
-    if env.get("RUNNER_DEBUG") == "1":
-        out["trace"] = "true"
-    return out
-
-
-def _copy(env: Mapping[str, str], out: dict[str, str], **fields: str) -> None:
-    for field_name, variable in fields.items():
-        if value := env.get(variable):
-            out[field_name] = value
-
-
-class _CIDefaultsSource(PydanticBaseSettingsSource):
-    """Lowest-priority source: the CI system's predefined variables (FLUX_CI_* always win)."""
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:  # noqa: ARG002
-        return None, field_name, False  # unused: __call__ provides everything at once
-
-    def __call__(self) -> dict[str, Any]:
-        return ci_defaults(os.environ)
+from flux_ci.secrets import has_userinfo, is_secret_variable
 
 
 class Settings(BaseSettings):
@@ -249,17 +91,10 @@ class Settings(BaseSettings):
     cosign_private_key: SecretStr | None = Field(default=None, validation_alias="COSIGN_PRIVATE_KEY")
     cosign_password: SecretStr | None = Field(default=None, validation_alias="COSIGN_PASSWORD")
 
-    secret_fields: ClassVar[frozenset[str]] = frozenset(
-        {
-            "registry_password",
-            "receiver_token",
-            "receiver_oidc_token",
-            "cosign_private_key",
-            "cosign_password",
-        }
-    )
+    # Filled in below the class from `secrets`, the one list of secret variables.
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
     # Never echoed in a message either: they may hold credentials, which must not be repeated.
-    unechoed_fields: ClassVar[frozenset[str]] = secret_fields | {"repository", "source", "receiver_url"}
+    unechoed_fields: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def settings_customise_sources(
@@ -271,7 +106,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - deliberately unused
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment only, by design: no .env file and no secrets directory are read.
-        return init_settings, env_settings, _CIDefaultsSource(settings_cls)
+        return init_settings, env_settings, CIDefaultsSource(settings_cls)
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
@@ -309,7 +144,7 @@ class Settings(BaseSettings):
     def _source(cls, value: str | None) -> str | None:
         # Only URLs with a scheme: `git@host:group/app` names a user, not a credential.
         if value is not None and "://" in value and has_userinfo(value):
-            msg = f"{_CREDENTIALS_IN_URL}: the source annotation is public, give the URL without them"
+            msg = f"{CREDENTIALS_IN_URL}: the source annotation is public, give the URL without them"
             raise ValueError(msg)
         return value
 
@@ -317,7 +152,7 @@ class Settings(BaseSettings):
     @classmethod
     def _tag(cls, value: str | None) -> str | None:
         if value is not None:
-            _check_tags([value])
+            check_tags([value])
         return value
 
     @field_validator("extra_tags")
@@ -332,13 +167,13 @@ class Settings(BaseSettings):
         if not value:
             msg = "is empty: list tags such as latest,main, or write none"
             raise ValueError(msg)
-        _check_tags(value)
+        check_tags(value)
         return list(dict.fromkeys(value))
 
     @field_validator("digest")
     @classmethod
     def _digest(cls, value: str | None) -> str | None:
-        if value is not None and not _DIGEST.match(value):
+        if value is not None and not DIGEST.match(value):
             msg = f"{value!r} is not a sha256:<64 hex> digest"
             raise ValueError(msg)
         return value
@@ -351,7 +186,7 @@ class Settings(BaseSettings):
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, value: str) -> str:
-        _check_namespace(value, value)
+        check_namespace(value, value)
         return value
 
     @field_validator("wait_for")
@@ -407,8 +242,8 @@ class Settings(BaseSettings):
             msg = f"{value!r} must be [namespace/]name"
             raise ValueError(msg)
         if slash:
-            _check_namespace(namespace, value)
-        _check_name(name, value)
+            check_namespace(namespace, value)
+        check_name(name, value)
         return value
 
     @property
@@ -457,103 +292,16 @@ class Settings(BaseSettings):
             raise ConfigError(config_message(problems))
 
 
-def oci_repository(text: str) -> str:
-    """`[oci://]host[:port]/path` → `oci://host[:port]/path`; a ValueError says what is wrong."""
-    if has_userinfo(text):  # checked first, and the value is never repeated: it holds a password
-        msg = f"{_CREDENTIALS_IN_URL}: set FLUX_CI_REGISTRY_USER and FLUX_CI_REGISTRY_PASSWORD instead"
-        raise ValueError(msg)
-    address = text.removeprefix("oci://").rstrip("/")
-    host, _, path = address.partition("/")
-    if "://" in address or not host or not path:
-        msg = f"{text!r} must be oci://<registry>/<path>"
-        raise ValueError(msg)
-    if "@" in path or ":" in path.rsplit("/", 1)[-1]:
-        msg = f"{text!r} must not include a tag or digest (set FLUX_CI_TAG instead)"
-        raise ValueError(msg)
-    if not _REGISTRY_HOST.match(host):
-        msg = f"{text!r}: {host!r} is not a registry host[:port]"
-        raise ValueError(msg)
-    for component in path.split("/"):
-        if not _PATH_COMPONENT.match(component):
-            msg = (
-                f"{text!r}: path component {component!r} must be lowercase letters and digits, "
-                "separated by one of . _ -"
-            )
-            raise ValueError(msg)
-    return f"oci://{address}"
+def variable_of(field_name: str) -> str:
+    """The variable a field is read from: FLUX_CI_<NAME>, or its own name (COSIGN_PASSWORD)."""
+    alias = Settings.model_fields[field_name].validation_alias
+    return str(alias) if alias is not None else variable_name(field_name)
 
 
-def receiver_url(text: str) -> str:
-    """`http(s)://host[:port][/base path]`, without credentials, query or fragment; no trailing `/`."""
-    if has_userinfo(text):  # checked first, and the value is never repeated: it may hold a password
-        msg = f"{_CREDENTIALS_IN_URL}: the Receiver authenticates with FLUX_CI_RECEIVER_TOKEN"
-        raise ValueError(msg)
-    parts = urlsplit(text.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        msg = f"{text!r} must be http(s)://<host>[:<port>][/<base path>] (the Receiver webhook server)"
-        raise ValueError(msg)
-    if parts.query or parts.fragment or "/hook/" in f"{parts.path}/":
-        msg = f"{text!r} must be the webhook server's base URL, without /hook/..., query or fragment"
-        raise ValueError(msg)
-    return text.strip().rstrip("/")
-
-
-def _check_tags(tags: list[str]) -> None:
-    bad = [tag for tag in tags if not _TAG.match(tag)]
-    if bad:
-        listed = ", ".join(repr(tag) for tag in bad)
-        msg = f"{listed}: not a valid OCI tag (letters, digits, _ . -, at most 128, not starting with . or -)"
-        raise ValueError(msg)
-
-
-def _in(text: str, part: str) -> str:
-    """How a message names the faulty part: alone, or within the value it came from."""
-    return repr(part) if part == text else f"{text!r}: {part!r}"
-
-
-def _check_namespace(namespace: str, text: str) -> None:
-    if not _DNS_LABEL.match(namespace):
-        msg = (
-            f"{_in(text, namespace)} is not a valid namespace "
-            "(lowercase letters, digits and -, at most 63, starting and ending with a letter or digit)"
-        )
-        raise ValueError(msg)
-
-
-def _check_name(name: str, text: str) -> None:
-    if not _DNS_SUBDOMAIN.match(name):
-        msg = (
-            f"{_in(text, name)} is not a valid Kubernetes name "
-            "(lowercase letters, digits, - and ., starting and ending with a letter or digit)"
-        )
-        raise ValueError(msg)
-
-
-def parse_object_ref(text: str, default_namespace: str) -> ObjectRef:
-    """Parse `Kind/namespace/name` or `Kind/name` (Kustomization or HelmRelease)."""
-    parts = text.strip().split("/")
-    if len(parts) not in (2, 3) or not all(parts):
-        msg = f"{text!r} must be Kind/namespace/name or Kind/name, e.g. Kustomization/flux-system/apps"
-        raise ValueError(msg)
-    kind = _CONSUMER_KINDS.get(parts[0].lower())
-    if kind is None:
-        msg = f"{text!r}: kind must be Kustomization or HelmRelease"
-        raise ValueError(msg)
-    namespace = parts[1] if len(parts) == 3 else default_namespace
-    _check_namespace(namespace, text)
-    _check_name(parts[-1], text)
-    return ObjectRef(kind, namespace, parts[-1])
-
-
-def variable_name(field_name: str) -> str:
-    return f"{PREFIX}{field_name.upper()}"
-
-
-def known_variables() -> frozenset[str]:
-    """Every FLUX_CI_ name a job's environment may hold without it being a typo."""
-    return (
-        frozenset(variable_name(name) for name in _prefixed_fields()) | _TOOLING_VARIABLES | _REPORT_VARIABLES
-    )
+Settings.secret_fields = frozenset(
+    name for name in Settings.model_fields if is_secret_variable(variable_of(name))
+)
+Settings.unechoed_fields = Settings.secret_fields | {"repository", "source", "receiver_url"}
 
 
 def _prefixed_fields() -> list[str]:
@@ -561,39 +309,17 @@ def _prefixed_fields() -> list[str]:
     return [name for name, info in Settings.model_fields.items() if info.validation_alias is None]
 
 
+def known_variables() -> frozenset[str]:
+    return names.known_variables(_prefixed_fields())
+
+
 def unknown_variables(env: Mapping[str, str]) -> list[str]:
-    """A message for every FLUX_CI_ name that flux-ci does not know, with the setting it resembles."""
-    known = known_variables()
-    fields = sorted(name.upper() for name in _prefixed_fields())
     own_names = {
         name.upper(): str(info.validation_alias)
         for name, info in Settings.model_fields.items()
         if info.validation_alias is not None
     }
-    problems = []
-    for name in sorted(env):
-        upper = name.upper()  # pydantic-settings reads names case-insensitively, so this does too
-        if not upper.startswith(PREFIX) or upper in known or upper.startswith(_TOOLING_PREFIX):
-            continue
-        # Compared without the prefix every name shares, which would make any two look alike.
-        close = difflib.get_close_matches(upper.removeprefix(PREFIX), fields, n=1)
-        hint = f"; did you mean {PREFIX}{close[0]}?" if close else ""
-        if own := own_names.get(upper.removeprefix(PREFIX)):
-            hint = f"; set {own} instead"
-        problems.append(f"{name} is not a flux-ci variable{hint}")
-    return problems
-
-
-def missing_message(field_name: str) -> str:
-    fallback = CI_FALLBACKS.get(field_name)
-    hint = f" (in GitLab CI it defaults from {fallback})" if fallback else ""
-    return f"{variable_name(field_name)} is not set{hint}"
-
-
-def variable_of(field_name: str) -> str:
-    """The variable a field is read from: FLUX_CI_<NAME>, or its own name (COSIGN_PASSWORD)."""
-    alias = Settings.model_fields[field_name].validation_alias
-    return str(alias) if alias is not None else variable_name(field_name)
+    return names.unknown_variables(env, _prefixed_fields(), own_names)
 
 
 def field_problems(exc: ValidationError) -> list[Problem]:
@@ -606,8 +332,3 @@ def field_problems(exc: ValidationError) -> list[Problem]:
             reason = f"{reason} (got {error.get('input')!r})"
         problems.setdefault(field_name, f"{variable_name(field_name)}: {reason}")
     return list(problems.items())
-
-
-def config_message(problems: list[str]) -> str:
-    lines = "\n".join(f"  - {problem}" for problem in problems)
-    return f"invalid configuration, fix these variables:\n{lines}"

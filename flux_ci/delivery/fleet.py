@@ -9,6 +9,7 @@ that succeeded. One context alone runs in the calling thread, exactly as it alwa
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from flux_ci.context import Context
-from flux_ci.errors import ExitCode, FluxCIError, SignalInterruptError, SupersededError
+from flux_ci.errors import ExitCode, FluxCIError, SupersededError
 from flux_ci.report.models import ClusterOutcome, ClusterStatus, ErrorInfo, Report
 
 T = TypeVar("T")
@@ -105,12 +106,8 @@ def each(ctx: Context, clusters: Sequence[Cluster], work: Callable[[Cluster], T]
         futures = [pool.submit(_recorded, cluster, work) for cluster in clusters]
         results: list[T] = []
         for future in futures:
-            try:
+            with contextlib.suppress(FluxCIError):  # recorded on its cluster; raised below, once all ended
                 results.append(ctx.result(future))
-            except SignalInterruptError:
-                raise
-            except FluxCIError:
-                pass  # recorded on its cluster; raised below, after every cluster has ended
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     failed = [cluster for cluster in clusters if cluster.error is not None]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from flux_ci.context import Context
-from flux_ci.errors import ClusterError, DeadlineExceededError, FluxCIError
+from flux_ci.errors import ClusterError, DeadlineExceededError, FluxCIError, SignalInterruptError
 from flux_ci.kube.cluster import ForbiddenError, NotInstalledError, list_objects, watch_stream
 from flux_ci.kube.events import EventWatch
 from flux_ci.kube.fluxobjects import Obj, Phase, Verdict, ref_of
@@ -122,7 +122,9 @@ class Observer:
     def _watch(self, group: Group) -> None:
         try:
             self._follow(group)
-        except FluxCIError as exc:  # e.g. interrupted by SIGTERM: the waiting thread raises it
+        except SignalInterruptError:
+            return  # the waiting thread sees the signal itself, at its next tick
+        except FluxCIError as exc:
             self._fail(exc)
 
     def _follow(self, group: Group) -> None:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from flux_ci.config.settings import config_message, missing_message
+from flux_ci.config.names import config_message, missing_message
 from flux_ci.context import Context
 from flux_ci.errors import ConfigError
 from flux_ci.registry.retry import retrying

@@ -4,29 +4,34 @@ Every child gets an argv list (never a shell string), an explicit environment, a
 command's and captured output. With tracing on, each command is printed before it runs, shell-quoted
 and masked, followed by its exit code and duration (and its output at `-vv`).
 
-Every child belongs to a `ProcessGroup` (one per flux-ci process, `PROCESSES`), which enforces the
-deadlines and stops children on SIGINT/SIGTERM: SIGTERM first, SIGKILL after a short grace.
+Every child belongs to a `ProcessGroup` (`supervise`: one per flux-ci process, `PROCESSES`), which
+enforces the deadlines and stops children, and all they started, on SIGINT/SIGTERM: SIGTERM first,
+SIGKILL after a short grace.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
-import select
 import shlex
 import shutil
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from flux_ci.errors import DeadlineExceededError, ExitCode, SignalInterruptError, ToolError
+from flux_ci.errors import DeadlineExceededError, ExitCode, ToolError
+from flux_ci.tools.supervise import (
+    PROCESSES,
+    Child,
+    ProcessGroup,
+    child_setup,
+    readable,
+    wait_slice,
+)
 
 if TYPE_CHECKING:  # annotations only: importing this module must stay cheap (the CLI installs the
     # signal handlers before it knows whether any command will run)
@@ -39,13 +44,7 @@ logging.getLogger("sh").setLevel(logging.WARNING)
 
 # The caller decides what an exit code means, not sh: every code, and death by any signal (-N).
 _ANY_EXIT_CODE = tuple(range(-64, 256))
-GRACE_S = 2.0  # SIGTERM, then SIGKILL this much later: flux-ci must exit within 5 s of a signal
 _READ_SIZE = 1 << 16
-# On the main thread, waits are cut into slices this long. A signal delivered to another thread
-# (sh runs several) only runs its Python handler when the main thread executes bytecode again.
-_MAIN_SLICE_S = 0.05
-_FALLBACK_POLL_S = 0.005  # without pidfds (not Linux), a child's exit can only be polled for
-_SIGNAL_EXITS = {signal.SIGINT: ("SIGINT", ExitCode.SIGINT), signal.SIGTERM: ("SIGTERM", ExitCode.SIGTERM)}
 
 
 @dataclass(frozen=True)
@@ -97,226 +96,6 @@ class CommandRunner(Protocol):
     def check_interrupted(self) -> None: ...
 
     def scoped(self) -> CommandRunner: ...
-
-
-class Child:
-    """One running child: its sh process, its stdout pipe, a handle on exactly it, and its timers."""
-
-    def __init__(self, process: Any, stdout_fd: int, deadline: float, owner: object) -> None:
-        self.process = process
-        self.stdout_fd = stdout_fd
-        self.deadline = deadline
-        self.owner = owner
-        # A pidfd names this process and no other, even once its pid is reused: signals sent through
-        # it can never hit a stranger, and it becomes readable the moment the child exits.
-        self.exit_fd = _open_pidfd(process.pid)
-        self.kill_at: float | None = None  # set when it was asked to stop; SIGKILL then
-        self.killed = False
-        self.timed_out = False
-
-    def has_exited(self) -> bool:
-        if self.exit_fd is not None:
-            return _readable([self.exit_fd], 0)
-        oproc = self.process.process
-        return oproc.exit_code is not None or not oproc.is_alive()[0]
-
-    def wait_exited(self) -> None:
-        """Block until the child has exited (its deadline and stop are the group's business)."""
-        while not self.has_exited():
-            if self.exit_fd is None:
-                time.sleep(_FALLBACK_POLL_S)
-            else:
-                _readable([self.exit_fd], _slice())
-
-    def send(self, signum: int) -> None:
-        """Signal the child unless it is gone; never a pid that may now be another process's."""
-        with contextlib.suppress(ProcessLookupError):
-            if self.exit_fd is not None:
-                signal.pidfd_send_signal(self.exit_fd, signum)
-            elif self.process.process.exit_code is None:  # not reaped yet, so the pid is still its own
-                os.kill(self.process.pid, signum)
-
-    def close(self) -> None:
-        for fd in (self.stdout_fd, self.exit_fd):
-            if fd is not None:
-                os.close(fd)
-
-
-class ProcessGroup:
-    """Every child flux-ci runs, their deadlines, and the SIGINT/SIGTERM that stops them all.
-
-    Signals are process-wide, so a process has one group (`PROCESSES`); tests make their own. A
-    watchdog thread keeps the timers: SIGTERM at a child's deadline or when it is stopped, SIGKILL
-    `grace_s` later. The signal handler only records the signal and sends SIGTERMs: raising from it
-    could leave a lock held (e.g. inside concurrent.futures) and hang the other threads, so the work
-    raises `SignalInterruptError` at its next safe point, where a child returns.
-
-    A backstop keeps the promise to exit within seconds should the work never reach such a point
-    (a wait that does not ask `check_interrupted`): if no runner has begun stopping `grace_s + 1`
-    seconds after the signal, the watchdog re-sends it to the main thread and the handler raises.
-    """
-
-    def __init__(self, grace_s: float = GRACE_S) -> None:
-        self.grace_s = grace_s
-        # Re-entrant: the signal handler runs on the main thread, which may hold it already.
-        self._lock = threading.RLock()
-        self._children: set[Child] = set()
-        self._closed: list[object] = []  # owners whose stop_all ran: their new children stop at once
-        self._owners = 0
-        self._interrupted: tuple[str, ExitCode] | None = None
-        self._wake: tuple[int, int] | None = None  # the watchdog's wake-up pipe, made on first use
-        self._handles_signals = False  # install_signal_handlers routed SIGINT/SIGTERM here
-        self._backstop_at: float | None = None
-        self._forcing = False
-
-    def attach(self) -> None:
-        """A runner starts using the group: from now on a signal is handled at a safe point."""
-        with self._lock:
-            self._owners += 1
-            if self._handles_signals:
-                self._start_watchdog()  # now, not in the handler: starting a thread takes locks
-
-    def add(self, child: Child) -> None:
-        with self._lock:
-            self._start_watchdog()
-            self._children.add(child)
-            if self._interrupted is not None or any(child.owner is o for o in self._closed):
-                # e.g. a watch thread was starting its child while everything was being stopped
-                self._stop(child, time.monotonic())
-        self._poke()
-
-    def release(self, child: Child) -> None:
-        """The child is reaped: forget it and close its descriptors (never while signalling it)."""
-        with self._lock:
-            self._children.discard(child)
-            child.close()
-
-    def stop(self, child: Child) -> None:
-        with self._lock:
-            self._stop(child, time.monotonic())
-        self._poke()
-
-    def close(self, owner: object) -> None:
-        """Stop the owner's children and any it starts later; return once those running have exited."""
-        with self._lock:
-            self._closed.append(owner)
-            self._backstop_at = None  # the work is unwinding: it reached a safe point
-            mine = [child for child in self._children if child.owner is owner]
-            now = time.monotonic()
-            for child in mine:
-                self._stop(child, now)
-        self._poke()
-        self._wait_exited(mine)
-
-    def interrupt(self, signal_name: str, exit_code: ExitCode) -> None:
-        """Record the signal and stop every child; safe in a signal handler (never blocks long)."""
-        with self._lock:
-            again = self._interrupted is not None
-            self._interrupted = self._interrupted or (signal_name, exit_code)
-            now = time.monotonic()
-            if not again and self._handles_signals:
-                self._backstop_at = now + self.grace_s + 1.0
-            for child in list(self._children):
-                self._stop(child, now, kill_now=again)  # a second signal: no more grace
-        self._poke()
-
-    def check_interrupted(self) -> None:
-        if self._interrupted is not None:
-            raise SignalInterruptError(*self._interrupted)
-
-    def handle_signals(self) -> None:
-        """Make `on_signal` the SIGINT and SIGTERM handler (main thread only)."""
-        for signum in _SIGNAL_EXITS:
-            signal.signal(signum, self.on_signal)
-        self._handles_signals = True
-
-    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        """The SIGINT/SIGTERM handler (see `install_signal_handlers`)."""
-        name, code = _SIGNAL_EXITS[signal.Signals(signum)]
-        if not self._owners:  # nothing started yet (settings): no lock is held, stop right here
-            raise SignalInterruptError(name, code)
-        if self._forcing and self._interrupted is not None:  # the backstop: see the class docstring
-            self._forcing = False
-            raise SignalInterruptError(*self._interrupted)
-        self.interrupt(name, code)
-
-    def _stop(self, child: Child, now: float, *, kill_now: bool = False) -> None:
-        if kill_now:
-            child.kill_at = now
-        elif child.kill_at is None:
-            child.kill_at = now + self.grace_s
-            child.send(signal.SIGTERM)
-
-    def _wait_exited(self, children: Sequence[Child]) -> None:
-        # Bounded: the watchdog SIGKILLs whatever still runs after the grace.
-        until = time.monotonic() + self.grace_s + 1.0
-        while time.monotonic() < until:
-            with self._lock:  # a released child's descriptors are closed: skip it
-                if all(c not in self._children or c.has_exited() for c in children):
-                    return
-            time.sleep(0.01)
-
-    def _start_watchdog(self) -> None:
-        if self._wake is None:
-            self._wake = os.pipe()
-            for fd in self._wake:
-                os.set_blocking(fd, False)
-            threading.Thread(target=self._watch, name="flux-ci child watchdog", daemon=True).start()
-
-    def _poke(self) -> None:
-        """Wake the watchdog to look at the timers again (a pipe write: safe in a signal handler)."""
-        if self._wake is not None:
-            with contextlib.suppress(BlockingIOError):  # full: it is woken already
-                os.write(self._wake[1], b"\0")
-
-    def _watch(self) -> None:
-        assert self._wake is not None
-        wake = self._wake[0]
-        while True:
-            due = self._enforce(time.monotonic())
-            _readable([wake], None if due is None else max(due - time.monotonic(), 0.0))
-            with contextlib.suppress(BlockingIOError):
-                os.read(wake, 4096)
-
-    def _enforce(self, now: float) -> float | None:
-        """Send what is due (SIGTERM at a deadline, SIGKILL after the grace); return when next."""
-        upcoming: list[float] = []
-        with self._lock:
-            for child in self._children:
-                if child.killed or child.has_exited():  # its owner reaps and releases it
-                    continue
-                if child.kill_at is None and now >= child.deadline:
-                    child.timed_out = True
-                    self._stop(child, now)
-                if child.kill_at is None:
-                    upcoming.append(child.deadline)
-                elif now >= child.kill_at:
-                    child.killed = True
-                    child.send(signal.SIGKILL)
-                else:
-                    upcoming.append(child.kill_at)
-            if self._backstop_at is not None and now >= self._backstop_at:
-                self._force_main_thread()
-            elif self._backstop_at is not None:
-                upcoming.append(self._backstop_at)
-        return min(upcoming, default=None)
-
-    def _force_main_thread(self) -> None:
-        self._backstop_at = None
-        if self._interrupted is None:
-            return
-        self._forcing = True
-        signum = signal.Signals[self._interrupted[0]]
-        # A real signal to the main thread, so a blocking call there returns (EINTR) at once.
-        signal.pthread_kill(threading.main_thread().ident or 0, signum)
-
-
-PROCESSES = ProcessGroup()
-
-
-def install_signal_handlers(group: ProcessGroup = PROCESSES) -> None:
-    """Route SIGINT and SIGTERM to `group`: call once, from the main thread, before any work."""
-    group.handle_signals()
 
 
 class Runner:
@@ -482,7 +261,7 @@ class Runner:
                 _bg=True,  # return at once: we wait ourselves, interruptibly
                 _bg_exc=False,
                 _ok_code=_ANY_EXIT_CODE,
-                _preexec_fn=_child_setup(),
+                _preexec_fn=child_setup(),
             )
         except BaseException as exc:
             os.close(read_fd)
@@ -587,7 +366,7 @@ def _stdout_chunks(child: Child) -> Iterator[bytes]:
     fd = child.stdout_fd
     watched = [fd] if child.exit_fd is None else [fd, child.exit_fd]
     while True:
-        ready = _readable(watched, _slice(child))
+        ready = readable(watched, wait_slice(child))
         chunk = _read(fd) if ready or child.exit_fd is None else None
         if chunk:
             yield chunk
@@ -619,60 +398,6 @@ def _read(fd: int) -> bytes | None:
         return os.read(fd, _READ_SIZE)
     except BlockingIOError:
         return None
-
-
-def _readable(fds: Sequence[int], timeout: float | None) -> bool:
-    """Wait until one of fds is readable (True) or the timeout passes (False); None waits for ever."""
-    poller = select.poll()
-    for fd in fds:
-        poller.register(fd, select.POLLIN)
-    return bool(poller.poll(None if timeout is None else timeout * 1000))
-
-
-def _slice(child: Child | None = None) -> float | None:
-    """How long one wait may block: for ever off the main thread (the child's exit wakes it)."""
-    if child is not None and child.exit_fd is None:
-        return _FALLBACK_POLL_S
-    return _MAIN_SLICE_S if threading.current_thread() is threading.main_thread() else None
-
-
-def _open_pidfd(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except ProcessLookupError:  # exited and reaped by sh already: its exit code is known
-        return None
-    except (AttributeError, OSError):  # not Linux 5.3+: fall back to polling
-        return None
-
-
-@functools.cache
-def _child_setup() -> Callable[[], None]:
-    """What the forked child runs before exec; prepared in the parent, where importing is safe."""
-    prctl = _prctl()
-    parent = os.getpid()
-
-    def setup() -> None:
-        # sh's `_bg` makes the child ignore SIGHUP, which would survive exec: a hangup must end it.
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
-        # Linux: the kernel SIGKILLs the child if flux-ci dies without stopping it (e.g. SIGKILL).
-        # Strictly, when the thread that started it ends; every child is reaped before that.
-        if prctl is not None and prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) == 0 and os.getppid() != parent:
-            os._exit(1)  # flux-ci died before the kernel was told
-
-    return setup
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _prctl() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes  # noqa: PLC0415 - only needed once a child starts
-
-    with contextlib.suppress(OSError, AttributeError):
-        return ctypes.CDLL(None, use_errno=True).prctl
-    return None
 
 
 def _exit_code(code: int) -> int:

@@ -41,7 +41,8 @@ def _alternating(
 
 def runner_overhead(runs: int = 50) -> Section:
     """`Runner.run(["true"])` against `subprocess.run(["true"])`: what the one door costs per command."""
-    from flux_ci.tools.runner import ProcessGroup, Runner  # noqa: PLC0415
+    from flux_ci.tools.runner import Runner  # noqa: PLC0415
+    from flux_ci.tools.supervise import ProcessGroup  # noqa: PLC0415
 
     runner = Runner(masker=_masker(), env=dict(os.environ), group=ProcessGroup())
     ours, plain = _alternating(

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from flux_ci.cli.app import app, main
-from flux_ci.config.settings import Settings, variable_name
+from flux_ci.config.names import variable_name
+from flux_ci.config.settings import Settings
 from flux_ci.errors import ExitCode
 
 PUSH_VARS = {

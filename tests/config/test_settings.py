@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from flux_ci.config.settings import Settings, ci_defaults, parse_object_ref, unknown_variables
+from flux_ci.config.ci import ci_defaults
+from flux_ci.config.settings import Settings, unknown_variables
+from flux_ci.config.values import parse_object_ref
 from flux_ci.errors import ConfigError
 from flux_ci.report.models import Artifact, ErrorInfo, ObjectRef, Report, SourceState
 from flux_ci.report.render import to_dotenv

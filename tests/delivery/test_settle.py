@@ -24,7 +24,7 @@ from flux_ci.errors import (
     SourceFailedError,
     SupersededError,
 )
-from flux_ci.report.models import Report, Status
+from flux_ci.report.models import Report
 from flux_ci.report.progress import Progress
 from flux_ci.secrets import Masker
 from flux_ci.tools.kubectl import HELMRELEASES, KUSTOMIZATIONS, OCIREPOSITORIES
@@ -301,7 +301,8 @@ def _result(stdout: str) -> CommandResult:
 def test_the_modules_a_deploy_loads_leave_out_what_only_a_failure_or_an_option_needs() -> None:
     # Each module loaded costs CPU on every deploy: diagnostics and rollback load after a failure,
     # github on GitHub Actions, markdown for FLUX_CI_OUTPUT=markdown.
-    probe = "import sys, json, flux_ci.cli.app, flux_ci.delivery.settle, flux_ci.report.render\nprint(json.dumps(list(sys.modules)))"
+    modules = "flux_ci.cli.app, flux_ci.commands.deploy, flux_ci.report.render"
+    probe = f"import sys, json, {modules}\nprint(json.dumps(list(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     loaded = set(json.loads(done.stdout))
     assert "flux_ci.delivery.settle" in loaded

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from flux_ci.config.settings import Settings, variable_name
+from flux_ci.config.names import variable_name
+from flux_ci.config.settings import Settings
 from flux_ci.report.github import outputs as github_outputs
 from flux_ci.report.models import Report
 from tests.e2e.project import REVISION, ROOT, Project, Run, child_env

@@ -21,7 +21,8 @@ from pydantic import SecretStr
 
 from flux_ci.errors import DeadlineExceededError, ExitCode, SignalInterruptError, ToolError
 from flux_ci.secrets import Masker
-from flux_ci.tools.runner import ProcessGroup, Runner
+from flux_ci.tools.runner import Runner
+from flux_ci.tools.supervise import ProcessGroup
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[2]
@@ -298,8 +299,9 @@ DRIVER = textwrap.dedent(
     """
     import os, sys, threading, time
     from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-    from flux_ci.errors import FluxCIError
-    from flux_ci.tools.runner import Runner, install_signal_handlers
+    from flux_ci.errors import FluxCIError, SignalInterruptError
+    from flux_ci.tools.runner import Runner
+    from flux_ci.tools.supervise import install_signal_handlers
     from flux_ci.secrets import Masker
 
     mode, child = sys.argv[1], sys.argv[2]
@@ -322,7 +324,7 @@ DRIVER = textwrap.dedent(
                     for future in done:
                         future.result()
         runner.check_interrupted()
-    except FluxCIError as exc:
+    except (FluxCIError, SignalInterruptError) as exc:
         code = int(exc.exit_code)
     finally:
         runner.stop_all()

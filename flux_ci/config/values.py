@@ -1,0 +1,162 @@
+"""The forms of flux-ci's values, checked as the settings are read: durations, booleans, lists, OCI
+tags, digests and repositories, Kubernetes names and object references, URLs. Each check raises a
+ValueError that says what is wrong (and never repeats a value that may hold a credential)."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator
+from pydantic_settings import NoDecode
+
+from flux_ci.deadline import parse_duration
+from flux_ci.report.models import ObjectRef
+from flux_ci.secrets import has_userinfo
+
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+# Kubernetes names: a namespace is a DNS-1123 label, a Flux object's name a DNS-1123 subdomain.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# OCI references (distribution spec): host[:port], then lowercase path components.
+_REGISTRY_HOST = re.compile(
+    r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*)"
+    r"(:[0-9]{1,5})?$"
+)
+_PATH_COMPONENT = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$")
+_CONSUMER_KINDS = {"kustomization": "Kustomization", "helmrelease": "HelmRelease"}
+_BOOLEANS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+}
+# A deadline under a second cannot run even one command; over a week is a typo (and overflows the
+# timers the watches use when far larger).
+_TIMEOUT_RANGE_S = (1.0, 7 * 24 * 3600.0)
+CREDENTIALS_IN_URL = "contains credentials (user:password@)"
+
+
+def comma_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def strict_bool(value: Any) -> Any:
+    """Only the words people mean as booleans; `ture` or `enabled` is a mistake, not `false`."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+        return _BOOLEANS[value.strip().lower()]
+    msg = f"{value!r} is not a boolean: use true/false, 1/0, yes/no or on/off"
+    raise ValueError(msg)
+
+
+def duration(value: Any) -> Any:
+    seconds = parse_duration(value) if isinstance(value, str) else value
+    low, high = _TIMEOUT_RANGE_S
+    if isinstance(seconds, int | float) and not (math.isfinite(seconds) and low <= seconds <= high):
+        msg = f"{value!r} must be a duration from 1s to 168h, such as 90s, 5m or 1h30m"
+        raise ValueError(msg)
+    return seconds
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(comma_list)]
+StrictBool = Annotated[bool, BeforeValidator(strict_bool)]
+Duration = Annotated[float, BeforeValidator(duration)]
+
+
+def oci_repository(text: str) -> str:
+    """`[oci://]host[:port]/path` → `oci://host[:port]/path`; a ValueError says what is wrong."""
+    if has_userinfo(text):  # checked first, and the value is never repeated: it holds a password
+        msg = f"{CREDENTIALS_IN_URL}: set FLUX_CI_REGISTRY_USER and FLUX_CI_REGISTRY_PASSWORD instead"
+        raise ValueError(msg)
+    address = text.removeprefix("oci://").rstrip("/")
+    host, _, path = address.partition("/")
+    if "://" in address or not host or not path:
+        msg = f"{text!r} must be oci://<registry>/<path>"
+        raise ValueError(msg)
+    if "@" in path or ":" in path.rsplit("/", 1)[-1]:
+        msg = f"{text!r} must not include a tag or digest (set FLUX_CI_TAG instead)"
+        raise ValueError(msg)
+    if not _REGISTRY_HOST.match(host):
+        msg = f"{text!r}: {host!r} is not a registry host[:port]"
+        raise ValueError(msg)
+    for component in path.split("/"):
+        if not _PATH_COMPONENT.match(component):
+            msg = (
+                f"{text!r}: path component {component!r} must be lowercase letters and digits, "
+                "separated by one of . _ -"
+            )
+            raise ValueError(msg)
+    return f"oci://{address}"
+
+
+def receiver_url(text: str) -> str:
+    """`http(s)://host[:port][/base path]`, without credentials, query or fragment; no trailing `/`."""
+    if has_userinfo(text):  # checked first, and the value is never repeated: it may hold a password
+        msg = f"{CREDENTIALS_IN_URL}: the Receiver authenticates with FLUX_CI_RECEIVER_TOKEN"
+        raise ValueError(msg)
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        msg = f"{text!r} must be http(s)://<host>[:<port>][/<base path>] (the Receiver webhook server)"
+        raise ValueError(msg)
+    if parts.query or parts.fragment or "/hook/" in f"{parts.path}/":
+        msg = f"{text!r} must be the webhook server's base URL, without /hook/..., query or fragment"
+        raise ValueError(msg)
+    return text.strip().rstrip("/")
+
+
+def check_tags(tags: list[str]) -> None:
+    bad = [tag for tag in tags if not _TAG.match(tag)]
+    if bad:
+        listed = ", ".join(repr(tag) for tag in bad)
+        msg = f"{listed}: not a valid OCI tag (letters, digits, _ . -, at most 128, not starting with . or -)"
+        raise ValueError(msg)
+
+
+def _in(text: str, part: str) -> str:
+    """How a message names the faulty part: alone, or within the value it came from."""
+    return repr(part) if part == text else f"{text!r}: {part!r}"
+
+
+def check_namespace(namespace: str, text: str) -> None:
+    if not _DNS_LABEL.match(namespace):
+        msg = (
+            f"{_in(text, namespace)} is not a valid namespace "
+            "(lowercase letters, digits and -, at most 63, starting and ending with a letter or digit)"
+        )
+        raise ValueError(msg)
+
+
+def check_name(name: str, text: str) -> None:
+    if not _DNS_SUBDOMAIN.match(name):
+        msg = (
+            f"{_in(text, name)} is not a valid Kubernetes name "
+            "(lowercase letters, digits, - and ., starting and ending with a letter or digit)"
+        )
+        raise ValueError(msg)
+
+
+def parse_object_ref(text: str, default_namespace: str) -> ObjectRef:
+    """Parse `Kind/namespace/name` or `Kind/name` (Kustomization or HelmRelease)."""
+    parts = text.strip().split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        msg = f"{text!r} must be Kind/namespace/name or Kind/name, e.g. Kustomization/flux-system/apps"
+        raise ValueError(msg)
+    kind = _CONSUMER_KINDS.get(parts[0].lower())
+    if kind is None:
+        msg = f"{text!r}: kind must be Kustomization or HelmRelease"
+        raise ValueError(msg)
+    namespace = parts[1] if len(parts) == 3 else default_namespace
+    check_namespace(namespace, text)
+    check_name(parts[-1], text)
+    return ObjectRef(kind, namespace, parts[-1])
