@@ -15,6 +15,7 @@ from flux_ci.report.progress import Progress
 from flux_ci.tools.runner import CommandResult, CommandRunner
 
 if TYPE_CHECKING:  # pydantic loads with the settings, after the tool checks have started
+    from flux_ci.config.manifests import Scan
     from flux_ci.config.settings import Settings
 
 T = TypeVar("T")
@@ -30,6 +31,8 @@ class Context:
     cancelled: threading.Event = field(default_factory=threading.Event)
     # The tools' version checks, started before the settings were read (`toolcheck.prefetch`).
     prefetched: Mapping[str, Future[CommandResult]] = field(default_factory=dict)
+    # What FLUX_CI_PATH's artifact holds, as the configuration check read it (`plan.Plan`).
+    manifests: Scan | None = None
 
     def active(self) -> bool:
         return not self.deadline.expired and not self.cancelled.is_set()

@@ -52,7 +52,8 @@ def execute(
     try:
         from flux_ci.config import plan  # noqa: PLC0415 - pydantic: after the checks have started
 
-        settings = plan.load(spec.name, overrides)  # every problem at once, before any work
+        checked = plan.load(spec.name, overrides)  # every problem at once, before any work
+        settings = checked.settings
         chosen_output = settings.output
         if settings.registry_password is not None:
             masker.reveal(settings.registry_password)
@@ -65,7 +66,11 @@ def execute(
             github_groups=os.environ.get("GITHUB_ACTIONS") == "true",
         )
         progress.say(plan.describe(settings, spec.name))
-        work(Context(settings, runner, Deadline(settings.timeout), progress, prefetched=prefetched), report)
+        deadline = Deadline(settings.timeout)
+        ctx = Context(
+            settings, runner, deadline, progress, prefetched=prefetched, manifests=checked.manifests
+        )
+        work(ctx, report)
         runner.check_interrupted()  # a signal during the last, child-free moments still counts
         if settings.dry_run and spec.changes:
             report.status = models.Status.DRY_RUN

@@ -10,42 +10,18 @@ take the configuration as valid.
 
 from __future__ import annotations
 
-import errno
-import fnmatch
-import json
 import os
-import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flux_ci.config.ci import RECEIVER_OIDC_TOKEN_VARIABLE
+from flux_ci.config.manifests import FLUX_DEFAULT_IGNORES, ManifestError, Scan, scan
 from flux_ci.config.names import Problem, config_message, missing_message, variable_name
 from flux_ci.config.settings import Settings
 from flux_ci.config.signing import key_problem
 from flux_ci.errors import ConfigError
-
-# The files kustomize-controller reads as manifests, and flux's default ignore list (flux push
-# artifact --ignore-paths, which FLUX_CI_IGNORE_PATHS replaces).
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
-FLUX_DEFAULT_IGNORES = (
-    ".git/",
-    ".gitignore",
-    ".gitmodules",
-    ".gitattributes",
-    "*.jpg",
-    "*.jpeg",
-    "*.gif",
-    "*.png",
-    "*.wmv",
-    "*.flv",
-    "*.tar.gz",
-    "*.zip",
-)
-# A top-level `kind:` key (column 0, so not a nested one) with a value on the same line, in any
-# document of a YAML stream; no YAML library needed for "is there an object at all".
-_YAML_KIND = re.compile(r"""^["']?kind["']?[ \t]*:[ \t]*[^\s#]""", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -57,23 +33,39 @@ class PushPlan:
     source: str
     revision: str
     tags: tuple[str, ...]  # the immutable tag first, then the moving ones, without repeats
+    manifests: Scan  # what the artifact holds
 
 
-def load(command: str, overrides: Mapping[str, Any] | None = None) -> Settings:
-    """The settings for command, or one `ConfigError` naming every problem (values and needs)."""
+@dataclass(frozen=True)
+class Plan:
+    """A command's configuration, checked: its settings and, for a command that packages
+    FLUX_CI_PATH, what the artifact will hold (read once, pushed as it was checked)."""
+
+    settings: Settings
+    manifests: Scan | None = None
+
+
+def load(command: str, overrides: Mapping[str, Any] | None = None) -> Plan:
+    """The plan for command, or one `ConfigError` naming every problem (values and needs)."""
     settings, problems = Settings.load_partial(**(overrides or {}))
     broken = {field for field, _ in problems}
     needs = [message for field, message in _problems(settings, command) if field not in broken]
+    manifests = None
+    if command in _PACKAGES and not broken & {"path", "ignore_paths"}:
+        manifests, found = inspect_manifests(settings)
+        needs += [message for _, message in found]
     if problems or needs:
         raise ConfigError(config_message([message for _, message in problems] + needs))
-    return settings
+    return Plan(settings, manifests)
 
 
 def check(settings: Settings, command: str) -> None:
     """Raise one `ConfigError` listing everything command needs from settings and lacks."""
-    messages = [message for _, message in _problems(settings, command)]
-    if messages:
-        raise ConfigError(config_message(messages))
+    problems = _problems(settings, command)
+    if command in _PACKAGES:
+        problems += inspect_manifests(settings)[1]
+    if problems:
+        raise ConfigError(config_message([message for _, message in problems]))
 
 
 def pushed_tags(settings: Settings) -> list[str]:
@@ -120,12 +112,22 @@ def describe(settings: Settings, command: str) -> str:
     return f"flux-ci {command}: " + "; ".join(parts)
 
 
-def push_plan(settings: Settings) -> PushPlan:
-    """What to push, after checking everything a push needs (one `ConfigError` otherwise)."""
-    check(settings, "push")
+def push_plan(settings: Settings, manifests: Scan | None = None) -> PushPlan:
+    """What to push: the checked plan's manifests, else FLUX_CI_PATH read now (a `ConfigError`
+    for a missing value, or manifests that cannot be pushed)."""
+    settings.require("repository", "tag", "source", "revision")  # every missing one, at once
     repository, tag = settings.required("repository"), settings.required("tag")
     source, revision = settings.required("source"), settings.required("revision")
-    return PushPlan(repository, tag, source, revision, tuple(pushed_tags(settings)))
+    if manifests is None:
+        manifests, problems = inspect_manifests(settings)
+        if problems or manifests is None:
+            raise ConfigError(config_message([message for _, message in problems]))
+    return PushPlan(repository, tag, source, revision, tuple(pushed_tags(settings)), manifests)
+
+
+def ignore_patterns(settings: Settings) -> tuple[str, ...]:
+    """FLUX_CI_IGNORE_PATHS, else flux's own default list (setting the flag replaces it)."""
+    return tuple(settings.ignore_paths) if settings.ignore_paths is not None else FLUX_DEFAULT_IGNORES
 
 
 def _problems(settings: Settings, command: str) -> list[Problem]:
@@ -263,22 +265,29 @@ def _required(settings: Settings, *fields: str) -> list[Problem]:
     return [(name, missing_message(name)) for name in fields if getattr(settings, name) is None]
 
 
-def _manifests(settings: Settings) -> list[Problem]:
+def inspect_manifests(settings: Settings) -> tuple[Scan | None, list[Problem]]:
+    """What FLUX_CI_PATH's artifact will hold, and why it cannot be pushed if it cannot: missing,
+    unreadable, a link flux-ci will not follow, or no Kubernetes object (unless allowed)."""
+    path = settings.path
     try:
-        found = holds_kubernetes_object(settings.path, settings.ignore_paths or FLUX_DEFAULT_IGNORES)
+        found = scan(path, ignore_patterns(settings))
     except FileNotFoundError:
-        return [("path", f"FLUX_CI_PATH: {str(settings.path)!r} does not exist")]
+        return None, [("path", f"FLUX_CI_PATH: {str(path)!r} does not exist")]
+    except ManifestError as exc:
+        return None, [("path", f"FLUX_CI_PATH: {exc.strerror}")]
     except OSError as exc:
-        where = exc.filename or settings.path
-        return [("path", f"FLUX_CI_PATH: cannot read {str(where)!r}: {exc.strerror or exc}")]
-    if found or settings.allow_empty:
-        return []
+        where = exc.filename or path
+        return None, [("path", f"FLUX_CI_PATH: cannot read {str(where)!r}: {exc.strerror or exc}")]
+    if found.objects or settings.allow_empty:
+        return found, []
+    links = f"; flux-ci followed the symlinks {', '.join(found.links)}" if found.links else ""
     message = (
-        f"FLUX_CI_PATH: {str(settings.path)!r} holds no Kubernetes object (no .yaml, .yml or .json "
-        "file with a top-level kind): an empty artifact makes a Kustomization with prune: true delete "
-        "everything it applied. Set FLUX_CI_ALLOW_EMPTY=true if that is what you want"
+        f"FLUX_CI_PATH: {str(path)!r} holds no Kubernetes object (no .yaml, .yml or .json file with a "
+        f"top-level kind among the {found.files} file(s) the artifact would hold{links}): an empty "
+        "artifact makes a Kustomization with prune: true delete everything it applied. Set "
+        "FLUX_CI_ALLOW_EMPTY=true if that is what you want"
     )
-    return [("path", message)]
+    return found, [("path", message)]
 
 
 def _dotenv(settings: Settings) -> list[Problem]:
@@ -308,7 +317,9 @@ def _unwritable(path: Path) -> str | None:
 
 
 Need = Callable[[Settings], list[Problem]]
-_PUSH: tuple[Need, ...] = (_push_inputs, _credentials, _manifests, _signing, _dotenv)
+# The commands that package FLUX_CI_PATH: they check the manifests too (`inspect_manifests`).
+_PACKAGES = frozenset({"push", "deploy", "diff"})
+_PUSH: tuple[Need, ...] = (_push_inputs, _credentials, _signing, _dotenv)
 _NEEDS: dict[str, tuple[Need, ...]] = {
     "push": _PUSH,
     "deploy": (*_PUSH, _receiver, _unverified, _clusters, _rollback),
@@ -316,87 +327,8 @@ _NEEDS: dict[str, tuple[Need, ...]] = {
     "reconcile": (_digest, _sources, _credentials, _dotenv, _receiver, _unverified, _clusters),
     "wait": (_digest, _wait_sources, _credentials, _dotenv, _receiver, _verified),
     "status": (_sources, _dotenv),
-    "diff": (_sources, _manifests, _dotenv),  # read-only: no registry, no notification
+    "diff": (_sources, _dotenv),  # read-only: no registry, no notification
     # doctor reports configuration problems as one of its checks (doctor.py), next to the others,
     # instead of stopping before them.
     "doctor": (),
 }
-
-
-# --- the manifests on disk -----------------------------------------------------------------------
-
-
-def holds_kubernetes_object(path: Path, ignore: Sequence[str]) -> bool:
-    """Does path (a file, or a directory walked as flux packages it) hold a Kubernetes object?
-
-    Raises FileNotFoundError if path is missing, and another OSError (with the path that failed)
-    if a directory or file cannot be read: that is not the same as an empty directory.
-    """
-    if not path.exists() and not path.is_symlink():
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
-    if path.is_dir():
-        return any(_has_object(file) for file in _manifest_files(path, ignore))
-    _require_access(path, os.R_OK)
-    return path.name.lower().endswith(MANIFEST_SUFFIXES) and _has_object(path)
-
-
-def _manifest_files(root: Path, ignore: Sequence[str]) -> Iterator[Path]:
-    """The manifest files under root in a stable order, minus what flux would leave out."""
-    pending = [root]
-    while pending:
-        directory = pending.pop()
-        _require_access(directory, os.R_OK | os.X_OK)
-        with os.scandir(directory) as scanned:
-            entries = sorted(scanned, key=lambda entry: entry.name)
-        for entry in entries:
-            relative = Path(entry.path).relative_to(root).as_posix()
-            if entry.is_dir(follow_symlinks=False):
-                if not ignored(relative, ignore, is_dir=True):
-                    pending.append(Path(entry.path))
-            elif entry.name.lower().endswith(MANIFEST_SUFFIXES) and not ignored(
-                relative, ignore, is_dir=False
-            ):
-                yield Path(entry.path)
-
-
-def _require_access(path: Path, mode: int) -> None:
-    # scandir alone would make an unreadable file look like a non-manifest; say so instead.
-    if not os.access(path, mode):
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-
-
-def ignored(relative: str, patterns: Sequence[str], *, is_dir: bool) -> bool:
-    """Is relative (a /-separated path under the manifests root) left out by these patterns?
-
-    The common subset of .gitignore syntax that flux's --ignore-paths takes: `dir/` matches
-    directories only, a pattern with a `/` is anchored at the root, others match any base name.
-    Negations (`!`) are not followed, so the answer errs towards "not ignored".
-    """
-    for raw in patterns:
-        pattern = raw.strip()
-        if not pattern or pattern.startswith(("#", "!")):
-            continue
-        if pattern.endswith("/") and not is_dir:
-            continue
-        pattern = pattern.rstrip("/")
-        target = relative if "/" in pattern else relative.rsplit("/", 1)[-1]
-        if fnmatch.fnmatchcase(target, pattern.lstrip("/")):
-            return True
-    return False
-
-
-def _has_object(file: Path) -> bool:
-    _require_access(file, os.R_OK)
-    text = file.read_text(encoding="utf-8", errors="replace")
-    if text.lstrip().startswith(("{", "[")):  # JSON (also valid YAML): parse it for real
-        try:
-            return _json_has_object(json.loads(text))
-        except ValueError:
-            return False
-    return _YAML_KIND.search(text) is not None
-
-
-def _json_has_object(data: object) -> bool:
-    if isinstance(data, list):
-        return any(_json_has_object(item) for item in data)
-    return isinstance(data, dict) and isinstance(data.get("kind"), str) and bool(data["kind"])

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
+from flux_ci.config.manifests import Scan
 from flux_ci.config.plan import push_plan
 from flux_ci.context import Context
 from flux_ci.registry import sign
@@ -20,35 +21,49 @@ from flux_ci.tools import flux
 
 
 @contextmanager
-def staged(path: Path) -> Iterator[Path]:
-    """A private copy of FLUX_CI_PATH for `flux push artifact --path`.
+def staged(manifests: Scan) -> Iterator[Path]:
+    """A private copy of exactly what the artifact holds (`manifests`, as checked), for
+    `flux push artifact --path`: symlinks already resolved, ignored files left out.
 
-    flux writes its layer file next to --path (fluxcd/pkg oci `build.go`:
-    `os.CreateTemp(filepath.Split(path))`, i.e. `<parent>/<base><digits>`), so a push from a checkout
-    the job's user cannot write to fails with `error creating layer: ... permission denied`. The
-    copy lives in a 0700 temp dir of this process. The digest does not change: flux archives paths
-    relative to --path, zeroes the times and applies --ignore-paths to the copy as to the original.
+    Private because flux writes its layer file next to --path (fluxcd/pkg oci `build.go`:
+    `os.CreateTemp(filepath.Split(path))`), so a push from a checkout the job's user cannot write to
+    would fail. The copy lives in a 0700 temp dir of this process. Without symlinks the digest is the
+    one flux gives the original: flux archives paths relative to --path with their modes, zeroes the
+    times, and applies the same --ignore-paths to the copy (which holds nothing they leave out, but
+    the directories holding re-included files).
     """
     with tempfile.TemporaryDirectory(prefix="flux-ci-push-") as private:
-        source = path.resolve()
-        target = Path(private) / (source.name or "content")
-        if source.is_dir():
-            shutil.copytree(source, target, symlinks=True)
-        else:
-            shutil.copy2(source, target)
-        yield target
+        root = Path(private) / (manifests.root.name or "content")
+        if manifests.single_file:
+            shutil.copy2(manifests.entries[0].source, root)
+            yield root
+            return
+        root.mkdir()
+        shutil.copystat(manifests.root.resolve(), root)
+        for entry in manifests.entries:
+            target = root / entry.relative
+            if entry.is_dir:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copystat(entry.source, target)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(entry.source, target)
+        yield root
 
 
 def push(ctx: Context, registry: Registry) -> Artifact:
     """Package FLUX_CI_PATH, push it as repository:tag, then add the extra tags to that digest."""
-    plan = push_plan(ctx.settings)
+    plan = push_plan(ctx.settings, ctx.manifests)
     s = ctx.settings
     url = f"{plan.repository}:{plan.tag}"
     # A dry run copies nothing and shows the real path in the command it would run.
-    content: AbstractContextManager[Path] = nullcontext(s.path) if ctx.runner.dry_run else staged(s.path)
+    content: AbstractContextManager[Path] = (
+        nullcontext(s.path) if ctx.runner.dry_run else staged(plan.manifests)
+    )
     if sign.enabled(s):  # a missing cosign is found before the push, not after it
         sign.preflight(ctx)
     with ctx.progress.step("push", url), content as path:
+        ctx.progress.note(_holding(plan.manifests))
         argv = flux.push_argv(
             url,
             path=path,
@@ -61,7 +76,10 @@ def push(ctx: Context, registry: Registry) -> Artifact:
         )
         digest = registry.push(argv)
         ctx.progress.note(f"pushed {digest}")
-    artifact = Artifact(plan.repository, plan.tags, digest, plan.source, plan.revision)
+    held = plan.manifests
+    artifact = Artifact(
+        plan.repository, plan.tags, digest, plan.source, plan.revision, files=held.files, objects=held.objects
+    )
     if sign.enabled(s):  # before the moving tags: they never name an unsigned digest
         sign.sign(ctx, registry, plan.repository, digest)
     if len(plan.tags) > 1:
@@ -70,3 +88,8 @@ def push(ctx: Context, registry: Registry) -> Artifact:
     else:
         ctx.progress.skip("tag", "FLUX_CI_EXTRA_TAGS is none")
     return artifact
+
+
+def _holding(manifests: Scan) -> str:
+    links = f"; symlinks resolved: {', '.join(manifests.links)}" if manifests.links else ""
+    return f"the artifact holds {manifests.files} file(s), {manifests.objects} Kubernetes object(s){links}"

@@ -45,12 +45,15 @@ class Artifact:
     digest: str  # sha256:<hex> of the OCI manifest
     source: str = ""
     revision: str = ""
+    # What it holds, as flux-ci packed it (None: not pushed by this run).
+    files: int | None = None
+    objects: int | None = None
 
     @property
     def url(self) -> str:
         return f"{self.repository}@{self.digest}"
 
-    def fields(self) -> dict[str, str | list[str]]:
+    def fields(self) -> dict[str, str | list[str] | int | None]:
         """The artifact as the JSON report (and the Receiver request body) names it."""
         return {
             "url": self.url,
@@ -59,6 +62,8 @@ class Artifact:
             "digest": self.digest,
             "source": self.source,
             "revision": self.revision,
+            "files": self.files,
+            "objects": self.objects,
         }
 
 

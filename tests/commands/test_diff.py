@@ -156,4 +156,4 @@ def test_the_dotenv_key_is_not_an_unknown_variable(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("FLUX_CI_CHANGED", "true")
     monkeypatch.setenv("FLUX_CI_REPOSITORY", "oci://registry.example/app")
     monkeypatch.setenv("FLUX_CI_PATH", str(manifests))
-    assert plan.load("diff", {}).path == manifests
+    assert plan.load("diff", {}).settings.path == manifests

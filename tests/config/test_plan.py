@@ -44,13 +44,15 @@ def test_a_complete_push_configuration_passes_and_gives_its_plan(manifests: Path
     settings = _settings(manifests, extra_tags=["latest", "c1", "main"])
     for command in ("push", "deploy"):
         plan.check(settings, command)
-    assert plan.push_plan(settings) == plan.PushPlan(
+    pushed = plan.push_plan(settings)
+    assert (pushed.repository, pushed.tag, pushed.source, pushed.revision, pushed.tags) == (
         "oci://registry.example.com/g/app",
         "c1",
         "https://git.example/g/app",
         "main@sha1:abc",
         ("c1", "latest", "main"),
     )
+    assert (pushed.manifests.files, pushed.manifests.objects) == (1, 1)
 
 
 def test_push_names_every_missing_variable_at_once(tmp_path: Path) -> None:
@@ -115,47 +117,6 @@ def test_an_unknown_command_is_a_bug_not_a_config_error(manifests: Path) -> None
 
 
 # --- the manifests --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("files", "found"),
-    [
-        ({"cm.yaml": CONFIGMAP}, True),
-        ({"a.YML": "---\n# comment\n---\nkind: Namespace\n"}, True),
-        ({"sub/dir/app.json": '{"apiVersion": "v1", "kind": "ConfigMap"}'}, True),
-        ({"list.json": '[{"kind": "ConfigMap"}]'}, True),
-        ({"json-in.yaml": '{"kind": "Secret", "apiVersion": "v1"}'}, True),
-        ({"quoted.yaml": '"kind": ConfigMap\n'}, True),
-        ({"empty.yaml": ""}, False),
-        ({"nested.yaml": "data:\n  kind: ConfigMap\n"}, False),
-        ({"blank-kind.yaml": "kind:\n  # nothing\n"}, False),
-        ({"README.md": "kind: ConfigMap\n", "values.txt": "kind: x\n"}, False),
-        ({"broken.json": '{"kind": '}, False),
-        ({"nokind.json": '{"apiVersion": "v1"}'}, False),
-        ({".git/objects.yaml": CONFIGMAP, ".gitignore": "*.tmp\n"}, False),
-    ],
-)
-def test_what_counts_as_a_kubernetes_object(tmp_path: Path, files: dict[str, str], found: bool) -> None:
-    for name, text in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
-    assert plan.holds_kubernetes_object(tmp_path, plan.FLUX_DEFAULT_IGNORES) is found
-
-
-def test_a_single_manifest_file_is_a_valid_path(tmp_path: Path) -> None:
-    (tmp_path / "app.yaml").write_text(CONFIGMAP)
-    (tmp_path / "notes.txt").write_text(CONFIGMAP)
-    assert plan.holds_kubernetes_object(tmp_path / "app.yaml", ()) is True
-    assert plan.holds_kubernetes_object(tmp_path / "notes.txt", ()) is False
-
-
-def test_ignore_paths_replace_flux_defaults(manifests: Path) -> None:
-    (manifests / "extra").mkdir()
-    (manifests / "extra" / "x.yaml").write_text(CONFIGMAP)
-    assert plan.holds_kubernetes_object(manifests, ["cm.yaml"]) is True
-    assert plan.holds_kubernetes_object(manifests, ["*.yaml"]) is False
-    assert plan.holds_kubernetes_object(manifests, ["/cm.yaml", "extra/"]) is False
-    assert plan.holds_kubernetes_object(manifests, ["/cm.yaml", "!extra/"]) is True
 
 
 def test_empty_artifact_is_refused_unless_allowed(tmp_path: Path) -> None:
@@ -270,9 +231,11 @@ def test_load_returns_valid_settings(manifests: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("FLUX_CI_TAG", "c1")
     monkeypatch.setenv("FLUX_CI_SOURCE", "https://git.example/g/app")
     monkeypatch.setenv("FLUX_CI_REVISION", "main@sha1:abc")
-    settings = plan.load("push", {"timeout": "90s"})
-    assert settings.timeout == 90
-    assert settings.repository == "oci://registry.example.com/g/app"
+    loaded = plan.load("push", {"timeout": "90s"})
+    assert loaded.settings.timeout == 90
+    assert loaded.settings.repository == "oci://registry.example.com/g/app"
+    assert loaded.manifests is not None
+    assert loaded.manifests.objects == 1  # read once here, and pushed as it was read
 
 
 def test_the_effective_configuration_fits_one_line() -> None:

@@ -492,7 +492,7 @@ def test_generic_oidc_takes_the_jobs_oidc_token_not_a_receiver_token(
     assert "not-for-oidc" not in message
     monkeypatch.delenv("FLUX_CI_RECEIVER_TOKEN")
     monkeypatch.setenv("FLUX_TRIGGER_RECEIVER_OIDC_TOKEN", "a.jwt.token")  # flux's own variable
-    settings = plan.load("deploy")
+    settings = plan.load("deploy").settings
     assert settings.receiver_oidc_token is not None
     assert settings.receiver_oidc_token.get_secret_value() == "a.jwt.token"
 
