@@ -7,9 +7,9 @@ from dataclasses import replace
 
 from flux_ci.config.plan import moving_tags, pushed_tags
 from flux_ci.context import Context
-from flux_ci.delivery.prepare import prepared
-from flux_ci.delivery.settle import deliver
-from flux_ci.errors import RegistryError
+from flux_ci.delivery.prepare import Prepared, prepared
+from flux_ci.delivery.settle import Settling, settle
+from flux_ci.errors import ConsumerFailedError, DeadlineExceededError, RegistryError
 from flux_ci.kube import notify
 from flux_ci.registry.client import Registry, open_registry
 from flux_ci.registry.publish import push
@@ -36,7 +36,7 @@ def run_deploy(ctx: Context, report: Report) -> None:
         recorded = remember(ctx, run.registry, moving_tags(s))
         artifact = report.artifact = push(ctx, run.registry)
         report.tag_moves = [replace(move, after=artifact.digest) for move in recorded]
-        deliver(ctx, report, run, artifact, recorded)
+        _deliver(ctx, report, run, artifact, recorded)
 
 
 def run_promote(ctx: Context, report: Report) -> None:
@@ -56,7 +56,7 @@ def run_promote(ctx: Context, report: Report) -> None:
             recorded = remember(ctx, registry, moving, always=True)
             _move_tags(ctx, registry, artifact, moving)
             report.tag_moves = [replace(move, after=artifact.digest) for move in recorded]
-            deliver(ctx, report, run, artifact, recorded if s.rollback else [])
+            _deliver(ctx, report, run, artifact, recorded if s.rollback else [])
 
 
 def remember(ctx: Context, registry: Registry, tags: Sequence[str], *, always: bool = False) -> list[TagMove]:
@@ -102,3 +102,18 @@ def _promoted(ctx: Context, registry: Registry, moving: Sequence[str]) -> Artifa
 def _move_tags(ctx: Context, registry: Registry, artifact: Artifact, moving: Sequence[str]) -> None:
     with ctx.progress.step("promote", f"{', '.join(moving)} -> {artifact.digest}"):
         registry.tag(artifact.repository, artifact.digest, tuple(moving))
+
+
+def _deliver(
+    ctx: Context, report: Report, run: Prepared, artifact: Artifact, recorded: Sequence[TagMove]
+) -> None:
+    """Every cluster fetches and applies the artifact. On exit 7 or 8 with FLUX_CI_ROLLBACK, the
+    moving tags go back to where they pointed (and the clusters with them) before the error goes on."""
+    try:
+        run.each(ctx, lambda ready: settle(Settling.of(ready, run.registry, artifact)))
+    except (ConsumerFailedError, DeadlineExceededError):
+        if ctx.settings.rollback and not ctx.runner.dry_run:
+            from flux_ci.delivery import rollback  # noqa: PLC0415 - after a failure only
+
+            report.rollback = rollback.roll_back(ctx, report, run, artifact, recorded)
+        raise

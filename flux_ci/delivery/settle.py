@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from flux_ci.context import Context
 from flux_ci.delivery.observe import holds, seen_source
-from flux_ci.delivery.prepare import Prepared, Ready
+from flux_ci.delivery.prepare import Ready
 from flux_ci.errors import (
     ConsumerFailedError,
     DeadlineExceededError,
@@ -23,7 +23,7 @@ from flux_ci.kube.discovery import Found
 from flux_ci.kube.engine import Observer, Target
 from flux_ci.kube.fluxobjects import Expectation, Obj, Phase, Verdict
 from flux_ci.registry.client import Registry
-from flux_ci.report.models import Artifact, ObjectRef, Report, TagMove
+from flux_ci.report.models import Artifact, ObjectRef, Report
 
 
 @dataclass
@@ -142,21 +142,6 @@ class Settling:
                 "deploys the newer artifact; this one will not be applied.",
                 by_digest=now,
             )
-
-
-def deliver(
-    ctx: Context, report: Report, run: Prepared, artifact: Artifact, recorded: Sequence[TagMove]
-) -> None:
-    """Every cluster fetches and applies the artifact. On exit 7 or 8 with FLUX_CI_ROLLBACK, the
-    moving tags go back to where they pointed (and the clusters with them) before the error goes on."""
-    try:
-        run.each(ctx, lambda ready: settle(Settling.of(ready, run.registry, artifact)))
-    except (ConsumerFailedError, DeadlineExceededError):
-        if ctx.settings.rollback and not ctx.runner.dry_run:
-            from flux_ci.delivery import rollback  # noqa: PLC0415 - after a failure only
-
-            report.rollback = rollback.roll_back(ctx, report, run, artifact, recorded)
-        raise
 
 
 def settle(settling: Settling, *, request_sources: bool = True) -> None:

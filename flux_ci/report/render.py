@@ -193,7 +193,7 @@ def to_table(report: Report) -> str:
             "changed: " + ("yes" if report.changed else "no, applying the manifests changes nothing")
         )
     if report.diagnostics:
-        from flux_ci.kube.diagnostics import describe  # noqa: PLC0415 - loaded already: it made them
+        from flux_ci.report.describe import describe  # noqa: PLC0415 - failures only
 
         lines = [line for d in report.diagnostics for line in describe(d)]
         blocks.append("diagnostics:\n" + "\n".join(_indented(line) for line in lines))

@@ -16,8 +16,6 @@ import logging
 import os
 import shlex
 import shutil
-import sys
-import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from flux_ci.tools.supervise import (
     readable,
     wait_slice,
 )
+from flux_ci.tools.trace import Trace
 
 if TYPE_CHECKING:  # annotations only: importing this module must stay cheap (the CLI installs the
     # signal handlers before it knows whether any command will run)
@@ -114,27 +113,25 @@ class Runner:
     ) -> None:
         self.masker = masker
         self.env = dict(env)
-        self.trace = trace
         self.dry_run = dry_run
+        # hold_trace: the settings (FLUX_CI_TRACE) are not read yet; trace lines above `trace` wait,
+        # with their level, until `settle` says whether they are wanted.
+        self._trace = Trace(trace, log=log, hold=hold_trace)
         self._log = log
         self._group = group
         self._scopes: list[Runner] = []
         self._closed = False
-        # hold_trace: the settings (FLUX_CI_TRACE) are not read yet; trace lines above `trace` wait
-        # here, with their level, until `settle` says whether they are wanted.
-        self._held: list[tuple[int, str]] | None = [] if hold_trace else None
-        self._held_lock = threading.Lock()
         group.attach()
+
+    @property
+    def trace(self) -> int:
+        return self._trace.level
 
     def settle(self, *, trace: int, dry_run: bool) -> None:
         """The settings are read: from now on `trace` and `dry_run` hold, and the trace lines held
         until now (the early version checks) are printed if `trace` asks for them."""
-        with self._held_lock:
-            held, self._held = self._held or [], None
-            self.trace, self.dry_run = trace, dry_run
-        for level, line in held:
-            if level <= trace:
-                self._print(line)
+        self.dry_run = dry_run
+        self._trace.settle(trace)
 
     def scoped(self) -> Runner:
         """A runner for one part of the work (one cluster's watches): the same settings and
@@ -170,7 +167,7 @@ class Runner:
         argv = tuple(argv)
         self.check_interrupted()
         if mutating and self.dry_run:
-            self._say(f"[dry-run] would run: $ {self.quote(argv)}")
+            self._trace.say(f"[dry-run] would run: $ {self.quote(argv)}")
             return CommandResult(argv, 0, "", "", 0.0, dry_run=True)
         feed = stdin if stdin is None or isinstance(stdin, str) else self.masker.reveal(stdin)
         started = time.monotonic()
@@ -208,8 +205,8 @@ class Runner:
         outcome = "ended"
         try:
             for line in _lines(_stdout_chunks(child)):
-                if self._tracing(2):
-                    self._say(self.masker.mask(f"  | {line.rstrip()}"), level=2)
+                if self._trace.wants(2):
+                    self._trace.say(self.masker.mask(f"  | {line.rstrip()}"), level=2)
                 yield line
         except GeneratorExit:  # the caller has what it waited for
             outcome = "stopped: done watching"
@@ -297,43 +294,19 @@ class Runner:
         return env
 
     def _trace_start(self, argv: tuple[str, ...]) -> None:
-        if self._tracing(1):
-            self._say(f"+ {self.quote(argv)}", level=1)
+        if self._trace.wants(1):
+            self._trace.say(f"+ {self.quote(argv)}", level=1)
 
     def _trace_end(
         self, argv: tuple[str, ...], outcome: str, seconds: float, result: CommandResult | None = None
     ) -> None:
-        if not self._tracing(1):
+        if not self._trace.wants(1):
             return
-        self._say(f"+ {argv[0]}: {outcome} in {seconds:.2f}s", level=1)
-        if result is not None and self._tracing(2):
+        self._trace.say(f"+ {argv[0]}: {outcome} in {seconds:.2f}s", level=1)
+        if result is not None and self._trace.wants(2):
             for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
                 for line in text.splitlines():
-                    self._say(self.masker.mask(f"  {name}| {line}"), level=2)
-
-    def _tracing(self, level: int) -> bool:
-        return self.trace >= level or self._held is not None
-
-    def _say(self, line: str, *, level: int = 0) -> None:
-        """Print a line now, or hold a trace line (level ≥ 1) the settings may still ask for."""
-        if level > self.trace:
-            with self._held_lock:
-                if self._held is not None:
-                    self._held.append((level, line))
-                    return
-            if level > self.trace:  # `settle` ran meanwhile and does not want it
-                return
-        self._print(line)
-
-    def _print(self, line: str) -> None:
-        # Looked up per line, not at import: tests swap sys.stderr, and the trace must follow.
-        log = self._log or sys.stderr
-        with _PRINTING:  # one write per line: threads' lines never run into each other
-            log.write(line + "\n")
-            log.flush()
-
-
-_PRINTING = threading.Lock()
+                    self._trace.say(self.masker.mask(f"  {name}| {line}"), level=2)
 
 
 def load_sh() -> None:
