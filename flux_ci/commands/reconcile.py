@@ -11,11 +11,12 @@ from flux_ci.report.models import Artifact, Report
 
 
 def expected_artifact(ctx: Context) -> Artifact:
-    """For reconcile/wait without a push in this run: the digest comes from FLUX_CI_DIGEST."""
+    """For reconcile/wait without a push in this run: the digest comes from FLUX_CI_DIGEST. Without a
+    repository (`wait` for the consumers FLUX_CI_WAIT_FOR names) no tag of it can be checked."""
     s = ctx.settings
     return Artifact(
         s.repository or "",
-        tuple(pushed_tags(s)),
+        tuple(pushed_tags(s)) if s.repository else (),
         s.required("digest"),
         s.source or "",
         s.revision or "",

@@ -156,8 +156,8 @@ def _sources(settings: Settings) -> list[Problem]:
 
 
 def _wait_sources(settings: Settings) -> list[Problem]:
-    # Consumers named in FLUX_CI_WAIT_FOR need no source to find them by.
-    return [] if settings.wait_for is not None else _sources(settings)
+    # The consumers FLUX_CI_WAIT_FOR names lead to their sources (`wait` finds them by those).
+    return [] if settings.wait_for else _sources(settings)
 
 
 def _credentials(settings: Settings) -> list[Problem]:

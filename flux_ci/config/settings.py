@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     cosign_tlog_upload: StrictBool = False
     # On exit 7 or 8, point the moving tags back at the digests they held before this run and wait
     # (at most rollback_timeout more) until the clusters run that artifact again (flux_ci/rollback.py).
+    # A failed attempt of the digest ends the run (`fail`, exit 7), or is waited out (`wait`): Flux's
+    # own retries (HelmRelease remediation, an apply that needs a CRD from elsewhere) may still apply
+    # it; a state Flux will not retry by itself (Stalled) still ends it, and at the deadline the last
+    # failure is exit 7.
+    on_failure: Literal["fail", "wait"] = "fail"
     rollback: StrictBool = False
     rollback_timeout: Duration = 120.0
     # cosign's own variables, not FLUX_CI_ ones: the PEM private key (or the path of a file holding
@@ -178,7 +183,7 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value
 
-    @field_validator("output", "notify", "receiver_type", "sign", mode="before")
+    @field_validator("output", "notify", "receiver_type", "sign", "on_failure", mode="before")
     @classmethod
     def _output(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

@@ -65,9 +65,12 @@ def prepared(
     needs_patch = notify.annotates(ctx) if patches is None else patches
     clusters = fleet.clusters_of(ctx, report)
 
+    # A re-run (or `wait`) asks the consumers too, through the annotation only.
+    asks_consumers = notify.annotates(ctx) and consumers
+
     def find(cluster: fleet.Cluster) -> Found:
-        return discover_step(cluster.ctx, cluster.report, tags=tags, digest=digest,
-                             needs_patch=needs_patch, consumers=consumers)  # fmt: skip
+        return discover_step(cluster.ctx, cluster.report, tags=tags, digest=digest, needs_patch=needs_patch,
+                             asks_consumers=asks_consumers, consumers=consumers)  # fmt: skip
 
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare")
     try:
@@ -95,11 +98,15 @@ def discover_step(
     tags: Sequence[str],
     digest: str | None,
     needs_patch: bool,
+    asks_consumers: bool = False,
     consumers: bool = True,
 ) -> Found:
     """Discovery as a step of its own, its findings said and recorded."""
     with ctx.progress.step("discover", ctx.settings.repository or ctx.settings.ocirepository or ""):
-        found = discover(ctx, tags=tags, digest=digest, needs_patch=needs_patch, find_consumers=consumers)
+        found = discover(
+            ctx, tags=tags, digest=digest, needs_patch=needs_patch, asks_consumers=asks_consumers,
+            find=consumers,
+        )  # fmt: skip
         record_found(report, found)
         for obj in found.sources:
             kind, value = fo.followed_ref(obj)

@@ -19,9 +19,11 @@ from flux_ci.errors import (
 )
 from flux_ci.kube import fluxobjects as fo
 from flux_ci.kube import notify
+from flux_ci.kube.consumers import patch_note
 from flux_ci.kube.discovery import Found
 from flux_ci.kube.engine import Observer, Target
-from flux_ci.kube.fluxobjects import Expectation, Obj, Phase, Verdict
+from flux_ci.kube.fluxobjects import Obj
+from flux_ci.kube.verdicts import Expectation, Phase, Verdict, consumer_verdict, source_verdict
 from flux_ci.registry.client import Registry
 from flux_ci.report.models import Artifact, ObjectRef, Report
 
@@ -63,7 +65,7 @@ class Settling:
                     obj,
                     tokens=tokens,
                     before=fo.source_revision(obj),
-                    verdict=fo.source_verdict,
+                    verdict=source_verdict,
                     error=SourceFailedError,
                     verb="fetch",
                 )
@@ -85,19 +87,30 @@ class Settling:
             )
             return
         with self.ctx.progress.step("wait", self.artifact.digest):
-            tokens = self._request(self.found.consumers, lambda obj: fo.consumer_source(obj) in already)
+            tokens = self._request(self.found.consumers, lambda obj: self._asks(obj, already))
             targets = [
                 self._target(
                     obj,
                     tokens=tokens,
                     before=fo.attempted_revision(obj),
-                    verdict=fo.consumer_verdict,
+                    verdict=consumer_verdict,
                     error=ConsumerFailedError,
                     verb="apply",
                 )
                 for obj in self.found.consumers
             ]
             self._wait([*self.source_targets, *targets], f"the consumers to apply {self.artifact.digest}")
+
+    def _asks(self, obj: Obj, already: set[ObjectRef]) -> bool:
+        """A re-run asks a consumer whose source already held the digest to try again, through the
+        annotation only where it may (`patch`); one it may not ask is judged as it is, and said so."""
+        if fo.consumer_source(obj) not in already:
+            return False
+        if notify.annotates(self.ctx) and fo.ref_of(obj) not in self.found.patchable:
+            self.ctx.progress.note(patch_note(fo.ref_of(obj)))
+            self.report.notes.append(patch_note(fo.ref_of(obj)))
+            return False
+        return True
 
     def _request(self, objects: Sequence[Obj], wanted: Callable[[Obj], bool]) -> notify.Tokens:
         """Ask Flux to reconcile what `wanted` selects, the way FLUX_CI_NOTIFY says; their tokens."""
@@ -116,13 +129,15 @@ class Settling:
         verb: str,
     ) -> Target:
         ref = fo.ref_of(obj)
-        expect = Expectation(self.artifact.digest, self.artifact.tags, tokens.get(ref), before)
+        token = tokens.get(ref)
+        expect = Expectation(self.artifact.digest, self.artifact.tags, token, before)
         digest = self.artifact.digest
         return Target(
             ref,
-            lambda seen: verdict(seen, expect),
+            lambda seen: verdict(seen, expect.seeing(seen)),
             lambda failed, message: error(f"{failed} failed to {verb} {digest}: {message}"),
-            tokens.get(ref),
+            token,
+            expect.acknowledged,
         )
 
     def _wait(self, targets: list[Target], what: str) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 from flux_ci.context import Context
-from flux_ci.errors import ClusterError
+from flux_ci.errors import ClusterError, DeadlineExceededError
 from flux_ci.kube.fluxobjects import Obj
 from flux_ci.report.models import ObjectRef
 from flux_ci.tools import kubectl
@@ -110,3 +110,16 @@ def watch_stream(ctx: Context, kind: str, namespace: str | None) -> Iterator[tup
     argv = kubectl.watch_argv(_context(ctx), kubectl.RESOURCES[kind], namespace)
     for document in kubectl.iter_json_documents(ctx.runner.stream(argv, timeout=ctx.timeout())):
         yield kubectl.watch_event(document)
+
+
+def probe(ctx: Context, timeout: float) -> str | None:
+    """Does the API server answer one cheap, bounded request (`/readyz`)? None if it does, else why
+    not. Every authenticated identity may read it (ClusterRole system:public-info-viewer)."""
+    argv = kubectl.readyz_argv(_context(ctx), timeout)
+    try:
+        result = ctx.runner.run(argv, timeout=timeout + 1.0)
+    except DeadlineExceededError:
+        return f"no answer within {timeout:g}s"
+    if result.ok:
+        return None
+    return kubectl.failure("asking whether the API server answers", result.stderr).message

@@ -1,31 +1,29 @@
 """The wait engine: observed states in, verdicts out, for sources and consumers alike.
 
-One `Observer` runs one `kubectl get --watch` per kind and namespace (or per kind across all
-namespaces), however many objects are waited for, and keeps the latest state of every object it
-sees. `Observer.wait` judges the targets' states as they change, under the command's one deadline:
-the first failure ends the wait, a stall is reported, and at the deadline the error names every
-object not done and why (including a controller that never handled the reconcile request).
+`Observer.wait` judges the targets' states as `watch.Watches` delivers them, under the command's one
+deadline: the first failure ends the wait (unless FLUX_CI_ON_FAILURE=wait, where only a failure Flux
+will not retry by itself ends it), a stall is reported, and at the deadline the error names every
+object not done and why: a controller that never handled the reconcile request, a registry fault
+source-controller keeps retrying (exit 4, retryable), the cluster silent since a moment (exit 5,
+retryable), or the last failure of an object waited out (exit 7).
 
-A watch that ends (the API server restarted or dropped the connection) is resumed, list then watch,
-until the deadline; only a cluster still unreachable at the deadline ends as a cluster error.
-
-New Kubernetes Events about the objects waited for are shown as they happen (`flux_ci.kube.events`), from
-one more watch per namespace involved, or one across all namespaces.
+New Kubernetes Events about the objects waited for are shown as they happen (`events`), from one
+more watch per namespace involved, or one across all namespaces.
 """
 
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from flux_ci.context import Context
-from flux_ci.errors import ClusterError, DeadlineExceededError, FluxCIError, SignalInterruptError
-from flux_ci.kube.cluster import ForbiddenError, NotInstalledError, list_objects, watch_stream
+from flux_ci.errors import ClusterError, DeadlineExceededError, FluxCIError, RegistryError
 from flux_ci.kube.events import EventWatch
-from flux_ci.kube.fluxobjects import Obj, Phase, Verdict, ref_of
+from flux_ci.kube.fluxobjects import Obj, ref_of
+from flux_ci.kube.verdicts import Phase, Verdict, next_attempt
+from flux_ci.kube.watch import Group, Watches
 from flux_ci.report.models import ObjectRef
 
 # Which controller answers a reconcile request for each kind, for messages people can act on.
@@ -36,7 +34,6 @@ CONTROLLERS = {
 }
 UNACKNOWLEDGED_NOTE_S = 20.0  # a controller usually handles a request in well under a second
 STALL_NOTE_S = 30.0  # one "still waiting" line after this long without any change
-_RESUME_PAUSES_S = (0.2, 0.5, 1.0, 2.0)  # between attempts to resume a dropped watch
 _TICK_S = 0.2  # the main thread wakes at least this often (signals, deadline, notes)
 # How long a failure waits for the Warning event that explains it; the controller records it about
 # when it writes the status, and it usually arrives within milliseconds.
@@ -45,7 +42,6 @@ EVENT_GRACE_S = 2.0
 Judge = Callable[[Obj], Verdict]
 Moved = Callable[[ObjectRef, str, str], None]  # (ref, tag, digest): may raise SupersededError
 Failure = Callable[[ObjectRef, str], FluxCIError]
-Group = tuple[str, str | None]  # (kind, namespace or None for all namespaces)
 
 
 @dataclass(frozen=True)
@@ -56,132 +52,52 @@ class Target:
     judge: Judge
     fail: Failure
     requested_at: str | None = None  # the reconcile token we wrote on it, if any
-
-
-@dataclass
-class _Watched:
-    """What the watch threads share with the waiting thread."""
-
-    latest: dict[ObjectRef, Obj] = field(default_factory=dict)
-    deleted: set[ObjectRef] = field(default_factory=set)
-    unreachable: dict[Group, str] = field(default_factory=dict)  # the last connection error per watch
-    fatal: list[FluxCIError] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    acknowledged: Callable[[Obj], bool] | None = None  # did its controller handle our request?
 
 
 class Observer:
-    """Runs one watch per group and keeps the latest state of every object seen."""
+    """The watches of one cluster, and the waits judged over them."""
 
     def __init__(self, ctx: Context, groups: set[Group]) -> None:
         # Its own runner scope: stopping these watches must not stop another cluster's work, nor
         # the commands this run still has to start (a rollback).
         self._ctx = replace(ctx, runner=ctx.runner.scoped())
-        self._groups = sorted(groups, key=lambda g: (g[0], g[1] or ""))
-        self._seen = _Watched()
-        self._changes: queue.Queue[ObjectRef | None] = queue.Queue()
-        self._threads: list[threading.Thread] = []
-        self._stop = threading.Event()
+        self._watches = Watches(self._ctx, groups)
         self._events: EventWatch | None = None
         self.verdicts: dict[ObjectRef, Verdict] = {}  # the last verdict of every object judged
 
     @property
     def latest(self) -> Mapping[ObjectRef, Obj]:
-        return self._seen.latest
+        return self._watches.latest
 
     def start(self, known: list[Obj]) -> Observer:
         """Start the watches; `known` (objects just listed) seed the states until events arrive."""
         for obj in known:
-            self._seen.latest.setdefault(ref_of(obj), obj)
+            self._watches.seen.latest.setdefault(ref_of(obj), obj)
         if self._ctx.runner.dry_run:
             return self  # nothing is pushed or requested, so there is nothing to watch for
-        for group in self._groups:
-            thread = threading.Thread(
-                target=self._watch, args=(group,), name=f"watch-{group[0]}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
+        self._watches.start()
         if known:  # the objects to wait for: their Events are worth showing
-            self._events = EventWatch(self._ctx, [ref_of(obj) for obj in known], self._stop)
+            self._events = EventWatch(self._ctx, [ref_of(obj) for obj in known], self._watches.stopped)
             self._events.start()
         return self
 
     def stop(self) -> None:
         """Stop every watch (the command is done with the cluster, whatever the outcome)."""
-        self._stop.set()
+        self._watches.stop()
         self._ctx.cancelled.set()
-        if self._threads or self._events is not None:
+        threads = [*self._watches.threads, *(self._events.threads if self._events else [])]
+        if threads:
             self._ctx.runner.stop_all()
-        for thread in [*self._threads, *(self._events.threads if self._events else [])]:
+        for thread in threads:
             thread.join(timeout=5)
-
-    # -- the watch threads --------------------------------------------------------------------
-
-    def _active(self) -> bool:
-        return not self._stop.is_set() and self._ctx.active()
-
-    def _watch(self, group: Group) -> None:
-        try:
-            self._follow(group)
-        except SignalInterruptError:
-            return  # the waiting thread sees the signal itself, at its next tick
-        except FluxCIError as exc:
-            self._fail(exc)
-
-    def _follow(self, group: Group) -> None:
-        kind, namespace = group
-        attempt = 0
-        while self._active():
-            for event, obj in watch_stream(self._ctx, kind, namespace):
-                attempt = 0
-                self._seen.unreachable.pop(group, None)
-                self._record(event, obj)
-            if not self._active():
-                return
-            # The watch ended: the API server closed it, restarted, or refused us. Find out which
-            # with one list (which also brings every state up to date), then resume watching.
-            try:
-                for obj in list_objects(self._ctx, kind, namespace):
-                    self._record("MODIFIED", obj)
-                self._seen.unreachable.pop(group, None)
-            except ForbiddenError as exc:
-                self._fail(exc)
-                return
-            except NotInstalledError as exc:
-                # The kind existed a moment ago: an API server that just restarted serves its
-                # custom resources a little after the built-in ones.
-                self._seen.unreachable[group] = exc.message
-            except ClusterError as exc:
-                if not exc.retryable:
-                    self._fail(exc)
-                    return
-                self._seen.unreachable[group] = exc.message
-            pause = _RESUME_PAUSES_S[min(attempt, len(_RESUME_PAUSES_S) - 1)]
-            self._stop.wait(min(pause, self._ctx.deadline.remaining))
-            attempt += 1
-
-    def _record(self, event: str, obj: Obj) -> None:
-        ref = ref_of(obj)
-        with self._seen.lock:
-            if event == "DELETED":
-                self._seen.deleted.add(ref)
-            else:
-                self._seen.deleted.discard(ref)
-                self._seen.latest[ref] = obj
-        self._changes.put(ref)
-
-    def _fail(self, error: FluxCIError) -> None:
-        with self._seen.lock:
-            self._seen.fatal.append(error)
-        self._changes.put(None)
-
-    # -- waiting ------------------------------------------------------------------------------
 
     def wait(self, targets: list[Target], *, what: str, moved: Moved) -> dict[ObjectRef, Verdict]:
         """Block until every target is DONE; raise its `fail` on FAILED, a timeout at the deadline.
 
         Returns the last verdict of every target (also available through `verdicts` on failure).
         """
-        waiting = _Waiting(self._ctx, {t.ref: t for t in targets}, moved, what, self._handled)
+        waiting = _Waiting(self._ctx, {t.ref: t for t in targets}, moved, what, self._watches.latest)
         waiting.verdicts = self.verdicts
         if self._events is not None:
             self._events.filter.follow(waiting.targets)
@@ -193,7 +109,7 @@ class Observer:
             if remaining <= 0:
                 raise self._deadline_error(waiting)
             try:
-                changed = self._changes.get(timeout=min(remaining, _TICK_S))
+                changed = self._watches.changes.get(timeout=min(remaining, _TICK_S))
             except queue.Empty:
                 changed = None
             self._ctx.runner.check_interrupted()  # every tick: a SIGTERM must not wait for a change
@@ -213,29 +129,39 @@ class Observer:
             raise
 
     def _state(self, ref: ObjectRef) -> Obj | None:
-        with self._seen.lock:
-            if ref in self._seen.deleted:
+        seen = self._watches.seen
+        with seen.lock:
+            if ref in seen.deleted:
                 raise ClusterError(f"{ref} was deleted while flux-ci waited for it")
-            return self._seen.latest.get(ref)
-
-    def _handled(self, ref: ObjectRef, token: str) -> bool:
-        with self._seen.lock:
-            obj = self._seen.latest.get(ref)
-        return obj is not None and obj.get("status", {}).get("lastHandledReconcileAt") == token
+            return seen.latest.get(ref)
 
     def _raise_fatal(self) -> None:
-        with self._seen.lock:
-            if self._seen.fatal:
-                raise self._seen.fatal[0]
+        seen = self._watches.seen
+        with seen.lock:
+            if seen.fatal:
+                raise seen.fatal[0]
 
     def _deadline_error(self, waiting: _Waiting) -> FluxCIError:
-        if self._seen.unreachable:
-            last = "; ".join(sorted(set(self._seen.unreachable.values())))
-            seconds = self._ctx.deadline.seconds
-            message = f"the Kubernetes API was still unreachable at the deadline ({seconds:g}s): {last}"
-            return ClusterError(message, retryable=True)
+        seconds = self._ctx.deadline.seconds
+        if unreachable := self._watches.unreachable_since():
+            message = f"the Kubernetes API was still unreachable at the deadline ({seconds:g}s)"
+            return ClusterError(f"{message}: {unreachable}", retryable=True)
+        pending = waiting.not_done()
+        failed = [ref for ref in pending if waiting.verdicts[ref].phase is Phase.FAILED]
+        if failed:  # FLUX_CI_ON_FAILURE=wait: Flux never got past the failure
+            ref = failed[0]
+            message = f"{waiting.verdicts[ref].message} (still failing at the deadline, {seconds:g}s)"
+            return waiting.targets[ref].fail(ref, message)
+        faults = [ref for ref in pending if (verdict := waiting.verdicts.get(ref)) and verdict.fault]
+        if faults and len(faults) == len(pending):
+            lines = "; ".join(f"{ref}: {waiting.verdicts[ref].fault}" for ref in faults)
+            return RegistryError(
+                f"source-controller could not fetch the artifact by the deadline ({seconds:g}s): the "
+                f"registry kept failing transiently (Flux keeps retrying; run the job again): {lines}",
+                retryable=True,
+            )
         return DeadlineExceededError(
-            f"timed out after {self._ctx.deadline.seconds:g}s waiting for {waiting.what}:\n"
+            f"timed out after {seconds:g}s waiting for {waiting.what}:\n"
             + "\n".join(f"  - {line}" for line in waiting.pending())
         )
 
@@ -249,18 +175,19 @@ class _Waiting:
         targets: dict[ObjectRef, Target],
         moved: Moved,
         what: str,
-        handled: Callable[[ObjectRef, str], bool],
+        latest: Mapping[ObjectRef, Obj],
     ) -> None:
         self.ctx = ctx
-        self.handled = handled
         self.targets = targets
         self.moved = moved
         self.what = what
+        self.latest = latest
         self.verdicts: dict[ObjectRef, Verdict] = {}
         self.started = time.monotonic()
         self.last_change = self.started
         self._noted_unacknowledged: set[ObjectRef] = set()
         self._noted_stall = False
+        self._waits_out_failures = ctx.settings.on_failure == "wait"
 
     def all_done(self) -> bool:
         return all(
@@ -275,12 +202,16 @@ class _Waiting:
         verdict = target.judge(obj)
         previous = self.verdicts.get(ref)
         self.verdicts[ref] = verdict
-        if previous != verdict:
+        changed = previous != verdict
+        if changed:
             self.last_change = time.monotonic()
             self._noted_stall = False
             self.ctx.progress.note(f"{ref}: {verdict.phase}: {verdict.message}")
         if verdict.phase is Phase.FAILED:
-            raise target.fail(ref, verdict.message)
+            if not self._waits_out_failures or verdict.terminal:
+                raise target.fail(ref, verdict.message)
+            if changed:
+                self.ctx.progress.note(f"{ref}: FLUX_CI_ON_FAILURE=wait: {next_attempt(obj)}; waiting")
         if verdict.moved is not None:
             self.moved(ref, *verdict.moved)
             if verdict.settled:
@@ -302,7 +233,7 @@ class _Waiting:
             for line in self.pending():
                 self.ctx.progress.note(f"still waiting after {waited:.0f}s for {line}")
 
-    def _not_done(self) -> list[ObjectRef]:
+    def not_done(self) -> list[ObjectRef]:
         return [
             ref
             for ref in sorted(self.targets)
@@ -310,16 +241,18 @@ class _Waiting:
         ]
 
     def _unacknowledged(self) -> list[ObjectRef]:
-        return [
-            ref
-            for ref in self._not_done()
-            if (token := self.targets[ref].requested_at) and not self.handled(ref, token)
-        ]
+        unanswered = []
+        for ref in self.not_done():
+            target = self.targets[ref]
+            obj = self.latest.get(ref)
+            if target.requested_at and target.acknowledged and not (obj and target.acknowledged(obj)):
+                unanswered.append(ref)
+        return unanswered
 
     def pending(self) -> list[str]:
         unacknowledged = set(self._unacknowledged())
         lines = []
-        for ref in self._not_done():
+        for ref in self.not_done():
             verdict = self.verdicts.get(ref)
             line = f"{ref} (last: {verdict.message if verdict else 'never seen by the watch'})"
             if ref in unacknowledged:
@@ -332,5 +265,6 @@ def _unacknowledged_text(target: Target) -> str:
     controller = CONTROLLERS.get(target.ref.kind, "its controller")
     return (
         f"{controller} has not acknowledged the reconcile request written at {target.requested_at} "
-        "(status.lastHandledReconcileAt): is it running, and does it watch this namespace?"
+        "(status.lastHandledReconcileAt, nor a later request): is it running, and does it watch this "
+        "namespace?"
     )

@@ -24,7 +24,6 @@ from flux_ci.kube.cluster import new_token, request_reconcile
 from flux_ci.kube.fluxobjects import Obj
 from flux_ci.kube.receiver import trigger
 from flux_ci.report.models import Artifact, ObjectRef, Report, Status
-from flux_ci.tools.kubectl import RECONCILE_ANNOTATION
 
 Tokens = dict[ObjectRef, str | None]
 READ_BACK_S = 5.0  # a Receiver writes the annotation before its 200: the watch shows it within moments
@@ -99,7 +98,7 @@ class Requests:
                 )
             return answer
         if self.before is None:
-            self.before = {ref: _requested_at(obj) for ref, obj in dict(self.latest).items()}
+            self.before = {ref: fo.requested_at(obj) for ref, obj in dict(self.latest).items()}
             trigger(self.ctx, self.artifact)
         answer |= self._read_back([fo.ref_of(obj) for obj in chosen])
         return answer
@@ -112,7 +111,7 @@ class Requests:
         pending = [ref for ref in refs if ref not in self.tokens]
         while pending and not self.ctx.runner.dry_run:
             for ref in list(pending):
-                value = _requested_at(self.latest.get(ref))
+                value = fo.requested_at(self.latest.get(ref))
                 if value and value != before.get(ref):
                     self.tokens[ref] = value
                     pending.remove(ref)
@@ -142,10 +141,6 @@ def annotate(ctx: Context, objects: Sequence[Obj]) -> dict[ObjectRef, str]:
         tokens |= {ObjectRef(kind, namespace, name): token for name in names}
         ctx.progress.note(f"reconcile requested: {kind} {', '.join(names)} in {namespace}")
     return tokens
-
-
-def _requested_at(obj: Obj | None) -> str:
-    return str(((obj or {}).get("metadata", {}).get("annotations") or {}).get(RECONCILE_ANNOTATION, ""))
 
 
 def _unrequested(obj: Obj) -> str:

@@ -51,7 +51,8 @@ def registry_login(ctx: Context) -> Iterator[RegistryAuth]:
     settings = ctx.settings
     user, password = settings.registry_user, settings.registry_password
     plain_http = settings.insecure_registry
-    if user is None and password is None:
+    if (user is None and password is None) or settings.repository is None:
+        # No credentials, or no repository to use them on (`wait` for named consumers).
         yield RegistryAuth(None, plain_http)
         return
     if user is None or password is None:  # `plan` refuses this before any command runs

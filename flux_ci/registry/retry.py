@@ -1,33 +1,19 @@
-"""Retries for the registry: transient failures (connection refused or reset, 5xx, 429, timeouts) are
-retried with a bounded backoff inside the command's deadline; a refusal (401/403, wrong credentials)
-never is: it would fail the same way again, and retrying can lock an account.
+"""Retries for the registry: transient failures (connection refused or reset, 5xx, 429, timeouts:
+`tools.faults`, the classification source-controller's fetch errors are judged by too) are retried
+with a bounded backoff inside the command's deadline; a refusal (401/403, wrong credentials) never
+is: it would fail the same way again, and retrying can lock an account.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from flux_ci.context import Context
 from flux_ci.errors import RegistryError
+from flux_ci.tools.faults import transient
 from flux_ci.tools.runner import CommandResult
 
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # then give up: the registry is down, not hiccupping
-_TRANSIENT = re.compile(
-    r"connection refused|connection reset|broken pipe|\bEOF\b|i/o timeout|TLS handshake timeout|"
-    r"timeout awaiting response|temporary failure in name resolution|server misbehaving|"
-    r"\b(500|502|503|504)\b|Internal Server Error|Bad Gateway|Service Unavailable|Gateway Timeout|"
-    r"\b429\b|TOOMANYREQUESTS|too many requests",
-    re.IGNORECASE,
-)
-_REFUSED = re.compile(
-    r"\b401\b|\b403\b|unauthori[sz]ed|denied|forbidden|authentication required", re.IGNORECASE
-)
-
-
-def transient(stderr: str) -> bool:
-    """A failure worth retrying: the registry was unreachable or overloaded, not refusing us."""
-    return bool(_TRANSIENT.search(stderr)) and not _REFUSED.search(stderr)
 
 
 def retrying(ctx: Context, what: str, attempt: Callable[[], CommandResult]) -> CommandResult:

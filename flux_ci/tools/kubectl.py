@@ -110,6 +110,12 @@ def annotate_argv(
     ]
 
 
+def readyz_argv(context: str | None, timeout_s: float) -> list[str]:
+    """The cheapest question an API server answers: is it ready? (`ok`); bounded by the server's
+    own request timeout, so a silent server ends the call by itself."""
+    return [*base_argv(context), "get", "--raw=/readyz", f"--request-timeout={max(timeout_s, 0.1):g}s"]
+
+
 def access_review_argv(context: str | None) -> list[str]:
     """Create the SelfSubjectAccessReviews read from stdin (a List) in one call; prints the answers."""
     return [*base_argv(context), "create", "--filename=-", "--output=json"]

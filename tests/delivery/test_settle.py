@@ -170,18 +170,31 @@ def test_a_missing_patch_right_fails_before_the_tag_moves(manifests: Path) -> No
     assert not any(c.startswith(("flux push", "oras tag")) for c in cluster.commands())
 
 
-def test_namespaced_rights_search_only_what_may_be_seen_and_say_so(manifests: Path) -> None:
-    denied = [
-        (verb, resource, "") for verb in ("list", "watch") for resource in (OCIREPOSITORIES, KUSTOMIZATIONS)
-    ]
-    cluster = _cluster(denied=denied)
-    report = _deploy(cluster, _settings(manifests))
+NAMESPACED_ONLY = [
+    (verb, resource, "") for verb in ("list", "watch") for resource in (OCIREPOSITORIES, KUSTOMIZATIONS)
+]
+
+
+def test_namespaced_rights_deploy_the_consumers_named_and_say_where_they_searched(manifests: Path) -> None:
+    cluster = _cluster(denied=NAMESPACED_ONLY)
+    report = _deploy(cluster, _settings(manifests, wait_for=["Kustomization/golden/app"]))
     assert [c.state for c in report.consumers] == ["done"]
     assert report.scope[0].startswith("OCIRepository: only namespace golden (not allowed: list/watch")
     assert any(
         c.endswith("--namespace=golden --output=json --watch --output-watch-events")
         for c in cluster.commands()
     )
+
+
+def test_namespaced_rights_without_named_consumers_are_exit_5_before_the_push(manifests: Path) -> None:
+    # A consumer in a namespace the identity cannot read could read our source: never invisible.
+    cluster = _cluster(denied=NAMESPACED_ONLY)
+    with pytest.raises(ClusterError) as raised:
+        _deploy(cluster, _settings(manifests))
+    message = raised.value.message
+    assert f"lacks list/watch {KUSTOMIZATIONS} cluster-wide" in message
+    assert "FLUX_CI_WAIT_FOR (the ones it can see: Kustomization/golden/app)" in message
+    assert not any(c.startswith("flux push") for c in cluster.commands())
 
 
 def test_consumers_hidden_by_rbac_are_a_cluster_error_not_nothing_to_wait_for(manifests: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import re
 from collections.abc import Callable
 
@@ -16,8 +17,10 @@ from flux_ci.context import Context
 from flux_ci.deadline import Deadline
 from flux_ci.errors import ConsumerFailedError, DeadlineExceededError, FluxCIError, SourceFailedError
 from flux_ci.kube import fluxobjects as fo
+from flux_ci.kube import verdicts as v
 from flux_ci.kube.engine import Observer, Target
-from flux_ci.kube.fluxobjects import Expectation, Obj, Phase
+from flux_ci.kube.fluxobjects import Obj
+from flux_ci.kube.verdicts import Expectation, Phase
 from flux_ci.report.models import ObjectRef
 from flux_ci.report.progress import Progress
 from flux_ci.secrets import Masker
@@ -61,11 +64,12 @@ def _once(lines: list[str]) -> Callable[[], list[str]]:
 
 
 def _observe(
-    *recordings: Recording, seconds: float = 10, events: str | None = None
+    *recordings: Recording, seconds: float = 10, events: str | None = None, settings: Settings | None = None
 ) -> tuple[Observer, FakeRunner, io.StringIO]:
     """An Observer replaying the recordings; with `events` (a recorded events watch), also started
     with the recorded objects as flow starts it, so that their events are watched too."""
     runner = FakeRunner()
+    runner.answer(["kubectl", "get", "--raw=/readyz"], stdout="ok")  # the liveness check: it answers
     for recording in recordings:
         ns = f"--namespace={recording.namespace}"
         for resource, stream in ((OCIREPOSITORIES, recording.sources), (KUSTOMIZATIONS, recording.consumers)):
@@ -73,7 +77,7 @@ def _observe(
                                  _once(stream.splitlines(keepends=True)))  # fmt: skip
             runner.answer(["kubectl", "get", resource, ns], stdout='{"kind": "List", "items": []}')
     out = io.StringIO()
-    ctx = Context(Settings(), runner, Deadline(seconds), Progress(Masker(), out=out))
+    ctx = Context(settings or Settings(), runner, Deadline(seconds), Progress(Masker(), out=out))
     groups = {(kind, r.namespace) for r in recordings for kind in ("OCIRepository", "Kustomization")}
     if events is None:
         return Observer(ctx, groups).start([]), runner, out
@@ -90,9 +94,10 @@ def _source(recording: Recording, **expect: object) -> Target:
         object.__setattr__(expectation, key, value)
     return Target(
         recording.ref("OCIRepository"),
-        lambda obj: fo.source_verdict(obj, expectation),
+        lambda obj: v.source_verdict(obj, expectation.seeing(obj)),
         lambda ref, message: SourceFailedError(f"{ref}: {message}"),
         expectation.requested_at,
+        expectation.acknowledged,
     )
 
 
@@ -100,7 +105,7 @@ def _consumer(recording: Recording, digest: str | None = None) -> Target:
     expectation = Expectation(digest or recording.digest, TAGS, None, "")
     return Target(
         recording.ref("Kustomization"),
-        lambda obj: fo.consumer_verdict(obj, expectation),
+        lambda obj: v.consumer_verdict(obj, expectation),
         lambda ref, message: ConsumerFailedError(f"{ref}: {message}"),
     )
 
@@ -115,7 +120,7 @@ def _tag_still_ours(ref: ObjectRef, tag: str, digest: str) -> None:
 
 def _wait(
     observer: Observer, targets: list[Target], moved: Callable[[ObjectRef, str, str], None] = _no_move
-) -> dict[ObjectRef, fo.Verdict]:
+) -> dict[ObjectRef, v.Verdict]:
     try:
         return observer.wait(targets, what="the recording", moved=moved)
     finally:
@@ -167,11 +172,12 @@ def test_a_refused_pull_fails_once_our_request_is_handled() -> None:
 
 
 def test_the_same_refusal_without_our_request_is_not_decided() -> None:
-    # Another token: the refusal may be left from before this run, so it waits (until the deadline).
+    # Our request is newer than the one the controller handled: the refusal may be left from before
+    # this run, so it waits (until the deadline).
     recording = Recording("pull-refused")
     observer, _, _ = _observe(recording, seconds=1.5)
     with pytest.raises(DeadlineExceededError, match="source-controller has not acknowledged"):
-        _wait(observer, [_source(recording, requested_at="2026-01-01T00:00:00.000000Z")])
+        _wait(observer, [_source(recording, requested_at="2099-01-01T00:00:00.000000Z")])
 
 
 def test_the_first_failure_ends_a_wait_on_several_objects_and_stops_every_watch() -> None:
@@ -210,3 +216,30 @@ def test_new_events_about_the_objects_waited_for_are_lines_from_one_more_watch()
 def _last(stream: str) -> Obj:
     obj: Obj = json.loads(stream.splitlines()[-1])["object"]
     return obj
+
+
+def test_with_on_failure_wait_a_failed_attempt_is_waited_out_and_is_exit_7_at_the_deadline() -> None:
+    failing = Recording("apply-failed")
+    observer, _, out = _observe(failing, seconds=1.5, settings=Settings(on_failure="wait"))
+    started = time.monotonic()
+    with pytest.raises(ConsumerFailedError, match="still failing at the deadline") as raised:
+        _wait(observer, [_consumer(failing)], moved=_tag_still_ours)
+    assert time.monotonic() - started >= 1.4  # waited for a later attempt, until the deadline
+    assert raised.value.exit_code == 7
+    assert "FLUX_CI_ON_FAILURE=wait: Flux retries every" in out.getvalue()
+
+
+def test_with_on_failure_wait_a_terminal_state_still_ends_at_once() -> None:
+    recording = Recording("deploy-succeeded")
+    stalled = _last(recording.consumers)
+    stalled["metadata"]["generation"] = stalled["metadata"].get("generation", 1)
+    stalled["status"]["conditions"].append(  # edit: Stalled for the current generation
+        {"type": "Stalled", "status": "True", "reason": "InvalidCELExpression", "message": "bad expr",
+         "observedGeneration": stalled["metadata"]["generation"]}
+    )  # fmt: skip
+    recording.consumers += json.dumps({"type": "MODIFIED", "object": stalled}) + "\n"
+    observer, _, _ = _observe(recording, seconds=30, settings=Settings(on_failure="wait"))
+    started = time.monotonic()
+    with pytest.raises(ConsumerFailedError, match="bad expr"):
+        _wait(observer, [_consumer(recording, digest="sha256:" + "0" * 64)], moved=_tag_still_ours)
+    assert time.monotonic() - started < 10

@@ -16,10 +16,10 @@ from flux_ci.errors import RegistryError
 from flux_ci.registry.client import Registry
 from flux_ci.registry.credentials import RegistryAuth
 from flux_ci.registry.publish import push
-from flux_ci.registry.retry import transient
 from flux_ci.report.models import StepStatus
 from flux_ci.report.progress import Progress
 from flux_ci.secrets import Masker
+from flux_ci.tools.faults import transient
 from tests.fakes import FakeRunner
 from tests.golden import text
 

@@ -16,7 +16,9 @@ from flux_ci.context import Context
 from flux_ci.deadline import Deadline
 from flux_ci.errors import ConfigError, ExitCode, RegistryError, ToolError
 from flux_ci.kube import fluxobjects as fo
-from flux_ci.kube.discovery import Found, _classify
+from flux_ci.kube import verdicts as v
+from flux_ci.kube.found import Found
+from flux_ci.kube.sources import classify as _classify
 from flux_ci.registry import sign
 from flux_ci.registry.client import Registry
 from flux_ci.registry.credentials import RegistryAuth
@@ -267,7 +269,7 @@ def test_a_signature_made_with_another_key_fails_the_source_with_the_controllers
     digest = source["status"]["conditions"][0]["message"].split("@")[1].split("'")[0]
     token = source["status"]["lastHandledReconcileAt"]
     assert fo.condition(source, "SourceVerified")["status"] == "False"  # type: ignore[index]
-    verdict = fo.source_verdict(source, fo.Expectation(digest, tags=("c1", "latest"), requested_at=token))
-    assert verdict.phase is fo.Phase.FAILED
+    verdict = v.source_verdict(source, v.Expectation(digest, tags=("c1", "latest"), requested_at=token))
+    assert verdict.phase is v.Phase.FAILED
     assert verdict.message.startswith("failed to verify the signature using provider 'cosign'")
     assert verdict.message == fo.condition(source, "Ready")["message"]  # type: ignore[index]

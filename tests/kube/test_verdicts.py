@@ -1,0 +1,363 @@
+"""Verdicts on Flux objects, fed with objects captured from the real source- and
+kustomize-controller (tests/data/kubectl); where a test edits one, the edit is named."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from flux_ci.kube import fluxobjects as fo
+from flux_ci.kube import verdicts as v
+from flux_ci.kube.verdicts import Expectation
+from flux_ci.report.models import ObjectRef
+from tests.golden import obj
+
+READY_SOURCE = obj("kubectl/ocirepository-ready.json")
+SYNCED = READY_SOURCE["status"]["artifact"]["revision"].split("@", 1)[1]
+OTHER = "sha256:" + "0" * 64
+TOKEN = "2026-11-26T12:00:00.000000Z"
+
+
+def _kustomization_digest(name: str, field: str = "lastAttemptedRevision") -> str:
+    return str(obj(name)["status"][field]).split("@", 1)[1]
+
+
+def _expect(digest: str, **kwargs: Any) -> Expectation:
+    return Expectation(digest, tags=kwargs.pop("tags", ("c1", "latest")), **kwargs)
+
+
+def _handled(source: dict[str, Any], token: str = TOKEN) -> dict[str, Any]:
+    edited = copy.deepcopy(source)
+    edited["status"]["lastHandledReconcileAt"] = token
+    return edited
+
+
+def test_source_holding_the_digest_is_done() -> None:
+    assert v.source_verdict(READY_SOURCE, _expect(SYNCED)).phase is v.Phase.DONE
+
+
+def test_stale_ready_never_counts() -> None:
+    verdict = v.source_verdict(READY_SOURCE, _expect(OTHER, before=f"latest@{SYNCED}"))
+    assert verdict.phase is v.Phase.WAITING
+    assert verdict.moved is None  # still the pre-push state: behind, not superseded
+
+
+def test_another_digest_of_our_tag_after_the_push_asks_whether_it_moved() -> None:
+    verdict = v.source_verdict(READY_SOURCE, _expect(OTHER, before="latest@sha256:" + "9" * 64))
+    assert verdict.phase is v.Phase.WAITING
+    assert verdict.moved == ("latest", SYNCED)
+    assert not verdict.settled
+
+
+def test_handled_request_with_another_digest_is_settled() -> None:
+    verdict = v.source_verdict(
+        _handled(READY_SOURCE), _expect(OTHER, requested_at=TOKEN, before=f"latest@{SYNCED}")
+    )
+    assert verdict.moved == ("latest", SYNCED)
+    assert verdict.settled  # the engine fails it unless the registry says the tag moved on
+
+
+def test_another_digest_of_a_tag_we_did_not_push_is_not_ours_to_judge() -> None:
+    verdict = v.source_verdict(READY_SOURCE, _expect(OTHER, tags=("c1", "stable")))
+    assert verdict.moved is None
+
+
+def test_digest_pinned_revision_is_the_bare_digest() -> None:
+    pinned = obj("kubectl/ocirepository-digest-pinned.json")
+    digest = pinned["spec"]["ref"]["digest"]
+    assert fo.source_revision(pinned) == digest
+    assert v.source_verdict(pinned, _expect(digest)).phase is v.Phase.DONE
+    assert fo.followed_ref(pinned) == ("digest", digest)
+
+
+def test_retrying_sources_keep_waiting_until_our_request_is_handled() -> None:
+    for name in ("tag-missing", "auth-failed", "verify-failed"):
+        source = obj(f"kubectl/ocirepository-{name}.json")
+        verdict = v.source_verdict(source, _expect(OTHER, requested_at=TOKEN))
+        assert verdict.phase is v.Phase.WAITING, name
+        assert verdict.message == fo.condition(source, "Ready")["message"]  # type: ignore[index]
+
+
+def test_a_failure_after_our_request_fails_fast() -> None:
+    # Edited: the golden objects were captured without a request; Flux records the token it handled.
+    for name in ("tag-missing", "auth-failed", "verify-failed"):
+        source = _handled(obj(f"kubectl/ocirepository-{name}.json"))
+        verdict = v.source_verdict(source, _expect(OTHER, requested_at=TOKEN))
+        assert verdict.phase is v.Phase.FAILED, name
+        assert verdict.message == fo.condition(source, "Ready")["message"]  # type: ignore[index]
+        assert v.source_verdict(source, _expect(OTHER, requested_at="another token")).phase is v.Phase.WAITING
+
+
+def test_stalled_source_fails_now() -> None:
+    stalled = copy.deepcopy(obj("kubectl/ocirepository-tag-missing.json"))
+    stalled["status"]["conditions"].append(
+        {"type": "Stalled", "status": "True", "reason": "InvalidURL", "message": "invalid url"}
+    )
+    verdict = v.source_verdict(stalled, _expect(OTHER))
+    assert (verdict.phase, verdict.message) == (v.Phase.FAILED, "invalid url")
+
+
+def test_consumer_applied_and_ready_is_done() -> None:
+    ready = obj("kubectl/kustomization-ready.json")
+    digest = _kustomization_digest("kubectl/kustomization-ready.json", "lastAppliedRevision")
+    assert v.consumer_verdict(ready, _expect(digest)).phase is v.Phase.DONE
+    assert v.consumer_verdict(ready, _expect(OTHER)).phase is v.Phase.WAITING
+    assert fo.consumer_source(ready) == ObjectRef("OCIRepository", "golden", "app")
+
+
+def test_origin_revision_never_identifies_the_applied_artifact() -> None:
+    # The same commit can be pushed twice with different content: only the digest counts.
+    ready = obj("kubectl/kustomization-ready.json")
+    assert ready["status"]["lastAppliedOriginRevision"]
+    assert v.consumer_verdict(ready, _expect(OTHER)).phase is v.Phase.WAITING
+    assert not v.applied(ready, OTHER)
+
+
+def test_a_rerun_counts_only_what_follows_its_own_request() -> None:
+    ready = obj("kubectl/kustomization-ready.json")
+    digest = _kustomization_digest("kubectl/kustomization-ready.json", "lastAppliedRevision")
+    assert v.consumer_verdict(ready, _expect(digest, requested_at=TOKEN)).phase is v.Phase.WAITING
+    assert v.consumer_verdict(_handled(ready), _expect(digest, requested_at=TOKEN)).phase is v.Phase.DONE
+    failed = obj("kubectl/kustomization-apply-failed.json")
+    attempted = _kustomization_digest("kubectl/kustomization-apply-failed.json")
+    assert v.consumer_verdict(failed, _expect(attempted, requested_at=TOKEN)).phase is v.Phase.WAITING
+    assert (
+        v.consumer_verdict(_handled(failed), _expect(attempted, requested_at=TOKEN)).phase is v.Phase.FAILED
+    )
+
+
+def test_failed_apply_of_the_new_revision_fails_although_flux_retries() -> None:
+    # The real kustomize-controller keeps Reconciling=True/ProgressingWithRetry after a failed apply.
+    failed = obj("kubectl/kustomization-apply-failed.json")
+    assert fo.condition(failed, "Reconciling")["reason"] == "ProgressingWithRetry"  # type: ignore[index]
+    verdict = v.consumer_verdict(
+        failed, _expect(_kustomization_digest("kubectl/kustomization-apply-failed.json"))
+    )
+    assert verdict.phase is v.Phase.FAILED
+    assert 'no matches for kind "NoSuchKind"' in verdict.message
+    assert not verdict.message.endswith("\n")
+
+
+def test_build_failure_of_the_new_revision_fails() -> None:
+    failed = obj("kubectl/kustomization-build-failed.json")
+    verdict = v.consumer_verdict(
+        failed, _expect(_kustomization_digest("kubectl/kustomization-build-failed.json"))
+    )
+    assert verdict.phase is v.Phase.FAILED
+    assert "MalformedYAMLError" in verdict.message
+
+
+def test_failure_of_an_older_revision_is_not_ours() -> None:
+    failed = obj("kubectl/kustomization-apply-failed.json")
+    assert v.consumer_verdict(failed, _expect(OTHER)).phase is v.Phase.WAITING
+
+
+def test_missing_dependency_keeps_waiting() -> None:
+    blocked = obj("kubectl/kustomization-dependency-not-ready.json")
+    attempted = _kustomization_digest("kubectl/kustomization-dependency-not-ready.json")
+    assert v.consumer_verdict(blocked, _expect(attempted)).phase is v.Phase.WAITING
+    assert v.consumer_verdict(blocked, _expect(OTHER)).message.startswith("dependency 'golden/never-there'")
+
+
+def test_attempt_under_way_is_not_a_failure() -> None:
+    failed = copy.deepcopy(obj("kubectl/kustomization-apply-failed.json"))
+    for cond in failed["status"]["conditions"]:
+        if cond["type"] == "Reconciling":
+            cond["reason"] = "Progressing"  # edited: the same object while an attempt runs
+    digest = _kustomization_digest("kubectl/kustomization-apply-failed.json")
+    assert v.consumer_verdict(failed, _expect(digest)).phase is v.Phase.WAITING
+
+
+def test_ready_for_an_old_generation_is_not_done() -> None:
+    ready = copy.deepcopy(obj("kubectl/kustomization-ready.json"))
+    ready["metadata"]["generation"] += 1
+    digest = _kustomization_digest("kubectl/kustomization-ready.json", "lastAppliedRevision")
+    assert v.consumer_verdict(ready, _expect(digest)).phase is v.Phase.WAITING
+
+
+def test_source_not_ready_consumer_waits() -> None:
+    waiting = obj("kubectl/kustomization-source-not-ready.json")
+    verdict = v.consumer_verdict(waiting, _expect(OTHER))
+    assert verdict.phase is v.Phase.WAITING
+    assert verdict.message == "Source artifact not found, retrying in 30s"
+
+
+def test_consumer_attempting_another_digest_of_our_tag_asks_whether_it_moved() -> None:
+    failed = obj("kubectl/kustomization-apply-failed.json")
+    attempted = failed["status"]["lastAttemptedRevision"]
+    tag, digest = attempted.split("@", 1)
+    verdict = v.consumer_verdict(failed, _expect(OTHER, tags=(tag,), before="latest@" + "sha256:" + "9" * 64))
+    assert verdict.moved == (tag, digest)
+    assert v.consumer_verdict(failed, _expect(OTHER, tags=(tag,), before=attempted)).moved is None
+
+
+# --- HelmRelease (golden objects from the real helm-controller 1.6.2) -----------------------------
+
+
+def _helm(name: str) -> tuple[dict[str, Any], str]:
+    release = obj(f"kubectl/helmrelease-{name}.json")
+    revision = release["status"]["lastAttemptedRevisionDigest"]
+    return release, revision.rpartition("@")[2]
+
+
+def test_helmrelease_installed_from_the_digest_is_done() -> None:
+    release, digest = _helm("ready")
+    assert release["status"]["lastAttemptedRevision"].endswith("+" + digest[7:19])
+    assert fo.consumer_source(release) == ObjectRef("OCIRepository", "golden-helm", "ready")
+    assert v.consumer_verdict(release, _expect(digest)).phase is v.Phase.DONE
+    assert v.consumer_verdict(release, _expect(OTHER)).phase is v.Phase.WAITING
+    assert fo.consumer_state(release).revision == f"latest@{digest}"
+
+
+def test_helmrelease_without_digest_tracking_that_released_nothing_new_fails_fast() -> None:
+    # Real helm-controller with DisableChartDigestTracking: the new digest is attempted (and named
+    # in lastAttemptedRevisionDigest), but the chart version did not change, so no upgrade ran.
+    release, digest = _helm("no-digest-tracking")
+    assert release["status"]["lastAttemptedRevision"] == "0.1.0"  # no digest in the chart version
+    released = release["status"]["history"][0]["ociDigest"].rpartition("@")[2]
+    assert released != digest
+    verdict = v.consumer_verdict(release, _expect(digest))
+    assert verdict.phase is v.Phase.FAILED  # exit 0 here would be a false success
+    assert "released nothing new" in verdict.message
+    assert v.consumer_verdict(release, _expect(released)).phase is v.Phase.WAITING
+
+
+def test_helmrelease_upgraded_to_the_digest_is_done_and_its_predecessor_is_not() -> None:
+    release, digest = _helm("upgraded")
+    previous = release["status"]["history"][1]["ociDigest"].rpartition("@")[2]
+    assert v.consumer_verdict(release, _expect(digest)).phase is v.Phase.DONE
+    assert v.consumer_verdict(release, _expect(previous)).phase is v.Phase.WAITING
+
+
+def test_helmrelease_install_failure_of_the_digest_fails() -> None:
+    release, digest = _helm("install-failed")
+    verdict = v.consumer_verdict(release, _expect(digest))
+    assert verdict.phase is v.Phase.FAILED
+    assert "Failed to install after 1 attempt(s)" in verdict.message
+
+
+def test_helmrelease_whose_current_release_is_older_is_not_done() -> None:
+    # Edited: a failed upgrade rolled back, so the newest history entry is not deployed.
+    release, digest = _helm("upgraded")
+    rolled_back = copy.deepcopy(release)
+    rolled_back["status"]["history"][0]["status"] = "failed"
+    assert v.consumer_verdict(rolled_back, _expect(digest)).phase is v.Phase.WAITING
+
+
+# --- generations: done means reconciled -------------------------------------------------------
+
+KS_READY = obj("kubectl/kustomization-ready.json")
+KS_DIGEST = _kustomization_digest("kubectl/kustomization-ready.json", "lastAppliedRevision")
+
+
+def _restamped(ks: dict[str, Any]) -> dict[str, Any]:
+    """Edit: a spec change (generation +1) landed while the controller reconciled the previous one,
+    and the status patcher stamped the Ready condition with the new generation (a conflict re-fetch);
+    status.observedGeneration still names the generation reconciled."""
+    edited = copy.deepcopy(ks)
+    edited["metadata"]["generation"] += 1
+    for cond in edited["status"]["conditions"]:
+        cond["observedGeneration"] = edited["metadata"]["generation"]
+    return edited
+
+
+def test_ready_restamped_for_a_generation_never_reconciled_is_not_done() -> None:
+    assert v.consumer_verdict(KS_READY, _expect(KS_DIGEST)).phase is v.Phase.DONE
+    verdict = v.consumer_verdict(_restamped(KS_READY), _expect(KS_DIGEST))
+    assert verdict.phase is v.Phase.WAITING
+
+
+def test_done_once_the_current_generation_is_reconciled() -> None:
+    reconciled = _restamped(KS_READY)
+    reconciled["status"]["observedGeneration"] = reconciled["metadata"]["generation"]
+    assert v.consumer_verdict(reconciled, _expect(KS_DIGEST)).phase is v.Phase.DONE
+
+
+def _stalled(ks: dict[str, Any], generation_of_condition: int) -> dict[str, Any]:
+    """Edit: Stalled=True (as kustomize-controller writes it for a terminal error) for a generation."""
+    edited = copy.deepcopy(ks)
+    edited["metadata"]["generation"] = 3
+    edited["status"]["conditions"].append(
+        {"type": "Stalled", "status": "True", "reason": "InvalidCELExpression", "message": "bad expr",
+         "observedGeneration": generation_of_condition}
+    )  # fmt: skip
+    return edited
+
+
+def test_a_stalled_condition_of_an_older_generation_never_decides() -> None:
+    assert v.consumer_verdict(_stalled(KS_READY, 2), _expect(OTHER)).phase is v.Phase.WAITING
+    verdict = v.consumer_verdict(_stalled(KS_READY, 3), _expect(OTHER))
+    assert (verdict.phase, verdict.terminal, verdict.message) == (v.Phase.FAILED, True, "bad expr")
+
+
+def test_a_failure_of_an_older_generation_never_decides() -> None:
+    failed = obj("kubectl/kustomization-apply-failed.json")
+    attempted = _kustomization_digest("kubectl/kustomization-apply-failed.json")
+    assert v.consumer_verdict(failed, _expect(attempted)).phase is v.Phase.FAILED
+    newer = copy.deepcopy(failed)
+    newer["metadata"]["generation"] += 1  # edit: the spec was fixed, not reconciled yet
+    assert v.consumer_verdict(newer, _expect(attempted)).phase is v.Phase.WAITING
+
+
+# --- requests: handled when ours, or a later one, was ------------------------------------------
+
+
+def test_request_times_read_the_forms_their_writers_use() -> None:
+    flux_ci = v.request_time("2026-12-07T20:20:09.123456Z")
+    flux_cli = v.request_time("2026-12-07T21:20:09.123456789+01:00")  # time.RFC3339Nano, an offset
+    receiver = v.request_time("2026-12-07 20:20:09.123456789 +0000 UTC m=+4.894838745")  # metav1.Now()
+    assert flux_ci == flux_cli == receiver
+    assert v.request_time("1701972000") is None  # a script's own format: not a time flux-ci reads
+    assert v.request_time("2026-12-07T20:20:09") is None  # no zone: no order between writers
+
+
+def test_a_request_written_after_ours_and_handled_answers_ours() -> None:
+    ks = _handled(KS_READY, "2026-11-26T12:00:01.5+00:00")  # flux reconcile, 1.5 s after us
+    assert _expect(KS_DIGEST, requested_at=TOKEN).acknowledged(ks)
+    earlier = _handled(KS_READY, "2026-11-26T11:59:59Z")
+    assert not _expect(KS_DIGEST, requested_at=TOKEN).acknowledged(earlier)
+
+
+def test_a_later_request_in_a_form_without_time_counts_once_seen_after_ours() -> None:
+    expect = _expect(KS_DIGEST, requested_at=TOKEN)
+    handled = _handled(KS_READY, "ui-sync-42")
+    assert not expect.acknowledged(handled)  # not seen written after ours: it may be older
+    for value in ("ui-sync-41", TOKEN, "ui-sync-42"):  # what the watch showed, in order
+        expect.seeing({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": value}}})
+    assert expect.acknowledged(handled)
+    assert not expect.acknowledged(_handled(KS_READY, "ui-sync-41"))  # shown before ours
+
+
+# --- source faults: transient registry errors are waited out -----------------------------------
+
+
+def _fetch_failed(message: str) -> dict[str, Any]:
+    """Edit: the refused-pull golden with another message (as source-controller words fetch errors)."""
+    edited = _handled(obj("kubectl/ocirepository-auth-failed.json"))
+    for cond in edited["status"]["conditions"]:
+        if cond["type"] == "Ready":
+            cond["message"] = message
+    return edited
+
+
+def test_a_transient_registry_fault_in_the_fetch_is_waited_out() -> None:
+    refused = (
+        "failed to get artifact: GET http://r/v2/x: dial tcp 127.0.0.1:5000: connect: connection refused"
+    )
+    overloaded = "failed to get artifact: GET http://r/v2/x: unexpected status code 503 Service Unavailable"
+    for message in (refused, overloaded, "GET http://r/v2/x: TOOMANYREQUESTS: rate limited"):
+        verdict = v.source_verdict(_fetch_failed(message), _expect(OTHER, requested_at=TOKEN))
+        assert (verdict.phase, verdict.fault) == (v.Phase.WAITING, message)
+    denied = v.source_verdict(
+        _fetch_failed("GET http://r/v2/x: UNAUTHORIZED: denied"), _expect(OTHER, requested_at=TOKEN)
+    )
+    assert denied.phase is v.Phase.FAILED
+
+
+def test_what_flux_does_next_names_the_remediation_retries_left() -> None:
+    release = copy.deepcopy(obj("kubectl/helmrelease-install-failed.json"))
+    release["spec"]["install"] = {"remediation": {"retries": 3}}  # edit: install retries
+    release["status"]["installFailures"] = 1
+    release["status"].pop("history", None)
+    assert v.next_attempt(release).endswith("install remediation retries left: 2")
+    assert v.next_attempt(KS_READY).startswith("Flux retries every ")
