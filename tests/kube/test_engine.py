@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import re
+import time
 from collections.abc import Callable
 
 import pytest
