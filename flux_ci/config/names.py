@@ -31,8 +31,6 @@ _REPORT_VARIABLES = frozenset(
     }
 )
 
-# Where a FLUX_CI_ variable's default comes from in CI, for messages that name what to set.
-
 # A field's problem: (field name, message); the field is "" for an unknown variable name.
 Problem = tuple[str, str]
 

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     trace: StrictBool = False
     dry_run: StrictBool = False
     allow_empty: StrictBool = False  # push an artifact holding no Kubernetes object
-    # How Flux is told about the push (flux_ci/notify.py); None: `receiver` when a Receiver is
+    # How Flux is told about the push (flux_ci/kube/notify.py); None: `receiver` when a Receiver is
     # configured (FLUX_CI_RECEIVER_URL or FLUX_CI_RECEIVER), else `annotate`.
     notify: Literal["annotate", "receiver", "none"] | None = None
     receiver_url: str | None = None  # notification-controller's webhook server: http(s)://host[/base]
@@ -76,19 +76,19 @@ class Settings(BaseSettings):
     # false: `deploy`/`reconcile` never read the cluster; they end once the Receiver accepted the
     # request, with status `triggered` (nothing verified).
     verify: StrictBool = True
-    # Signing the pushed digest (flux_ci/sign.py): cosign with a key pair, or cosign keyless with the
+    # Signing the pushed digest (flux_ci/registry/sign.py): cosign with a key pair, or cosign keyless with the
     # CI job's OIDC token (Sigstore's public Fulcio and Rekor).
     sign: Literal["none", "cosign", "cosign-keyless"] = "none"
     # Upload key-pair signatures to the Rekor transparency log; off by default, as Flux's key-based
     # verification does not need it (keyless signing always uploads).
     cosign_tlog_upload: StrictBool = False
-    # On exit 7 or 8, point the moving tags back at the digests they held before this run and wait
-    # (at most rollback_timeout more) until the clusters run that artifact again (flux_ci/rollback.py).
     # A failed attempt of the digest ends the run (`fail`, exit 7), or is waited out (`wait`): Flux's
     # own retries (HelmRelease remediation, an apply that needs a CRD from elsewhere) may still apply
     # it; a state Flux will not retry by itself (Stalled) still ends it, and at the deadline the last
     # failure is exit 7.
     on_failure: Literal["fail", "wait"] = "fail"
+    # On exit 7 or 8, point the moving tags back at the digests they held before this run and wait
+    # (at most rollback_timeout more) until the clusters run that artifact again (delivery/rollback.py).
     rollback: StrictBool = False
     rollback_timeout: Duration = 120.0
     # cosign's own variables, not FLUX_CI_ ones: the PEM private key (or the path of a file holding

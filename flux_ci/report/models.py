@@ -1,4 +1,4 @@
-"""Typed results: computed once by the flow, rendered once by `render`."""
+"""Typed results: computed once by the commands, rendered once by `render`."""
 
 from __future__ import annotations
 
@@ -215,7 +215,7 @@ class Report:
     scope: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: ErrorInfo | None = None
-    # Why a consumer failed or was still awaited at the deadline (exit 7 or 8): flow gathers them.
+    # Why a consumer failed or was still awaited at the deadline (exit 7 or 8), from `delivery.settle`.
     diagnostics: list[Diagnostic] = field(default_factory=list)
     # `diff` only: would applying the manifests change anything (None: not computed), and what.
     changed: bool | None = None

@@ -21,7 +21,7 @@ from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from flux_ci.errors import DeadlineExceededError, ExitCode, ToolError
+from flux_ci.errors import DeadlineExceededError, ToolError
 from flux_ci.tools.supervise import (
     PROCESSES,
     Child,
@@ -217,10 +217,6 @@ class Runner:
                 outcome = "stopped at its deadline"
             self._trace_end(argv, outcome, time.monotonic() - started)
         self.check_interrupted()
-
-    def interrupt(self, signal_name: str, exit_code: ExitCode) -> None:
-        """Stop every child of the group as SIGINT/SIGTERM would; the work raises where one returns."""
-        self._group.interrupt(signal_name, exit_code)
 
     def check_interrupted(self) -> None:
         self._group.check_interrupted()
