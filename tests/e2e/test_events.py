@@ -34,7 +34,8 @@ def test_the_namespaced_role_deploys_and_shows_the_sources_events(
     project: Project, sandbox: SandboxClient
 ) -> None:
     context = sandbox.namespaced_context(project.namespace)  # examples/rbac/flux-ci.yaml
-    run = project.flux_ci("deploy", env=project.env(FLUX_CI_KUBE_CONTEXT=context))
+    named = f"Kustomization/{project.namespace}/app"
+    run = project.flux_ci("deploy", env=project.env(FLUX_CI_KUBE_CONTEXT=context, FLUX_CI_WAIT_FOR=named))
     assert run.exit_code == 0, run.stderr
     assert f"  event OCIRepository/{project.namespace}/app: Normal NewArtifact: stored artifact" in run.stderr
     assert "live events not shown" not in run.stderr
@@ -50,7 +51,8 @@ def test_an_identity_that_may_not_read_events_deploys_the_same_with_one_note(
     role = "\n---\n".join(json.dumps(document) for document in documents)
     context = sandbox.namespaced_context(project.namespace, user="gitlab:ci_job:4343", role_yaml=role)
     assert not sandbox.can_i(context, "watch", "events", namespace=project.namespace)
-    run = project.flux_ci("deploy", env=project.env(FLUX_CI_KUBE_CONTEXT=context))
+    named = f"Kustomization/{project.namespace}/app"
+    run = project.flux_ci("deploy", env=project.env(FLUX_CI_KUBE_CONTEXT=context, FLUX_CI_WAIT_FOR=named))
     assert run.exit_code == 0, run.stderr
     assert run.json()["consumers"][0]["state"] == "done"
     assert run.stderr.count("live events not shown") == 1, run.stderr

@@ -32,7 +32,7 @@ from flux_ci.config.names import variable_name
 from flux_ci.config.settings import Settings
 from flux_ci.report.render import to_dotenv
 from tests.e2e.project import ROOT, Project
-from tests.sandbox import SandboxClient
+from tests.sandbox import SandboxClient, unique_name
 from tests.sandbox.versions import tools_dir
 
 ENGINES_SCRIPT = ROOT / ".ci" / "install-ci-engines.sh"
@@ -449,7 +449,9 @@ def test_component_deploys_through_the_role_and_its_dotenv_wins_over_job_variabl
 ) -> None:
     # The repository follows from CI_REGISTRY_IMAGE: oci://$CI_REGISTRY_IMAGE/manifests.
     sandbox.deploy_oci(namespace, "app", f"{repository}/manifests", tag="latest", target_namespace=namespace)
-    context = sandbox.namespaced_context(namespace)  # examples/rbac/flux-ci.yaml, impersonated
+    user = unique_name("gitlab:ci_job")
+    context = sandbox.namespaced_context(namespace, user=user)  # examples/rbac/flux-ci.yaml, impersonated
+    sandbox.grant_cluster_read(user)  # examples/rbac/flux-ci-cluster-read.yaml: no consumer is invisible
     gitlab = _component_project(tmp_path, sandbox, namespace, context, bad=False)
     run = gitlab.run(_predefined_variables(sandbox, f"{sandbox.registry}/{repository}"))
     assert run.results() == {"deploy": "PASS", "after-deploy": "PASS"}, run.output
@@ -473,7 +475,9 @@ def test_component_failure_reaches_the_on_failure_job(
     sandbox: SandboxClient, namespace: str, repository: str, tmp_path: Path
 ) -> None:
     sandbox.deploy_oci(namespace, "app", f"{repository}/manifests", tag="latest", target_namespace=namespace)
-    context = sandbox.namespaced_context(namespace)
+    user = unique_name("gitlab:ci_job")
+    context = sandbox.namespaced_context(namespace, user=user)
+    sandbox.grant_cluster_read(user)
     gitlab = _component_project(tmp_path, sandbox, namespace, context, bad=True)
     run = gitlab.run(_predefined_variables(sandbox, f"{sandbox.registry}/{repository}"))
     assert run.results() == {"deploy": "FAIL", "on-deploy-failure": "PASS"}, run.output

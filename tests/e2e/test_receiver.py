@@ -39,6 +39,11 @@ def _read_only(project: Project) -> str:
     return context
 
 
+def _consumers(project: Project) -> str:
+    """A namespaced identity cannot see consumers in other namespaces: it names the ones to wait for."""
+    return f"Kustomization/{project.namespace}/app"
+
+
 def _receiver(project: Project, receiver_type: str = "generic") -> dict[str, str]:
     """A Receiver asking Flux to reconcile the project's OCIRepository; the variables naming it."""
     token = project.sandbox.create_receiver(
@@ -93,7 +98,9 @@ def test_a_receiver_deploy_through_a_read_only_identity_waits_for_exactly_this_d
     project: Project, receiver_type: str
 ) -> None:
     variables = _receiver(project, receiver_type)
-    env = project.env(FLUX_CI_KUBE_CONTEXT=_read_only(project), **variables)
+    env = project.env(
+        FLUX_CI_KUBE_CONTEXT=_read_only(project), FLUX_CI_WAIT_FOR=_consumers(project), **variables
+    )
     run = project.flux_ci("-v", "deploy", env=env)
     assert run.exit_code == 0, run.stderr
     report = run.json()
@@ -118,7 +125,9 @@ def test_a_source_failing_after_the_receivers_request_fails_fast(
     secret["data"][".dockerconfigjson"] = _docker_config(sandbox.registry, "nobody", "not-the-password")
     sandbox.apply(json.dumps(secret))
     project.patch(OCIREPOSITORIES, "app", {"spec": {"secretRef": {"name": "wrong-auth"}}})
-    env = project.env(FLUX_CI_KUBE_CONTEXT=_read_only(project), **_receiver(project))
+    env = project.env(
+        FLUX_CI_KUBE_CONTEXT=_read_only(project), FLUX_CI_WAIT_FOR=_consumers(project), **_receiver(project)
+    )
     run = project.flux_ci("deploy", env=env)
     assert run.exit_code == 6, run.stderr
     assert f"OCIRepository/{project.namespace}/app failed to fetch" in run.json()["error"]["message"]
@@ -127,7 +136,9 @@ def test_a_source_failing_after_the_receivers_request_fails_fast(
 
 def test_none_waits_for_the_sources_own_interval(project: Project) -> None:
     project.patch(OCIREPOSITORIES, "app", {"spec": {"interval": "5s"}})
-    env = project.env(FLUX_CI_KUBE_CONTEXT=_read_only(project), FLUX_CI_NOTIFY="none")
+    env = project.env(
+        FLUX_CI_KUBE_CONTEXT=_read_only(project), FLUX_CI_WAIT_FOR=_consumers(project), FLUX_CI_NOTIFY="none"
+    )
     run = project.flux_ci("-v", "deploy", env=env)
     assert run.exit_code == 0, run.stderr
     report = run.json()
@@ -141,7 +152,10 @@ def test_none_waits_for_the_sources_own_interval(project: Project) -> None:
 
 
 def test_a_read_only_identity_in_annotate_mode_is_pointed_to_receiver_and_none(project: Project) -> None:
-    run = project.flux_ci("deploy", env=project.env(FLUX_CI_KUBE_CONTEXT=_read_only(project)))
+    run = project.flux_ci(
+        "deploy",
+        env=project.env(FLUX_CI_KUBE_CONTEXT=_read_only(project), FLUX_CI_WAIT_FOR=_consumers(project)),
+    )
     assert run.exit_code == 5, run.stderr
     message = run.json()["error"]["message"]
     assert f"may not patch {OCIREPOSITORIES} in namespace {project.namespace}" in message

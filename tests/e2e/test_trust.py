@@ -72,7 +72,9 @@ def test_no_consumer_is_exit_2_naming_what_was_searched(
 
 def test_deploy_through_exactly_the_namespaced_role(project: Project, sandbox: SandboxClient) -> None:
     context = sandbox.namespaced_context(project.namespace)
-    run = project.flux_ci("deploy", env=project.env(FLUX_CI_KUBE_CONTEXT=context))
+    # A namespaced identity cannot see consumers in other namespaces: it names the ones to wait for.
+    named = f"Kustomization/{project.namespace}/app"
+    run = project.flux_ci("deploy", env=project.env(FLUX_CI_KUBE_CONTEXT=context, FLUX_CI_WAIT_FOR=named))
     assert run.exit_code == 0, run.stderr
     report = run.json()
     assert report["consumers"][0]["state"] == "done"
