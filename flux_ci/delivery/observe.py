@@ -19,16 +19,27 @@ R = TypeVar("R", SourceState, ConsumerState)
 
 @contextmanager
 def observing(ctx: Context, report: Report, found: Found) -> Iterator[Observer]:
-    """Watch every kind/namespace involved from now on; the report shows each object as last seen."""
+    """Watch every kind/namespace involved from now on; the report shows each object as last seen.
+
+    The rows are written once, when the watches stop: at the end, or when a rollback takes over
+    (`hand_over`), whose own watches then write the newer rows. Never a stale row after a fresh one.
+    """
     observer = Observer(ctx, found.watch_groups()).start([*found.sources, *found.consumers])
     try:
         yield observer
     finally:
-        observer.stop()
-        sources = [seen_source(observer, obj) for obj in found.sources]
-        consumers = [seen_consumer(observer, obj) for obj in found.consumers]
-        report.sources = updated(report.sources, sources)
-        report.consumers = updated(report.consumers, consumers)
+        if not observer.reported:
+            hand_over(report, found, observer)
+
+
+def hand_over(report: Report, found: Found, observer: Observer) -> None:
+    """Stop the watches for good and write their rows now; they write nothing later."""
+    observer.stop()
+    sources = [seen_source(observer, obj) for obj in found.sources]
+    consumers = [seen_consumer(observer, obj) for obj in found.consumers]
+    report.sources = updated(report.sources, sources)
+    report.consumers = updated(report.consumers, consumers)
+    observer.reported = True
 
 
 def updated(rows: list[R], seen: list[R]) -> list[R]:

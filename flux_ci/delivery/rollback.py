@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from flux_ci.context import Context
 from flux_ci.deadline import Deadline
 from flux_ci.delivery import fleet
-from flux_ci.delivery.observe import holds, observing
+from flux_ci.delivery.observe import hand_over, holds, observing
 from flux_ci.delivery.prepare import Prepared, Ready
 from flux_ci.delivery.settle import Settling
 from flux_ci.errors import FluxCIError, SupersededError
@@ -114,7 +114,7 @@ def _settle_back(ctx: Context, run: Prepared, registry: Registry, previous: Arti
     def back(cluster: fleet.Cluster) -> None:
         ready = next(ready for ready in run.ready if ready.cluster.name == cluster.name)
         found = _following(ready, previous.tags)
-        ready.observer.stop()
+        hand_over(cluster.report, ready.found, ready.observer)  # the failed run's rows, now, for good
         if not found.sources:
             return
         with observing(cluster.ctx, cluster.report, found) as observer:

@@ -65,6 +65,7 @@ class Observer:
         self._watches = Watches(self._ctx, groups)
         self._events: EventWatch | None = None
         self.verdicts: dict[ObjectRef, Verdict] = {}  # the last verdict of every object judged
+        self.reported = False  # its rows are in the report: it stopped for good (`delivery.observe`)
 
     @property
     def latest(self) -> Mapping[ObjectRef, Obj]:

@@ -279,8 +279,9 @@ def test_stop_all_kills_a_child_that_ignores_sigterm_after_the_grace() -> None:
 
 
 def test_interrupt_stops_the_running_child_and_raises_where_it_returns() -> None:
-    runner, _ = _runner()
-    timer = threading.Timer(0.5, runner.interrupt, args=("SIGTERM", ExitCode.SIGTERM))
+    group = ProcessGroup(grace_s=GRACE_S)
+    runner = Runner(masker=Masker(), env=dict(os.environ), group=group)
+    timer = threading.Timer(0.5, group.interrupt, args=("SIGTERM", ExitCode.SIGTERM))
     timer.start()
     started = time.monotonic()
     with pytest.raises(SignalInterruptError, match="interrupted by SIGTERM"):
