@@ -47,6 +47,12 @@ def test_a_failed_deploy_moves_latest_back_and_waits_until_the_good_digest_is_ap
     assert "FLUX_CI_ROLLBACK_STATUS=rolled_back" in dotenv.read_text()
     assert f"FLUX_CI_PREVIOUS_DIGEST={good_digest}" in dotenv.read_text()
     assert "rollback rolled_back" in bad.stderr
+    # The report is the final state: the rows show the good digest back, never the failed run's
+    # watches' last view written over the rollback's.
+    assert report["sources"][0]["revision"] == f"latest@{good_digest}"
+    assert report["consumers"][0]["revision"].endswith(f"@{good_digest}")
+    assert report["consumers"][0]["state"] == "done"
+    assert f"FLUX_CI_SOURCE_REVISION=latest@{good_digest}" in dotenv.read_text()
 
 
 def test_a_first_deploy_that_fails_leaves_the_tag_and_says_why(project: Project) -> None:
