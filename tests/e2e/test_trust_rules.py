@@ -346,3 +346,44 @@ def test_a_registry_fault_that_lasts_to_the_deadline_is_exit_4_retryable(
     assert error["retryable"] is True
     assert "connection refused" in error["message"]
     assert "source-controller could not fetch the artifact" in error["message"]
+
+
+# --- a silent API server -------------------------------------------------------------------------
+
+SLACK_S = 20  # a slow CI machine: bounds say "by itself, near the deadline", never "to the millisecond"
+
+
+def test_an_api_server_silent_past_the_deadline_is_exit_5_retryable(
+    project: Project, sandbox: SandboxClient
+) -> None:
+    # A frozen API server keeps its connections open and answers nothing: the watches just go quiet.
+    # Only asking it tells a silent cluster from consumers that take their time (exit 8).
+    with sandbox.paused("kustomize-controller"):
+        running = project.start("-v", "deploy", env=project.env(FLUX_CI_TIMEOUT="30s"))
+        running.wait_for_line("▶ wait")
+        sandbox.pause("kube-apiserver")
+        try:
+            run = running.finish(timeout=30 + SLACK_S + 30)
+        finally:
+            sandbox.resume("kube-apiserver")
+    assert run.exit_code == 5, run.stderr
+    error = run.json()["error"]
+    assert error["retryable"] is True
+    assert "the Kubernetes API has not answered since" in error["message"]
+    assert "has not answered since" in run.stderr  # said while it waited, not only at the end
+    assert run.seconds < 30 + SLACK_S
+
+
+def test_an_api_server_silent_for_a_while_mid_wait_is_survived(
+    project: Project, sandbox: SandboxClient
+) -> None:
+    with sandbox.paused("kustomize-controller"):
+        running = project.start("-v", "deploy", env=project.env(FLUX_CI_TIMEOUT="120s"))
+        running.wait_for_line("▶ wait")
+        with sandbox.paused("kube-apiserver"):
+            running.wait_for_line("has not answered since", timeout=60)
+    run = running.finish(timeout=180)
+    assert run.exit_code == 0, run.stderr
+    assert "the Kubernetes API answers again" in run.stderr
+    digest = run.json()["artifact"]["digest"]
+    assert project.kustomization()["status"]["lastAppliedRevision"] == f"latest@{digest}"
