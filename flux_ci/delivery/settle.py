@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from flux_ci.context import Context
+from flux_ci.delivery.chains import Chain
 from flux_ci.delivery.observe import holds, seen_source
 from flux_ci.delivery.prepare import Ready
 from flux_ci.errors import (
@@ -21,7 +22,7 @@ from flux_ci.kube import fluxobjects as fo
 from flux_ci.kube import notify
 from flux_ci.kube.consumers import patch_note
 from flux_ci.kube.discovery import Found
-from flux_ci.kube.engine import Observer, Target
+from flux_ci.kube.engine import Done, Observer, Target
 from flux_ci.kube.fluxobjects import Obj
 from flux_ci.kube.verdicts import Expectation, Phase, Verdict, consumer_verdict, source_verdict
 from flux_ci.registry.client import Registry
@@ -99,7 +100,10 @@ class Settling:
                 )
                 for obj in self.found.consumers
             ]
-            self._wait([*self.source_targets, *targets], f"the consumers to apply {self.artifact.digest}")
+            chain = Chain.of(self.ctx, self.observer, self._requests(), consumers=self.found.consumers,
+                             patchable=self.found.patchable, digest=self.artifact.digest)  # fmt: skip
+            self._wait([*self.source_targets, *targets], f"the consumers to apply {self.artifact.digest}",
+                       done=chain.done)  # fmt: skip
 
     def _asks(self, obj: Obj, already: set[ObjectRef]) -> bool:
         """A re-run asks a consumer whose source already held the digest to try again, through the
@@ -114,9 +118,12 @@ class Settling:
 
     def _request(self, objects: Sequence[Obj], wanted: Callable[[Obj], bool]) -> notify.Tokens:
         """Ask Flux to reconcile what `wanted` selects, the way FLUX_CI_NOTIFY says; their tokens."""
+        return self._requests().request(objects, wanted)
+
+    def _requests(self) -> notify.Requests:
         if self.requests is None:
             self.requests = notify.Requests(self.ctx, self.observer.latest, self.artifact)
-        return self.requests.request(objects, wanted)
+        return self.requests
 
     def _target(
         self,
@@ -140,9 +147,9 @@ class Settling:
             expect.acknowledged,
         )
 
-    def _wait(self, targets: list[Target], what: str) -> None:
+    def _wait(self, targets: list[Target], what: str, done: Done | None = None) -> None:
         if not self.ctx.runner.dry_run:  # nothing was pushed or requested: nothing will change
-            self.observer.wait(targets, what=what, moved=self.moved)
+            self.observer.wait(targets, what=what, moved=self.moved, done=done)
 
     def moved(self, ref: ObjectRef, tag: str, digest: str) -> None:
         """`ref` holds another digest of a tag we pushed: superseded, if the tag moved on."""

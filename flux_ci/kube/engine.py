@@ -41,6 +41,7 @@ EVENT_GRACE_S = 2.0
 
 Judge = Callable[[Obj], Verdict]
 Moved = Callable[[ObjectRef, str, str], None]  # (ref, tag, digest): may raise SupersededError
+Done = Callable[[ObjectRef], None]  # a target just became done (its dependants may move now)
 Failure = Callable[[ObjectRef, str], FluxCIError]
 
 
@@ -93,12 +94,16 @@ class Observer:
         for thread in threads:
             thread.join(timeout=5)
 
-    def wait(self, targets: list[Target], *, what: str, moved: Moved) -> dict[ObjectRef, Verdict]:
+    def wait(
+        self, targets: list[Target], *, what: str, moved: Moved, done: Done | None = None
+    ) -> dict[ObjectRef, Verdict]:
         """Block until every target is DONE; raise its `fail` on FAILED, a timeout at the deadline.
+        `done` hears of each target as it becomes DONE.
 
         Returns the last verdict of every target (also available through `verdicts` on failure).
         """
         waiting = _Waiting(self._ctx, {t.ref: t for t in targets}, moved, what, self._watches.latest)
+        waiting.done = done
         waiting.verdicts = self.verdicts
         if self._events is not None:
             self._events.filter.follow(waiting.targets)
@@ -189,6 +194,7 @@ class _Waiting:
         self._noted_unacknowledged: set[ObjectRef] = set()
         self._noted_stall = False
         self._waits_out_failures = ctx.settings.on_failure == "wait"
+        self.done: Done | None = None
 
     def all_done(self) -> bool:
         return all(
@@ -208,6 +214,8 @@ class _Waiting:
             self.last_change = time.monotonic()
             self._noted_stall = False
             self.ctx.progress.note(f"{ref}: {verdict.phase}: {verdict.message}")
+            if verdict.phase is Phase.DONE and self.done is not None:
+                self.done(ref)
         if verdict.phase is Phase.FAILED:
             if not self._waits_out_failures or verdict.terminal:
                 raise target.fail(ref, verdict.message)

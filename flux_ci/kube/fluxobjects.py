@@ -108,6 +108,17 @@ def consumer_source(obj: Obj) -> ObjectRef | None:
     return ObjectRef(str(ref.get("kind", "")), str(namespace), str(ref.get("name", "")))
 
 
+def depends_on(obj: Obj) -> list[ObjectRef]:
+    """What a Kustomization or HelmRelease waits for (`spec.dependsOn`): objects of its own kind (Flux's
+    DependencyReference names no kind), in its own namespace unless one is named."""
+    own = ref_of(obj)
+    return [
+        ObjectRef(own.kind, str(dep.get("namespace") or own.namespace), str(dep["name"]))
+        for dep in obj.get("spec", {}).get("dependsOn") or []
+        if dep.get("name")
+    ]
+
+
 def consumer_revision(obj: Obj) -> str:
     """The revision a consumer applied (HelmRelease: the source revision it last attempted)."""
     if obj.get("kind") == "HelmRelease":

@@ -100,13 +100,27 @@ class Requests:
         if self.before is None:
             self.before = {ref: fo.requested_at(obj) for ref, obj in dict(self.latest).items()}
             trigger(self.ctx, self.artifact)
-        answer |= self._read_back([fo.ref_of(obj) for obj in chosen])
+        answer |= self._read_back([fo.ref_of(obj) for obj in chosen], self.before)
         return answer
 
-    def _read_back(self, refs: list[ObjectRef]) -> dict[ObjectRef, str]:
+    def nudge(self, objects: Sequence[Obj]) -> Tokens:
+        """Ask these objects again, now (a dependency of theirs just became ready): annotate them, or
+        call the Receiver again (it asks what it names); `none` asks nothing. Their new tokens."""
+        answer: Tokens = {fo.ref_of(obj): None for obj in objects}
+        if annotates(self.ctx):
+            return answer | annotate(self.ctx, objects)
+        if self.ctx.settings.notify_mode == "none":
+            return answer
+        refs = [fo.ref_of(obj) for obj in objects]
+        before = {ref: fo.requested_at(self.latest.get(ref)) for ref in refs}
+        for ref in refs:
+            self.tokens.pop(ref, None)
+        trigger(self.ctx, self.artifact)
+        return answer | self._read_back(refs, before)
+
+    def _read_back(self, refs: list[ObjectRef], before: Mapping[ObjectRef, str]) -> dict[ObjectRef, str]:
         """The requestedAt notification-controller wrote on each object since the call, as the
         watches show it; an object the Receiver does not name keeps its old value."""
-        before = self.before or {}
         until = time.monotonic() + min(READ_BACK_S, self.ctx.deadline.remaining)
         pending = [ref for ref in refs if ref not in self.tokens]
         while pending and not self.ctx.runner.dry_run:
