@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.bench.chains import chains
 from tests.bench.figures import Figure, Section, median, percentile
 from tests.bench.micro import decode_event, help_startup, library_import_cpu, runner_overhead
 from tests.bench.scenarios import ROOT, App, Bench, Outcome
@@ -56,6 +57,8 @@ class Plan:
     scale_rounds: int
     micro_runs: int
     scale: bool
+    chains: bool = True
+    chain_rounds: int = 3
 
 
 def main() -> None:
@@ -66,15 +69,18 @@ def main() -> None:
         "--json", type=Path, default=Path("bench-results.json"), help="where to write results"
     )
     parser.add_argument("--no-scale", action="store_true", help="skip the 50-consumer scenarios")
+    parser.add_argument("--no-chains", action="store_true", help="skip the dependsOn chain scenarios")
     args = parser.parse_args()
     if args.quick:
         plan = Plan(
-            rounds=min(args.rounds, 3), lag_samples=5, scale_rounds=1, micro_runs=30, scale=not args.no_scale
-        )
+            rounds=min(args.rounds, 3), lag_samples=5, scale_rounds=1, micro_runs=30, scale=not args.no_scale,
+            chains=not args.no_chains, chain_rounds=1,
+        )  # fmt: skip
     else:
         plan = Plan(
-            rounds=args.rounds, lag_samples=20, scale_rounds=2, micro_runs=50, scale=not args.no_scale
-        )
+            rounds=args.rounds, lag_samples=20, scale_rounds=2, micro_runs=50, scale=not args.no_scale,
+            chains=not args.no_chains, chain_rounds=3,
+        )  # fmt: skip
     started = time.monotonic()
     sections = run(plan)
     _write(args.json, plan, sections, time.monotonic() - started)
@@ -107,6 +113,9 @@ def run(plan: Plan) -> list[Section]:
             if plan.scale:
                 add(scale(bench, "s1", sources=1, per_source=50, rounds=plan.scale_rounds))
                 add(scale(bench, "s2", sources=10, per_source=5, rounds=plan.scale_rounds))
+            if plan.chains:
+                for links in (3, 5):
+                    add(chains(bench, links, plan.chain_rounds, _say))
         finally:
             _say("stopping the sandbox")
             down(state_dir)
