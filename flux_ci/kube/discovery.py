@@ -67,7 +67,7 @@ def discover(
         first = read_checks([SOURCE_KIND, *CONSUMER_KINDS], namespaces)
         if needs_patch:  # usually the sources live in FLUX_CI_NAMESPACE: ask now, in the same batch
             first += patch_checks([SOURCE_KIND], namespaces)
-        if asks_consumers and named:
+        if asks_consumers:  # the consumers are usually there too: no round trip of their own later
             first += patch_checks(CONSUMER_KINDS, namespaces)
         found = Found(prefetched=Prefetched(ctx, pool, listed))
         access.ask(first)
