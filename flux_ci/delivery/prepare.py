@@ -63,8 +63,8 @@ def prepared(
     given), each a round trip, at once; then the watches. A missing tool is reported first: it
     explains any other failure."""
     needs_patch = notify.annotates(ctx) if patches is None else patches
-    # A Receiver that would refuse the request is found before anything changes (`wait`, patches=False,
-    # requests nothing of it); receiver mode has one cluster, the Receiver's.
+    # A Receiver that would refuse the request is found before anything is pushed or moved (`wait`,
+    # patches=False, pushes and moves nothing: its request tells); receiver mode has one cluster.
     asks_receiver = ctx.settings.notify_mode == "receiver" and patches is None
     clusters = fleet.clusters_of(ctx, report)
 
