@@ -8,14 +8,23 @@ Masking rule: masking must hide every secret without corrupting the output aroun
 
 - A URL's userinfo is always replaced: `https://user:token@host` → `https://****@host`.
 - A secret of at least 8 characters is replaced wherever it appears.
-- A shorter secret (`ab`, `flux`, `latest`) is replaced only as a whole token: where it stands
-  between the start or end of the text, whitespace, quotes, or one of ``,;()[]{}<>=``. Inside a
-  larger token it is left alone, so `flux-ci`, `oci://host/flux`, `latest@sha256:…` and `influx`
-  stay intact.
+- A shorter secret (`ab12`, `flux`, `latest`) is replaced only where it stands as the value of
+  something that names a secret, because anywhere else it is far more likely a namespace, a name or a
+  tag that merely equals it (a report showing `****` for the namespace `ab12` is corrupt, and tells a
+  reader the password besides). Such a place is:
+  - right after a name ending in password, passwd, passphrase, pass, pwd, secret, token,
+    credential(s), api key, private key, auth or authorization (any case, `_`/`-`/`.` before it),
+    then `:` or `=` or blanks, quotes allowed around both: `FLUX_CI_REGISTRY_PASSWORD=ab12`,
+    `--password ab12`, `"password": "ab12"`, `token: 'ab12'`;
+  - right after `Bearer ` or `Basic ` (an Authorization header);
+  - the whole value of a mapping key that names a secret in that way (`Masker.mask_tree`).
+  There it is replaced as a whole token (not inside a longer word). Everywhere else it is left as
+  it is: a short secret is weak anyway, and flux-ci never prints one itself (argv, stdin and the
+  report never carry it).
 - Digests (`sha256:<hex>`, `sha1:<hex>`) are never masked inside: they are content hashes, not
   secrets, and a hex secret matching part of one is coincidence.
 - Each secret is also masked in the forms it leaks in: JSON- and repr-escaped, percent-encoded, and
-  base64 (docker config files store `base64(user:password)`).
+  base64 (docker config files store `base64(user:password)`); a short secret's forms follow its rule.
 
 Reports are masked value by value (`Masker.mask_tree`) *before* they are rendered:
 replacing text in finished JSON would miss a secret that the encoder escaped.
@@ -35,7 +44,7 @@ from urllib.parse import quote, unquote
 MASK = "****"
 _T = TypeVar("_T")
 
-# Below this length a secret is masked only as a whole token (see the module docstring).
+# Below this length a secret is masked only where it is the value of a secret (see the docstring).
 SHORT_SECRET_LENGTH = 8
 
 # Tokens of the CI job and of flux-ci's own configuration: masked, and never given to a child. The
@@ -118,6 +127,16 @@ _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinf
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # What may continue a token around a short secret: anything but whitespace, quotes and delimiters.
 _WORD_CHAR = r"[^\s\"'`,;()\[\]{}<>=]"
+# A name that says its value is a secret: it ends in one of these words, in any case, standing as a
+# word of its own (`REGISTRY_PASSWORD`, `--password`, `registryToken`; not `author`, `bypass`).
+_SECRET_WORD = (
+    r"(?i:pass(?:word|wd|phrase)?|pwd|secret|token|credential|api[-_.]?key|private[-_.]?key|"  # noqa: S105 - names, not a secret
+    r"auth(?:ori[sz]ation)?)(?i:s?)"
+)
+_SECRET_NAME = rf"(?:(?<![A-Za-z])|(?<=[a-z])(?=[A-Z])){_SECRET_WORD}(?![A-Za-z0-9])"
+# Where a short secret can be a secret: the value after such a name, or after Bearer/Basic.
+_SECRET_PLACE = rf"(?:{_SECRET_NAME}[\"']?\s*(?:[:=]\s*|\s+)[\"']?|(?<![A-Za-z])(?i:bearer|basic)\s+)"
+_SECRET_KEY = re.compile(rf"^[\w.-]*?{_SECRET_NAME}$")
 # Content hashes, left intact whatever secret they happen to contain.
 _DIGEST = r"sha(?:256|384|512):[0-9a-fA-F]{64,128}|sha1:[0-9a-fA-F]{40}"
 
@@ -214,11 +233,13 @@ class Secret(Protocol):
 
 
 class Masker:
-    """Replaces every registered secret (and the forms it leaks in) with `****`."""
+    """Replaces every registered secret (and the forms it leaks in) with `****`; see the module
+    docstring for where a short secret counts as one."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._forms: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
+        self._forms: set[str] = set()  # of secrets of SHORT_SECRET_LENGTH or more: masked anywhere
+        self._short_forms: set[str] = set()  # of shorter secrets: masked where a secret stands
+        self._patterns: tuple[re.Pattern[str] | None, re.Pattern[str] | None] | None = None
         for secret in secrets:
             self.add(secret)
 
@@ -226,8 +247,9 @@ class Masker:
         """Register a secret; empty and all-blank values are ignored (they cannot be found)."""
         if secret is None or not secret.strip():
             return
-        self._forms.update(_leak_forms(secret))
-        self._pattern = None
+        forms = self._forms if len(secret) >= SHORT_SECRET_LENGTH else self._short_forms
+        forms.update(_leak_forms(secret))
+        self._patterns = None
 
     def reveal(self, secret: Secret) -> str:
         """The secret's value, registered first: the one way flux-ci takes a secret out, so none is
@@ -243,10 +265,12 @@ class Masker:
 
     def mask(self, text: str) -> str:
         text = _URL_USERINFO.sub(rf"\g<scheme>{MASK}@", text)
-        pattern = self._compiled()
-        if pattern is None:
-            return text
-        return pattern.sub(lambda match: match.group(0) if match.lastgroup == "digest" else MASK, text)
+        anywhere, in_place = self._compiled()
+        if anywhere is not None:
+            text = anywhere.sub(lambda match: match.group(0) if match.lastgroup == "digest" else MASK, text)
+        if in_place is not None:
+            text = in_place.sub(lambda match: match["place"] + MASK, text)
+        return text
 
     def mask_tree(self, value: _T) -> _T:
         """A copy of value with every string inside it masked: through dicts, lists, tuples and
@@ -269,22 +293,42 @@ class Masker:
 
     def _mask_container(self, value: dict[object, object] | list[object] | tuple[object, ...]) -> object:
         if isinstance(value, dict):
-            return {key: self._mask_any(item) for key, item in value.items()}
+            return {key: self._mask_value_of(key, item) for key, item in value.items()}
         items = [self._mask_any(item) for item in value]
         if isinstance(value, list):
             return items
         make = getattr(value, "_make", None)  # a NamedTuple keeps its type
         return make(items) if make is not None else tuple(items)
 
-    def _compiled(self) -> re.Pattern[str] | None:
-        if not self._forms:
-            return None
-        if self._pattern is None:
-            # Longest first, so a secret that contains another is replaced whole.
-            forms = sorted(self._forms, key=lambda form: (-len(form), form))
-            secrets = "|".join(_form_pattern(form) for form in forms)
-            self._pattern = re.compile(f"(?P<digest>{_DIGEST})|(?P<secret>{secrets})")
-        return self._pattern
+    def _mask_value_of(self, key: object, item: object) -> object:
+        """A mapping's value; under a key that names a secret, a short secret is the whole value."""
+        masked = self._mask_any(item)
+        if isinstance(masked, str) and isinstance(key, str) and _SECRET_KEY.match(key):
+            return MASK if masked.strip() in self._short_forms else masked
+        return masked
+
+    def _compiled(self) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+        if self._patterns is None:
+            self._patterns = (_anywhere_pattern(self._forms), _in_place_pattern(self._short_forms))
+        return self._patterns
+
+
+def _alternatives(forms: set[str]) -> str:
+    # Longest first, so a secret that contains another is replaced whole.
+    return "|".join(re.escape(form) for form in sorted(forms, key=lambda form: (-len(form), form)))
+
+
+def _anywhere_pattern(forms: set[str]) -> re.Pattern[str] | None:
+    if not forms:
+        return None
+    return re.compile(f"(?P<digest>{_DIGEST})|(?P<secret>{_alternatives(forms)})")
+
+
+def _in_place_pattern(forms: set[str]) -> re.Pattern[str] | None:
+    if not forms:
+        return None
+    secret = f"(?:{_alternatives(forms)})(?!{_WORD_CHAR})"
+    return re.compile(f"(?P<place>{_SECRET_PLACE}){secret}")
 
 
 def _leak_forms(secret: str) -> set[str]:
@@ -297,10 +341,3 @@ def _leak_forms(secret: str) -> set[str]:
         quote(secret, safe=""),
         base64.b64encode(secret.encode()).decode(),
     }
-
-
-def _form_pattern(form: str) -> str:
-    escaped = re.escape(form)
-    if len(form) >= SHORT_SECRET_LENGTH:
-        return escaped
-    return f"(?<!{_WORD_CHAR}){escaped}(?!{_WORD_CHAR})"

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from flux_ci.config.settings import Settings
-from flux_ci.tools.kubectl import RECONCILE_ANNOTATION, RESOURCES
+from flux_ci.tools.kubectl import RECEIVERS, RECONCILE_ANNOTATION, RESOURCES
 from flux_ci.tools.runner import CommandResult
 from tests import golden
 from tests.fakes import Call, FakeRunner
@@ -72,7 +72,10 @@ class FakeCluster(FakeRunner):
         mutating: bool = False,
     ) -> CommandResult:
         args = [a for a in argv if not a.startswith("--context=")]
-        if args[0] != "kubectl" or args[1] not in ("create", "get", "annotate"):
+        # A Receiver is read through a go-template: a test answers it (FakeRunner.answer), from
+        # golden files of the real kubectl's output.
+        canned = args[0] != "kubectl" or args[1] not in ("create", "get", "annotate") or args[2] == RECEIVERS
+        if canned:
             return super().run(argv, timeout=timeout, stdin=stdin, env=env, mutating=mutating)
         skipped = mutating and self.dry_run
         feed = stdin.get_secret_value() if isinstance(stdin, SecretStr) else stdin

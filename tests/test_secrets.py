@@ -65,17 +65,40 @@ def test_empty_and_blank_values_are_not_secrets() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["ab", "ab cd", "password: ab", '{"password": "ab"}', "(ab)", "--password=ab"]
+    ("text", "masked"),
+    [
+        ("password: ab", f"password: {MASK}"),
+        ('{"password": "ab"}', f'{{"password": "{MASK}"}}'),
+        ("--password=ab", f"--password={MASK}"),
+        ("--password ab", f"--password {MASK}"),
+        ("FLUX_CI_REGISTRY_PASSWORD=ab", f"FLUX_CI_REGISTRY_PASSWORD={MASK}"),
+        ("COSIGN_PASSWORD='ab'", f"COSIGN_PASSWORD='{MASK}'"),
+        ("receiver token: ab (refused)", f"receiver token: {MASK} (refused)"),
+        ("Authorization: Bearer ab", f"Authorization: Bearer {MASK}"),
+        ("Authorization: Basic YWI=", f"Authorization: Basic {MASK}"),  # base64("ab")
+        ("api_key=ab", f"api_key={MASK}"),
+        ("x-registry-auth: ab", f"x-registry-auth: {MASK}"),
+        ("PASSWORD = ab", f"PASSWORD = {MASK}"),
+    ],
 )
-def test_a_short_secret_is_masked_where_it_stands_alone(text: str) -> None:
-    masked = Masker(["ab"]).mask(text)
-    assert "ab" not in masked
-    assert MASK in masked
+def test_a_short_secret_is_masked_where_it_is_the_value_of_a_secret(text: str, masked: str) -> None:
+    assert Masker(["ab"]).mask(text) == masked
 
 
 @pytest.mark.parametrize(
     "text",
     [
+        "ab",
+        "ab cd",
+        "(ab)",
+        '{"namespace": "ab", "name": "ab", "tags": ["ab", "latest"]}',
+        "FLUX_CI_TAG=ab",
+        "OCIRepository/ab/app reads latest",
+        "deploy: namespace ab",
+        "author: ab",  # `auth` inside a longer word names no secret
+        "bypass ab",
+        "password=abc",  # not the secret: a longer word that starts like it
+        "password: AB",  # secrets are matched exactly, only the names around them in any case
         DIGEST,
         f"latest@{DIGEST}",
         "abc cab drab",
@@ -84,7 +107,7 @@ def test_a_short_secret_is_masked_where_it_stands_alone(text: str) -> None:
         "main@sha1:" + "ab" * 20,
     ],
 )
-def test_a_short_secret_never_mangles_words_names_or_digests(text: str) -> None:
+def test_a_short_secret_never_corrupts_names_tags_words_or_digests(text: str) -> None:
     assert Masker(["ab"]).mask(text) == text
 
 
@@ -97,14 +120,38 @@ def test_a_short_secret_never_mangles_words_names_or_digests(text: str) -> None:
         "influx fluxes",
         f"latest@{DIGEST}",
         "kind: OCIRepository, tag latest-1",
+        "user flux, tag 'latest'",
     ],
 )
 def test_common_words_as_secrets_leave_names_intact(text: str) -> None:
     assert Masker(["flux", "latest"]).mask(text) == text
 
 
-def test_common_words_as_secrets_are_still_masked_alone() -> None:
-    assert Masker(["flux", "latest"]).mask("user flux, tag 'latest'") == f"user {MASK}, tag '{MASK}'"
+def test_common_words_as_secrets_are_still_masked_as_secret_values() -> None:
+    masked = Masker(["flux", "latest"]).mask("password=flux token: 'latest'")
+    assert masked == f"password={MASK} token: '{MASK}'"
+
+
+def test_a_short_registry_password_equal_to_a_namespace_and_a_tag_leaves_the_report_intact() -> None:
+    masker = Masker()
+    masker.add_login("ci-user", "ab12")
+    ref = ObjectRef("OCIRepository", "ab12", "app")
+    report = Report(
+        "deploy",
+        artifact=Artifact("oci://registry.example.com/ab12/app", ("ab12", "latest"), DIGEST),
+        sources=[SourceState(ref, "", "tag ab12", "10m", f"ab12@{DIGEST}", "True", "done", "", "")],
+    )
+    rendered = to_json(masker.mask_tree(report)) + to_table(masker.mask_tree(report))
+    assert MASK not in rendered
+    assert rendered == to_json(report) + to_table(report)
+    # Where it is a secret, it is still masked: the docker config's pair (long) and `password=`.
+    pair = base64.b64encode(b"ci-user:ab12").decode()
+    assert masker.mask(f'{{"auth": "{pair}"}} password=ab12') == f'{{"auth": "{MASK}"}} password={MASK}'
+
+
+def test_a_mapping_key_that_names_a_secret_masks_a_short_secret_as_its_whole_value() -> None:
+    masked = Masker(["ab"]).mask_tree({"password": "ab", "registryToken": " ab ", "namespace": "ab"})
+    assert masked == {"password": MASK, "registryToken": MASK, "namespace": "ab"}
 
 
 def test_a_long_hex_secret_is_masked_alone_but_never_inside_a_digest() -> None:

@@ -10,7 +10,7 @@ from flux_ci.context import Context
 from flux_ci.delivery.prepare import Prepared, prepared
 from flux_ci.delivery.settle import Settling, settle
 from flux_ci.errors import ConsumerFailedError, DeadlineExceededError, RegistryError
-from flux_ci.kube import notify
+from flux_ci.kube import notify, receiver_preflight
 from flux_ci.registry.client import Registry, open_registry
 from flux_ci.registry.publish import push
 from flux_ci.report.models import Artifact, Report, TagMove
@@ -26,6 +26,7 @@ def run_push(ctx: Context, report: Report) -> None:
 def run_deploy(ctx: Context, report: Report) -> None:
     """push → reconcile → wait; every cluster is checked first so a hopeless deploy pushes nothing."""
     if not ctx.settings.verify:  # no cluster access at all: push, trigger the Receiver, verify nothing
+        receiver_preflight.preflight(ctx, read=False)
         run_push(ctx, report)
         if report.artifact is not None:
             notify.trigger_only(ctx, report, report.artifact)
@@ -49,6 +50,7 @@ def run_promote(ctx: Context, report: Report) -> None:
         artifact = report.artifact = _promoted(ctx, registry, moving)
         if not s.verify:
             require_tools(ctx.runner, ctx.prefetched, tools)
+            receiver_preflight.preflight(ctx, read=False)
             _move_tags(ctx, registry, artifact, moving)
             notify.trigger_only(ctx, report, artifact)
             return

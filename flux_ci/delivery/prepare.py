@@ -13,7 +13,7 @@ from flux_ci.context import Context
 from flux_ci.delivery import fleet
 from flux_ci.delivery.observe import observing
 from flux_ci.kube import fluxobjects as fo
-from flux_ci.kube import notify
+from flux_ci.kube import notify, receiver_preflight
 from flux_ci.kube.discovery import Found, discover
 from flux_ci.kube.engine import Observer
 from flux_ci.registry.client import Registry, open_registry
@@ -63,14 +63,20 @@ def prepared(
     given), each a round trip, at once; then the watches. A missing tool is reported first: it
     explains any other failure."""
     needs_patch = notify.annotates(ctx) if patches is None else patches
+    # A Receiver that would refuse the request is found before anything is pushed or moved (`wait`,
+    # patches=False, pushes and moves nothing: its request tells); receiver mode has one cluster.
+    asks_receiver = ctx.settings.notify_mode == "receiver" and patches is None
     clusters = fleet.clusters_of(ctx, report)
 
     # A re-run (or `wait`) asks the consumers too, through the annotation only.
     asks_consumers = notify.annotates(ctx) and consumers
 
     def find(cluster: fleet.Cluster) -> Found:
-        return discover_step(cluster.ctx, cluster.report, tags=tags, digest=digest, needs_patch=needs_patch,
-                             asks_consumers=asks_consumers, consumers=consumers)  # fmt: skip
+        found = discover_step(cluster.ctx, cluster.report, tags=tags, digest=digest, needs_patch=needs_patch,
+                              asks_consumers=asks_consumers, consumers=consumers)  # fmt: skip
+        if asks_receiver:
+            receiver_preflight.preflight(cluster.ctx)
+        return found
 
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare")
     try:

@@ -25,6 +25,9 @@ notification-controller answers 200 only after it has written `reconcile.fluxcd.
 `annotate`; any failure there is a 500). source-controller echoes that value in
 `status.lastHandledReconcileAt`, so flux-ci reads the value back from its watch and expects it as the
 request's token (`notify`).
+
+Before anything is pushed, `receiver_preflight` checks that the request will be accepted, reading
+the Receiver or asking the webhook a question that annotates nothing (`ask_for_body`).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ NOT_FOUND_GRACE_S = 10.0
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 5.0)  # the last pause repeats until the deadline
 _REQUEST_TIMEOUT_S = 30.0
 _ANSWER_LIMIT = 300  # characters of the Receiver's answer quoted in an error
+CONTINUE = 100  # the status of `100 Continue`: the server asks for the request's body
 
 
 def webhook_path(token: str, name: str, namespace: str) -> str:
@@ -81,22 +85,31 @@ class Webhook:
 def webhook(ctx: Context, artifact: Artifact) -> Webhook:
     """The request `flux trigger receiver` would send, its secrets registered with the masker."""
     s = ctx.settings
-    ref = s.receiver_ref()
-    if ref is None or s.receiver_url is None:  # plan checked both; guard the invariant
-        msg = "FLUX_CI_RECEIVER and FLUX_CI_RECEIVER_URL are needed to trigger a Receiver"
-        raise ClusterError(msg)
     masker = ctx.runner.masker
+    ref, url = destination(ctx)
     token = masker.reveal(s.receiver_token) if s.receiver_token else ""
     oidc = masker.reveal(s.receiver_oidc_token) if s.receiver_oidc_token else ""
-    path = webhook_path("" if s.receiver_type == "generic-oidc" else token, ref.name, ref.namespace)
-    masker.add(path.removeprefix(WEBHOOK_PATH))  # for a generic Receiver, the path is the secret
     body = payload(artifact)
     headers = {"Content-Type": "application/json", "User-Agent": f"flux-ci/{__version__}"}
     if s.receiver_type == "generic-hmac":
         headers["X-Signature"] = signature(token, body)
     elif s.receiver_type == "generic-oidc":
         headers["Authorization"] = f"Bearer {oidc}"
-    return Webhook(ref, s.receiver_url + path, headers, body)
+    return Webhook(ref, url, headers, body)
+
+
+def destination(ctx: Context) -> tuple[ObjectRef, str]:
+    """The Receiver and the URL of its webhook (the path registered with the masker: for a generic
+    Receiver it is the secret)."""
+    s = ctx.settings
+    ref = s.receiver_ref()
+    if ref is None or s.receiver_url is None:  # plan checked both; guard the invariant
+        msg = "FLUX_CI_RECEIVER and FLUX_CI_RECEIVER_URL are needed to trigger a Receiver"
+        raise ClusterError(msg)
+    token = ctx.runner.masker.reveal(s.receiver_token) if s.receiver_token else ""
+    path = webhook_path("" if s.receiver_type == "generic-oidc" else token, ref.name, ref.namespace)
+    ctx.runner.masker.add(path.removeprefix(WEBHOOK_PATH))
+    return ref, s.receiver_url + path
 
 
 # --- the call ------------------------------------------------------------------------------------
@@ -117,12 +130,12 @@ def _opener() -> urllib.request.OpenerDirector:
 
 
 @dataclass(frozen=True)
-class _Answer:
+class Answer:
     status: int | None  # None: no HTTP answer (connection refused, reset, timed out)
     text: str  # `404 Not Found: <body>`, or the connection error
 
 
-def _send(hook: Webhook, timeout: float) -> _Answer:
+def _send(hook: Webhook, timeout: float) -> Answer:
     import urllib.error  # noqa: PLC0415 - see _opener
     import urllib.request  # noqa: PLC0415
     from http.client import HTTPException  # noqa: PLC0415
@@ -130,16 +143,16 @@ def _send(hook: Webhook, timeout: float) -> _Answer:
     request = urllib.request.Request(hook.url, data=hook.body, headers=hook.headers, method="POST")  # noqa: S310 - http(s) only (settings)
     try:
         with _opener().open(request, timeout=timeout) as response:
-            return _Answer(int(response.status), f"{response.status} {response.reason}")
+            return Answer(int(response.status), f"{response.status} {response.reason}")
     except urllib.error.HTTPError as exc:
         body = exc.read().decode(errors="replace").strip()
         where = f" (to {exc.headers.get('Location')})" if 300 <= exc.code < 400 else ""
         text = f"{exc.code} {exc.reason}{where}" + (f": {body[:_ANSWER_LIMIT]}" if body else "")
-        return _Answer(exc.code, text)
+        return Answer(exc.code, text)
     except urllib.error.URLError as exc:
-        return _Answer(None, str(exc.reason))
+        return Answer(None, str(exc.reason))
     except (OSError, HTTPException) as exc:  # reset, timed out, a broken answer
-        return _Answer(None, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        return Answer(None, f"{type(exc).__name__}: {exc}".rstrip(": "))
 
 
 def trigger(ctx: Context, artifact: Artifact) -> ObjectRef:
@@ -174,7 +187,7 @@ def trigger(ctx: Context, artifact: Artifact) -> ObjectRef:
 
 
 def _refused(
-    ctx: Context, hook: Webhook, answer: _Answer, shown: str, artifact: Artifact, *, gave_up: bool
+    ctx: Context, hook: Webhook, answer: Answer, shown: str, artifact: Artifact, *, gave_up: bool
 ) -> ClusterError:
     pushed = f"{artifact.url} is in the registry: Flux fetches it at the sources' own interval"
     if answer.status == 404:
@@ -195,3 +208,50 @@ def _refused(
         403: " (forbidden)",
     }.get(answer.status or 0, "")
     return ClusterError(f"the {shown} refused the request at {hook.url}: {answer.text}{hint}. {pushed}")
+
+
+# --- a question the webhook answers without acting on it ---------------------------------------
+
+
+def ask_for_body(url: str, timeout: float) -> Answer:
+    """POST with `Expect: 100-continue` and a Content-Length, but no body: a question the webhook
+    answers without acting on it.
+
+    notification-controller v1.9.2 (`internal/server/receiver_handlers.go`, `handlePayload`) finds
+    the Receiver by the request's path (404 if none), refuses a suspended or not Ready one (503),
+    and only then reads the body (`validate`), which is when Go's HTTP server sends `100 Continue`.
+    flux-ci hangs up at that answer: the body never comes, reading it fails (`failed to read request
+    body`, 400) before any annotation, whatever the Receiver's type. Any method would do as well
+    for the path (the handler never looks at it), but a `generic` Receiver annotates on any request
+    it reads to the end: only a request whose body never arrives is harmless for every type.
+    """
+    from http.client import HTTPConnection, HTTPException, HTTPSConnection  # noqa: PLC0415 - see _opener
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    parts = urlsplit(url)
+    connection_type = HTTPSConnection if parts.scheme == "https" else HTTPConnection
+    connection = connection_type(parts.hostname or "", parts.port, timeout=timeout)
+    headers = {"Content-Type": "application/json", "User-Agent": f"flux-ci/{__version__}",
+               "Content-Length": "2", "Expect": "100-continue"}  # fmt: skip
+    try:
+        connection.putrequest("POST", parts.path, skip_accept_encoding=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        if connection.sock is None:
+            return Answer(None, "the connection closed")
+        line = connection.sock.makefile("rb").readline(_ANSWER_LIMIT)
+    except (OSError, HTTPException) as exc:  # refused, reset, timed out, TLS
+        return Answer(None, f"{type(exc).__name__}: {exc}".rstrip(": "))
+    finally:
+        connection.close()
+    return _status_line(line.decode(errors="replace"))
+
+
+def _status_line(line: str) -> Answer:
+    """`HTTP/1.1 100 Continue` → (100, `100 Continue`)."""
+    version, _, rest = line.strip().partition(" ")
+    code, _, _reason = rest.partition(" ")
+    if not version.startswith("HTTP/") or not code.isdigit():
+        return Answer(None, f"not an HTTP answer: {line.strip()[:80]!r}")
+    return Answer(int(code), rest)

@@ -81,10 +81,8 @@ def preflight(ctx: Context) -> None:
     env = sign_env(ctx.settings, ctx.runner.masker, {}, os.environ)
     opened = ctx.runner.run(cosign.public_key_argv(), timeout=ctx.timeout(), env=env)
     if not opened.ok and not opened.dry_run:
-        why = "COSIGN_PASSWORD does not open it" if cosign.wrong_password(opened.stderr) else "cosign says"
-        raise ConfigError(
-            f"{KEY_VARIABLE} cannot be used to sign: {why}: {opened.error_text()}. Nothing was pushed"
-        )
+        why = cosign.unopened_key(opened.stderr) or f"cosign says: {opened.error_text()}"
+        raise ConfigError(f"{KEY_VARIABLE} cannot be used to sign: {why}. Nothing was pushed")
 
 
 def sign(ctx: Context, registry: Registry, repository: str, digest: str) -> None:

@@ -34,7 +34,29 @@ def version_argv() -> list[str]:
     return ["cosign", "version"]
 
 
+# How `cosign public-key` (2.6.5) says it cannot open the key, each on stderr with exit 1
+# (tests/data/cosign/): `LoadPrivateKey` in sigstore/cosign v2 `pkg/cosign/keys.go` wraps
+# go-securesystemslib's `encrypted: decryption failed`, which is all a wrong (or empty) password gives.
+_WRONG_PASSWORD = "decrypt: encrypted: decryption failed"  # noqa: S105 - a message
+_NOT_PEM = "invalid pem block"
+_UNSUPPORTED_PEM = "unsupported pem type: "
+
+
 def wrong_password(stderr: str) -> bool:
-    """cosign could not decrypt the key: `decrypt: encrypted: decryption failed` (a wrong password)."""
-    text = stderr.lower()
-    return "decrypt" in text or "password" in text
+    """cosign could not decrypt the key: the password does not open it (or is empty)."""
+    return _WRONG_PASSWORD in stderr
+
+
+def unopened_key(stderr: str) -> str | None:
+    """Why `cosign public-key` could not open the private key, in words that say what to fix (None:
+    a failure these words do not know; cosign's own are then all there is)."""
+    if wrong_password(stderr):
+        return "COSIGN_PASSWORD does not open it (cosign: decryption failed)"
+    if _NOT_PEM in stderr:
+        return "it is not a PEM block (cosign: invalid pem block)"
+    if (start := stderr.find(_UNSUPPORTED_PEM)) >= 0:
+        kind = stderr[start + len(_UNSUPPORTED_PEM) :].splitlines()[0].strip()
+        public = kind == "PUBLIC KEY"
+        hint = ": that is the public key (cosign.pub), not the private one (cosign.key)" if public else ""
+        return f"it holds a {kind} PEM block, not cosign's encrypted private key{hint}"
+    return None

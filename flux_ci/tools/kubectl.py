@@ -291,3 +291,56 @@ def events_watch_argv(context: str | None, namespace: str | None) -> list[str]:
         "--watch-only",
         "--output-watch-events",
     ]
+
+
+# --- a notification-controller Receiver ----------------------------------------------------------
+
+RECEIVERS = "receivers.notification.toolkit.fluxcd.io"
+# How much of `status.webhookPath` is read: `/hook/` and 16 of its 64 hex digits. Enough to tell a
+# wrong token (a 1 in 2^64 chance to miss one), too little to call the webhook with: for a `generic`
+# Receiver the path is the credential, and what kubectl prints may reach the trace (-vv). For the
+# same reason the Ready message (it quotes the whole path) is read only when the Receiver is not Ready.
+WEBHOOK_PATH_READ = len("/hook/") + 16
+# One line, fields separated by tabs: type, suspended|active, the path's start, then Ready's
+# status, reason and (when not True) message; empty fields where the Receiver has no status yet.
+_RECEIVER_TEMPLATE = (
+    '{{.spec.type}}{{"\\t"}}{{if .spec.suspend}}suspended{{else}}active{{end}}{{"\\t"}}'
+    "{{with .status}}{{with .webhookPath}}"
+    f"{{{{if ge (len .) {WEBHOOK_PATH_READ}}}}}{{{{slice . 0 {WEBHOOK_PATH_READ}}}}}"
+    "{{else}}{{.}}{{end}}"
+    '{{end}}{{end}}{{"\\t"}}'
+    '{{with .status}}{{range .conditions}}{{if eq .type "Ready"}}{{.status}}{{"\\t"}}{{.reason}}{{"\\t"}}'
+    '{{if ne .status "True"}}{{.message}}{{end}}{{end}}{{end}}{{end}}{{"\\n"}}'
+)
+
+
+@dataclass(frozen=True)
+class ReceiverView:
+    """What flux-ci reads of a Receiver: what notification-controller's handler itself looks at
+    (the webhook path its index finds the Receiver by, `spec.suspend`, the Ready condition) and the
+    type, which decides how a request is validated. Never the whole path (see WEBHOOK_PATH_READ)."""
+
+    type: str
+    suspended: bool
+    path_start: str  # the first WEBHOOK_PATH_READ characters of status.webhookPath; "" without one
+    ready: str  # the Ready condition's status: "True", "False", "Unknown"; "" without one
+    reason: str = ""
+    message: str = ""  # only when not Ready
+
+
+def receiver_argv(context: str | None, namespace: str, name: str) -> list[str]:
+    """`kubectl get` of one Receiver, printing only what `ReceiverView` holds."""
+    return [
+        *base_argv(context),
+        "get",
+        RECEIVERS,
+        name,
+        f"--namespace={namespace}",
+        f"--output=go-template={_RECEIVER_TEMPLATE}",
+    ]
+
+
+def parse_receiver(stdout: str) -> ReceiverView:
+    fields = [*stdout.removesuffix("\n").split("\t", 5), "", "", "", "", "", ""][:6]
+    kind, suspend, path_start, ready, reason, message = fields
+    return ReceiverView(kind, suspend == "suspended", path_start, ready, reason, message)

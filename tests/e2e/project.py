@@ -190,10 +190,26 @@ class Project:
         return done.stdout.strip()
 
     def pushed(self, tag: str) -> bool:
+        return self.tag_digest(tag) is not None
+
+    def tag_digest(self, tag: str) -> str | None:
+        """The digest `tag` names, or None when the registry says it has no such tag (or repository).
+
+        Asked with the sandbox's credentials: the registry answers 401 to an anonymous request whether
+        the tag exists or not. Any answer but the digest or "not found" (401, a refused connection) is
+        an AssertionError, never taken for "nothing was pushed".
+        """
         ref = f"{self.sandbox.registry}/{self.repository}:{tag}"
         config = self.sandbox.login(self.manifests.parent / "resolve-config")
         args = ("resolve", ref, "--plain-http", "--registry-config", str(config / "config.json"))
-        return self.sandbox.oras(*args, check=False).returncode == 0
+        done = self.sandbox.oras(*args, check=False)
+        if done.returncode == 0:
+            return done.stdout.strip()
+        # oras 1.3.6, for a missing tag and a missing repository alike:
+        # `Error response from registry: failed to resolve digest: <ref>: not found`
+        if done.stderr.strip().endswith(f"{ref}: not found"):
+            return None
+        raise AssertionError(f"could not ask the registry whether {ref} exists: {done.stderr.strip()}")
 
 
 def child_env(sandbox: SandboxClient, flux_ci_env: Mapping[str, str]) -> dict[str, str]:

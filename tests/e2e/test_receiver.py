@@ -201,21 +201,27 @@ def test_without_a_kubeconfig_a_verifying_deploy_fails_before_the_push(
     assert not project.pushed("c1")
 
 
-def test_a_wrong_token_fails_quoting_the_receivers_answer(project: Project, tmp_path: Path) -> None:
+def test_a_wrong_token_fails_before_the_push_quoting_the_receivers_answer(
+    project: Project, tmp_path: Path
+) -> None:
+    # No cluster access at all: the webhook is asked, in a way that annotates nothing, before the push.
     variables = _receiver(project) | {"FLUX_CI_RECEIVER_TOKEN": "not-the-receivers-token"}
     run = _without_cluster(project, tmp_path, "deploy", FLUX_CI_VERIFY="false", **variables)
-    assert run.exit_code == 5, run.stderr
+    assert run.exit_code == 2, run.stderr
     error = run.json()["error"]
-    assert error["code"] == "cluster"
+    assert error["code"] == "config"
     assert error["retryable"] is False
-    assert (
-        f"Receiver {project.namespace}/ci answered 404 Not Found at {project.sandbox.receiver_url}/hook/****"
-        in (error["message"])
+    assert error["message"] == (
+        f"no Ready Receiver serves {project.sandbox.receiver_url}/hook/****: the generic Receiver "
+        f"{project.namespace}/ci answered 404 Not Found. notification-controller finds a Receiver by that "
+        "path, which it derives from the token, the name and the namespace: check FLUX_CI_RECEIVER_TOKEN, "
+        "FLUX_CI_RECEIVER and FLUX_CI_RECEIVER_TYPE, and that the Receiver is Ready. Nothing was pushed"
     )
-    assert "check FLUX_CI_RECEIVER_TOKEN" in error["message"]
-    assert project.pushed("c1")  # the push happened first: the message says Flux fetches it later
+    assert project.tag_digest("c1") is None  # v1 pushed first, and Flux deployed it at its interval
+    assert project.tag_digest("latest") is None
     _assert_no_secret(run, "not-the-receivers-token")
-    assert run.seconds < 10 + SLACK_S  # retried only while a Receiver could still be starting
+    # Asked again only while a Receiver could still be starting (10 s, the last pause up to 5 s).
+    assert run.seconds < 10 + 5 + SLACK_S
 
 
 def test_a_generic_oidc_receiver_is_found_and_refuses_a_token_its_issuer_never_signed(

@@ -101,6 +101,29 @@ def test_an_unsigned_deploy_to_a_verifying_source_exits_2_before_pushing(
     assert not project.pushed("c1")
 
 
+def test_a_wrong_key_password_exits_2_before_anything_is_pushed(
+    project: Project, keys: tuple[KeyPair, KeyPair]
+) -> None:
+    trusted, other = keys
+    _verifying(project, trusted)
+    wrong = KeyPair(trusted.private_key, other.password, trusted.public_key)
+    run = project.flux_ci("-v", "deploy", env=_signing_env(project, wrong))
+    assert run.exit_code == 2, run.stderr
+    assert run.seconds < 30  # found by cosign on the runner, not at the 120 s deadline
+    error = run.json()["error"]
+    assert error["code"] == "config"
+    assert error["message"] == (
+        "COSIGN_PRIVATE_KEY cannot be used to sign: COSIGN_PASSWORD does not open it (cosign: decryption "
+        "failed). Nothing was pushed"
+    )
+    assert [step["name"] for step in run.json()["steps"]] == ["discover"]
+    # Nothing at all in the registry: not the immutable tag, not the moving one, not a signature.
+    assert project.tag_digest("c1") is None
+    assert project.tag_digest("latest") is None
+    for secret in (wrong.password, trusted.password, trusted.private_key.splitlines()[1]):
+        assert secret not in run.stdout + run.stderr
+
+
 def test_a_push_signed_with_another_key_exits_6_with_the_controllers_message(
     project: Project, keys: tuple[KeyPair, KeyPair]
 ) -> None:

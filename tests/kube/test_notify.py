@@ -8,10 +8,6 @@ import copy
 import io
 import json
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +23,7 @@ from flux_ci.kube import notify, receiver
 from flux_ci.report.models import Artifact, ObjectRef, Report, Status
 from flux_ci.report.progress import Progress
 from flux_ci.report.render import to_dotenv, to_json, to_table
-from flux_ci.tools.kubectl import OCIREPOSITORIES, RECONCILE_ANNOTATION
+from flux_ci.tools.kubectl import OCIREPOSITORIES, RECEIVERS, RECONCILE_ANNOTATION
 from tests.fakecluster import (
     PUSHED,
     REPOSITORY,
@@ -40,8 +36,8 @@ from tests.fakecluster import (
 )
 from tests.fakes import FakeRunner
 from tests.golden import obj, text
+from tests.receiver_standin import TOKEN, StandIn
 
-TOKEN = "receiver-token-1234"
 ARTIFACT = Artifact(REPOSITORY, ("c1", "latest"), PUSHED, "https://git.example/app", "main@sha1:abc")
 
 # Receiver status.webhookPath as the real notification-controller v1.9.2 computed it for these
@@ -63,85 +59,6 @@ def test_the_webhook_path_is_the_one_notification_controller_serves() -> None:
 def test_the_hmac_signature_is_hmac_sha256_of_the_body() -> None:
     expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
     assert receiver.signature("Jefe", b"what do ya want for nothing?") == f"sha256={expected}"
-
-
-# --- a stand-in for notification-controller's receiver server -------------------------------------
-
-
-@dataclass
-class Hit:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class StandIn:
-    """Answers POST /hook/<path> as notification-controller does: 404 for an unknown path, 400 for a
-    bad signature or bearer, else annotates the Receiver's resources in `cluster` and answers 200.
-    `script` answers the first requests with those statuses instead (503, 307, ...)."""
-
-    cluster: FakeCluster | None = None
-    receivers: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # path → type, token, ns
-    resources: list[ObjectRef] = field(default_factory=list)
-    script: list[int] = field(default_factory=list)
-    hits: list[Hit] = field(default_factory=list)
-    url: str = ""
-
-    def add(self, name: str, namespace: str, kind: str = "generic", token: str = TOKEN) -> None:
-        path = receiver.webhook_path("" if kind == "generic-oidc" else token, name, namespace)
-        self.receivers[path] = (kind, token, namespace)
-
-    def answer(self, path: str, headers: dict[str, str], body: bytes) -> int:
-        self.hits.append(Hit(path, headers, body))
-        if self.script:
-            return self.script.pop(0)
-        found = self.receivers.get(path.removeprefix("/base"))  # served behind a base path
-        if found is None:
-            return 404
-        kind, token, _ = found
-        if kind == "generic-hmac" and headers.get("X-Signature") != receiver.signature(token, body):
-            return 400
-        if kind == "generic-oidc" and headers.get("Authorization") != "Bearer oidc.jwt.value":
-            return 400
-        for ref in self.resources:
-            self._annotate(ref)
-        return 200
-
-    def _annotate(self, ref: ObjectRef) -> None:
-        if self.cluster is None:
-            return
-        requested = self.cluster.get(ref.kind, ref.namespace, ref.name)
-        token = f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S.%f} +0000 UTC m=+4.894838745"  # metav1.Now()
-        requested.setdefault("metadata", {}).setdefault("annotations", {})[RECONCILE_ANNOTATION] = token
-        self.cluster.put(copy.deepcopy(requested))
-        self.cluster.on_annotate(self.cluster, requested, token)
-
-
-@pytest.fixture
-def stand_in() -> Iterator[StandIn]:
-    answering = StandIn()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            status = answering.answer(self.path, dict(self.headers.items()), body)
-            self.send_response(status)
-            if status == 307:
-                self.send_header("Location", "https://elsewhere.example/hook/x")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    answering.url = f"http://127.0.0.1:{server.server_address[1]}/base"
-    yield answering
-    server.shutdown()
-    server.server_close()
 
 
 def _settings(url: str, **overrides: Any) -> Settings:
@@ -286,6 +203,8 @@ def _fetch_and_apply(cluster: FakeCluster, requested: Obj, token: str) -> None:
 def _cluster(*objects: Obj, denied: list[tuple[str, str, str]] | None = None) -> FakeCluster:
     cluster = FakeCluster(objects or (_source(), _kustomization()), denied=denied or [])
     answer_deploy_tools(cluster)
+    # The Receiver golden/ci, Ready, whose webhook path is the one TOKEN gives.
+    cluster.answer(["kubectl", "get", RECEIVERS], stdout=text("kubectl/receiver-ready.stdout"))
     cluster.on_annotate = _fetch_and_apply
     return cluster
 

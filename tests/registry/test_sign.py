@@ -25,6 +25,7 @@ from flux_ci.registry.credentials import RegistryAuth
 from flux_ci.registry.publish import push
 from flux_ci.report.progress import Progress
 from flux_ci.secrets import Masker
+from flux_ci.tools.runner import CommandResult
 from tests.fakes import FakeRunner
 from tests.golden import obj, text
 
@@ -175,6 +176,39 @@ def test_a_missing_cosign_stops_before_the_push(tmp_path: Path) -> None:
     with pytest.raises(ToolError, match="FLUX_CI_SIGN=cosign"):
         push(context, Registry(context, RegistryAuth(None, plain_http=True)))
     assert _commands(runner) == ["cosign version"]
+
+
+def test_a_wrong_key_password_stops_before_anything_is_pushed(tmp_path: Path) -> None:
+    runner = _runner()
+    runner.answers.insert(
+        0, (("cosign", "public-key"), _failed(text("cosign/public-key-wrong-password.stderr")))
+    )
+    context = _context(_signed(tmp_path), runner)
+    with pytest.raises(ConfigError) as raised:
+        push(context, Registry(context, RegistryAuth(None, plain_http=True)))
+    assert raised.value.exit_code == ExitCode.CONFIG
+    assert raised.value.message == (
+        "COSIGN_PRIVATE_KEY cannot be used to sign: COSIGN_PASSWORD does not open it (cosign: decryption "
+        "failed). Nothing was pushed"
+    )
+    assert _commands(runner) == ["cosign version", "cosign public-key"]  # no flux push, no oras tag
+    opened = runner.calls[1]
+    assert opened.env["COSIGN_PRIVATE_KEY"] == KEY  # the key and password reach cosign alone, by env
+    assert opened.env["COSIGN_PASSWORD"] == PASSWORD
+    assert not any(PASSWORD in arg or "PRIVATE KEY" in arg for arg in opened.argv)
+
+
+def test_a_key_cosign_cannot_read_for_another_reason_quotes_cosign(tmp_path: Path) -> None:
+    runner = _runner()
+    runner.answers.insert(0, (("cosign", "public-key"), _failed("Error: open key: unexpected EOF\n")))
+    context = _context(_signed(tmp_path), runner)
+    with pytest.raises(ConfigError, match=r"cosign says: Error: open key: unexpected EOF. Nothing was"):
+        push(context, Registry(context, RegistryAuth(None, plain_http=True)))
+    assert _commands(runner) == ["cosign version", "cosign public-key"]
+
+
+def _failed(stderr: str) -> CommandResult:
+    return CommandResult(("cosign", "public-key"), 1, "", stderr, 0.01)
 
 
 # --- configuration ---------------------------------------------------------------------------

@@ -4,6 +4,8 @@ import json
 
 from flux_ci.report.models import (
     Artifact,
+    ClusterOutcome,
+    ClusterStatus,
     ConsumerState,
     ErrorInfo,
     ObjectRef,
@@ -14,7 +16,7 @@ from flux_ci.report.models import (
     StepStatus,
     TagMove,
 )
-from flux_ci.report.render import DOTENV_LIMIT, to_dotenv, to_json, to_table
+from flux_ci.report.render import DOTENV_LIMIT, TRUNCATED_KEY, shortened, to_dotenv, to_json, to_table
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -153,3 +155,97 @@ def test_the_dotenv_tag_is_the_immutable_one_never_a_moved_tag() -> None:
     assert "FLUX_CI_TAG=" not in to_dotenv(promoted)  # a bare digest was promoted: no tag of its own
     deployed = _report(tag_moves=[TagMove("latest", "sha256:old", DIGEST)])
     assert "FLUX_CI_TAG=abc123\n" in to_dotenv(deployed)
+
+
+# --- a dotenv over GitLab's limit is shortened, never lost -----------------------------------------
+
+
+def _agents(count: int) -> list[str]:
+    """Kube contexts as GitLab agents name them: `<project path>:<agent name>`."""
+    return [f"platform-group/deployments/project-{i:02d}:production-agent-{i:02d}" for i in range(count)]
+
+
+def _fleet(count: int, failed: int) -> Report:
+    clusters = [
+        ClusterOutcome(name, *((ClusterStatus.FAILED, 5) if i < failed else (ClusterStatus.SUCCEEDED, 0)))
+        for i, name in enumerate(_agents(count))
+    ]
+    return _report(clusters=clusters, status=Status.FAILED, exit_code=5)
+
+
+def _parsed(text: str) -> dict[str, str]:
+    """As GitLab reads it: one KEY=value a line."""
+    return dict(line.split("=", 1) for line in text.splitlines())
+
+
+def test_a_dotenv_that_fits_is_written_whole_without_a_marker() -> None:
+    text = to_dotenv(_fleet(10, failed=2))
+    values = _parsed(text)
+    assert values["FLUX_CI_CLUSTERS"] == ",".join(_agents(10))
+    assert TRUNCATED_KEY not in values
+
+
+def test_fifty_agent_clusters_are_cut_at_whole_items_and_the_cut_is_named() -> None:
+    names = _agents(50)
+    text = to_dotenv(_fleet(50, failed=3))
+    assert len(text.encode()) < DOTENV_LIMIT  # GitLab: the file must be smaller than 5120 bytes
+    values = _parsed(text)
+    # What a later job branches on is all there, whole.
+    for key, value in [("FLUX_CI_STATUS", "failed"), ("FLUX_CI_EXIT_CODE", "5"), ("FLUX_CI_DIGEST", DIGEST)]:
+        assert values[key] == value
+    assert values["FLUX_CI_TAG"] == "abc123"
+    # The failed clusters first, then the succeeded ones, fit whole; the list of all keeps a start.
+    assert values["FLUX_CI_CLUSTERS_FAILED"] == ",".join(names[:3])
+    assert values["FLUX_CI_CLUSTERS_SUCCEEDED"] == ",".join(names[3:])
+    every = values["FLUX_CI_CLUSTERS"].split(",")
+    assert every == names[: len(every)]
+    assert 0 < len(every) < 50
+    assert values[TRUNCATED_KEY] == "FLUX_CI_CLUSTERS"
+    assert list(values)[-1] == TRUNCATED_KEY
+    assert len(values) <= 20  # GitLab's smallest variable limit
+
+
+def test_more_clusters_cut_the_succeeded_ones_too_and_never_the_failed() -> None:
+    names = _agents(90)
+    values = _parsed(to_dotenv(_fleet(90, failed=40)))
+    assert values["FLUX_CI_CLUSTERS_FAILED"] == ",".join(names[:40])
+    succeeded = values["FLUX_CI_CLUSTERS_SUCCEEDED"].split(",")
+    assert succeeded == names[40 : 40 + len(succeeded)]
+    assert len(succeeded) < 50
+    assert "FLUX_CI_CLUSTERS" not in values  # no room left for one whole item
+    assert values[TRUNCATED_KEY] == "FLUX_CI_CLUSTERS,FLUX_CI_CLUSTERS_SUCCEEDED"
+
+
+def test_shortening_is_deterministic_and_uses_the_room_it_has() -> None:
+    first = to_dotenv(_fleet(50, failed=3))
+    assert first == to_dotenv(_fleet(50, failed=3))
+    # One more whole item would not have fit.
+    every = _parsed(first)["FLUX_CI_CLUSTERS"]
+    one_more = ",".join(_agents(50)[: every.count(",") + 2])
+    bigger = first.replace(f"FLUX_CI_CLUSTERS={every}", f"FLUX_CI_CLUSTERS={one_more}")
+    assert len(bigger.encode()) >= DOTENV_LIMIT
+
+
+def test_every_value_is_kept_whole_or_left_out_and_named() -> None:
+    values = {
+        "FLUX_CI_STATUS": "failed",
+        "FLUX_CI_EXIT_CODE": "5",
+        "FLUX_CI_RETRYABLE": "true",
+        "FLUX_CI_REVISION": "r" * 3000,
+        "FLUX_CI_URL": "u" * 3000,
+        "FLUX_CI_CLUSTERS": "a,b",
+    }
+    cut = shortened(values)
+    assert cut == {
+        "FLUX_CI_STATUS": "failed",
+        "FLUX_CI_EXIT_CODE": "5",
+        "FLUX_CI_RETRYABLE": "true",
+        "FLUX_CI_REVISION": "r" * 3000,
+        "FLUX_CI_CLUSTERS": "a,b",
+        TRUNCATED_KEY: "FLUX_CI_URL",
+    }
+
+
+def test_the_json_report_keeps_every_cluster() -> None:
+    document = json.loads(to_json(_fleet(50, failed=3)))
+    assert [c["context"] for c in document["clusters"]] == _agents(50)

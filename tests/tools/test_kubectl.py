@@ -147,3 +147,42 @@ def test_unreachable_is_retryable_and_forbidden_is_not() -> None:
 
 def test_unauthorized_is_explained() -> None:
     assert "credentials were refused" in kubectl.failure("x", text("kubectl/get-unauthorized.stderr")).message
+
+
+# --- a Receiver: only what notification-controller's handler looks at, never its whole path -------
+
+
+def test_a_receiver_is_read_through_a_template_that_never_prints_its_whole_path() -> None:
+    argv = kubectl.receiver_argv("ctx", "golden", "ci")
+    assert argv[:6] == ["kubectl", "--context=ctx", "get", kubectl.RECEIVERS, "ci", "--namespace=golden"]
+    assert argv[6].startswith("--output=go-template=")
+    assert "slice . 0 22" in argv[6]  # `/hook/` and 16 of the 64 hex digits
+
+
+def test_a_ready_receiver_golden() -> None:
+    view = kubectl.parse_receiver(text("kubectl/receiver-ready.stdout"))
+    assert view == kubectl.ReceiverView("generic", False, "/hook/198a8a28ef712cf3", "True", "Succeeded", "")
+    assert len(view.path_start) == kubectl.WEBHOOK_PATH_READ
+
+
+def test_a_suspended_receiver_golden() -> None:
+    view = kubectl.parse_receiver(text("kubectl/receiver-suspended.stdout"))
+    assert (view.type, view.suspended, view.ready) == ("generic", True, "True")
+
+
+def test_a_receiver_without_its_secret_golden() -> None:
+    view = kubectl.parse_receiver(text("kubectl/receiver-not-ready.stdout"))
+    assert view.path_start == ""
+    assert (view.ready, view.reason) == ("False", "TokenNotFound")
+    assert view.message == (
+        "unable to read token from secret 'golden/missing-token' error: secrets \"missing-token\" not found"
+    )
+
+
+def test_a_receiver_not_reconciled_yet_has_empty_fields() -> None:
+    assert kubectl.parse_receiver("generic\tactive\t\t\n") == kubectl.ReceiverView("generic", False, "", "")
+
+
+def test_receiver_read_failures_are_told_apart() -> None:
+    assert kubectl.forbidden(text("kubectl/get-receiver-forbidden.stderr"))
+    assert not kubectl.forbidden(text("kubectl/get-receiver-missing.stderr"))
