@@ -9,8 +9,9 @@
 #     PyPI downloads its binary from GitHub while installing, which a registry-only network refuses);
 #   - syft: makes the image's CycloneDX SBOM in the release pipeline's `sbom` job, built from its Go
 #     module (a cold build takes ~8 to 14 minutes on 2 cores: it is cached by version like the rest);
-#   - qemu-user-static and binfmt-support (apt, when missing), with qemu-aarch64 registered where the
-#     kernel allows it: the arm64 image's RUN steps and binaries then run on this amd64 machine.
+#   - qemu-user-static, binfmt-support and arch-test (apt, when missing), with qemu-aarch64 registered
+#     where the kernel allows it: the arm64 base (.ci/make-test-bases.sh), the arm64 image's RUN
+#     steps and its binaries then run on this amd64 machine.
 #
 #   .ci/install-ci-engines.sh      prints nothing but progress; the tests find the tools themselves
 set -euo pipefail
@@ -32,6 +33,7 @@ command -v rsync >/dev/null || missing+=(rsync)
 command -v buildah >/dev/null || missing+=(buildah)
 [[ -e /usr/libexec/qemu-binfmt/aarch64-binfmt-P || -x /usr/bin/qemu-aarch64-static ]] || missing+=(qemu-user-static)
 command -v update-binfmts >/dev/null || missing+=(binfmt-support)
+command -v arch-test >/dev/null || missing+=(arch-test) # mmdebstrap's check of a foreign architecture
 if ((${#missing[@]})); then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

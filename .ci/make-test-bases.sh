@@ -86,18 +86,23 @@ make_python_base() { # arch name
   hooks+=(--customize-hook='chroot "$1" python3 -c "import sys; assert sys.version_info[:2] == (3, 11), sys.version"')
   # Like the official slim images: no documentation, manual pages or translations (copyright
   # files stay). mmdebstrap removes the apt lists and caches itself.
+  # Into a file first: a failed mmdebstrap must not leave an empty image under the base's name.
+  local tarball
+  tarball=$(mktemp --suffix=.tar)
+  # shellcheck disable=SC2064 # the file's name now, not at exit
+  trap "rm -f '$tarball'" RETURN
   mmdebstrap --quiet --variant=minbase --architectures="$1" \
-    --include=python3,python3-venv,python-is-python3,ca-certificates \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --include=python3,python3-venv,python-is-python3,ca-certificates \
     "${hooks[@]}" \
-    "$suite" - "${sources[@]}" |
-    "$engine" import --quiet --os linux --arch "$1" \
-      --change "LABEL $RECIPE_LABEL=$recipe" \
-      --change 'ENV LANG=C.UTF-8' \
-      --change 'CMD ["python3"]' \
-      - "$2" >/dev/null
+    "$suite" "$tarball" "${sources[@]}"
+  "$engine" import --quiet --os linux --arch "$1" \
+    --change "LABEL $RECIPE_LABEL=$recipe" \
+    --change 'ENV LANG=C.UTF-8' \
+    --change 'CMD ["python3"]' \
+    "$tarball" "$2" >/dev/null
 }
 
 for arch in "${arches[@]}"; do
