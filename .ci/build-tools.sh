@@ -15,8 +15,8 @@
 #                                     (not FLUX_CI_*: flux-ci refuses variables of its prefix it does
 #                                     not know, and these may stay exported in a shell)
 #   BUILD_TOOLS_JOBS=N                how many tools build side by side (default 2: on 2 cores the
-#                                     link of one overlaps the compile of the next, measured ~20%
-#                                     faster cold than one at a time; 1 builds them in turn)
+#                                     single-threaded link and module steps of one overlap the
+#                                     compile of the other; 1 builds them in turn)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
