@@ -8,16 +8,33 @@
 # Each binary lands in $FLUX_CI_TOOLS_DIR/<tool>/<version>/<tool>; a build is skipped when that
 # file exists, or when a binary on PATH already reports the pinned version (it is linked in).
 # Nothing upstream is vendored: module copies and wrapper modules live in $FLUX_CI_BUILD_DIR.
+#
+#   BUILD_TOOLS_ARCH=arm64            cross-compile for linux/arm64 (Go needs no emulator for it)
+#                                     into $FLUX_CI_TOOLS_DIR-linux-arm64 (<cache>/tools-linux-arm64:
+#                                     an arm64 binary never stands where the sandbox looks for its own)
+#                                     (not FLUX_CI_*: flux-ci refuses variables of its prefix it does
+#                                     not know, and these may stay exported in a shell)
+#   BUILD_TOOLS_JOBS=N                how many tools build side by side (default 2: on 2 cores the
+#                                     single-threaded link and module steps of one overlap the
+#                                     compile of the other; 1 builds them in turn)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
 . "$here/versions.env"
 
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/flux-ci
-TOOLS_DIR=${FLUX_CI_TOOLS_DIR:-$cache/tools}
-BUILD_DIR=${FLUX_CI_BUILD_DIR:-$cache/build}
 export CGO_ENABLED=0 GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=${GOTOOLCHAIN:-local}
+host_arch=$(go env GOHOSTARCH)
+ARCH=${BUILD_TOOLS_ARCH:-$host_arch}
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/flux-ci
+suffix=""
+if [[ $ARCH != "$host_arch" ]]; then
+  export GOOS=linux GOARCH=$ARCH
+  suffix=-linux-$ARCH
+fi
+TOOLS_DIR=${FLUX_CI_TOOLS_DIR:-$cache/tools}$suffix
+BUILD_DIR=${FLUX_CI_BUILD_DIR:-$cache/build}$suffix
+JOBS=${BUILD_TOOLS_JOBS:-2}
 mkdir -p "$TOOLS_DIR" "$BUILD_DIR"
 
 all_tools=(oras cosign etcd flux source-controller kustomize-controller helm-controller notification-controller
@@ -77,12 +94,25 @@ k8s_ldflags() {
   echo "$ldf"
 }
 
+go_install() { # outdir package@version
+  if [[ -z $suffix ]]; then
+    GOBIN="$1" go install -trimpath -ldflags="-s -w" "$2"
+    return
+  fi
+  # go install refuses GOBIN for another platform: it writes $GOPATH/bin/<os>_<arch> instead.
+  local gopath
+  gopath=$(mktemp -d)
+  GOPATH=$gopath GOMODCACHE=$(go env GOMODCACHE) go install -trimpath -ldflags="-s -w" "$2"
+  mv "$gopath/bin/linux_$ARCH"/* "$1/"
+  rm -rf "$gopath"
+}
+
 build_oras() {
-  GOBIN="$1" go install -trimpath -ldflags="-s -w" "oras.land/oras/cmd/oras@v$ORAS_VERSION"
+  go_install "$1" "oras.land/oras/cmd/oras@v$ORAS_VERSION"
 }
 
 build_cosign() {
-  GOBIN="$1" go install -trimpath -ldflags="-s -w" "github.com/sigstore/cosign/v2/cmd/cosign@v$COSIGN_VERSION"
+  go_install "$1" "github.com/sigstore/cosign/v2/cmd/cosign@v$COSIGN_VERSION"
 }
 
 build_flux() {
@@ -199,13 +229,14 @@ build_one() {
     echo "build-tools: $tool $version cached ($out/$tool)" >&2
     return 0
   fi
-  found=$(path_version "$tool")
+  found=""
+  [[ -n $suffix ]] || found=$(path_version "$tool") # a binary on PATH is the host's
   if [[ $found == "$version" && $tool != *-controller ]]; then
     mkdir -p "$out" && ln -sf "$(command -v "$tool")" "$out/$tool"
     echo "build-tools: $tool $version found on PATH ($(command -v "$tool"))" >&2
     return 0
   fi
-  echo "build-tools: $tool $version building (a cold build takes minutes) ..." >&2
+  echo "build-tools: $tool $version building for linux/$ARCH (a cold build takes minutes) ..." >&2
   start=$SECONDS
   rm -rf "$out.tmp" && mkdir -p "$out.tmp"
   case $tool in
@@ -221,9 +252,33 @@ build_one() {
   echo "build-tools: $tool $version built in $((SECONDS - start))s" >&2
 }
 
+# Builds run side by side, at most $JOBS at once, each tool's output prefixed with its name; the
+# first failure fails the script (after the builds already running end).
+build_all() {
+  local t pid failed=0
+  local -A running=()
+  for t in "$@"; do
+    while ((${#running[@]} >= JOBS)); do
+      wait -n -p pid || failed=1
+      unset "running[$pid]"
+    done
+    build_one "$t" 2>&1 | sed -u "s/^/[$t] /" >&2 &
+    running[$!]=$t
+  done
+  while ((${#running[@]})); do
+    wait -n -p pid || failed=1
+    unset "running[$pid]"
+  done
+  return "$failed"
+}
+
 tools=("$@")
 [[ ${#tools[@]} -gt 0 ]] || tools=("${all_tools[@]}")
 for t in "${tools[@]}"; do version_of "$t" >/dev/null; done
 total=$SECONDS
-for t in "${tools[@]}"; do build_one "$t"; done
-echo "build-tools: ${#tools[@]} tool(s) ready in $((SECONDS - total))s under $TOOLS_DIR" >&2
+if ((JOBS > 1 && ${#tools[@]} > 1)); then
+  build_all "${tools[@]}"
+else
+  for t in "${tools[@]}"; do build_one "$t"; done
+fi
+echo "build-tools: ${#tools[@]} tool(s) for linux/$ARCH ready in $((SECONDS - total))s under $TOOLS_DIR" >&2

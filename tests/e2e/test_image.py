@@ -8,6 +8,12 @@ No image registry is reachable in CI, so the Python base is made from Debian pac
 `tools` stage is replaced by the flux, oras and kubectl that .ci/build-tools.sh already built
 (`--build-context tools=DIR`): nothing is compiled in the image build. Skipped only where no
 container engine is installed or none can start a container.
+
+linux/arm64: the same Dockerfile built with `--platform linux/arm64` from the arm64 tools
+(`BUILD_TOOLS_ARCH=arm64 .ci/build-tools.sh`) and an arm64 base, its RUN steps and then the image
+run under QEMU (qemu-user-static's binfmt_misc entry, which .ci/install-ci-engines.sh registers).
+Where a machine cannot register it, that test says so and skips; the arm64 binaries are checked by
+their ELF headers everywhere.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,14 +33,26 @@ import pytest
 
 from flux_ci import __version__
 from tests.e2e.project import ROOT, Project, Run
+from tests.e2e.test_pipelines import require
 from tests.sandbox import SandboxClient
-from tests.sandbox.versions import read_versions, tool_path
+from tests.sandbox.versions import pinned_version, read_versions, tool_path, tools_dir
 
 pytestmark = pytest.mark.e2e
 
 TEST_PYTHON_BASE = "localhost/flux-ci-test-base/python:3.11-bookworm"  # .ci/make-test-bases.sh
 OFFICIAL_PYTHON_BASE = "python:3.11-slim-bookworm"  # the Dockerfile's default
-IMAGE = "localhost/flux-ci-test:latest"
+# This session's own tags (removed at the end): other test sessions on the machine build theirs.
+IMAGE = f"localhost/flux-ci-test:{os.getpid()}"
+ARM64_IMAGE = f"localhost/flux-ci-test:{os.getpid()}-arm64"
+IMAGE_TOOLS = ("flux", "oras", "kubectl", "cosign")
+EM_AARCH64 = 183  # ELF e_machine of arm64
+# What the release pipeline passes as build arguments: the org.opencontainers.image.* labels.
+LABELS = {
+    "VERSION": __version__,
+    "REVISION": "3" * 40,
+    "CREATED": "2026-01-02T03:04:05Z",
+    "SOURCE": "https://gitlab.example.com/flux-ci/flux-ci",
+}
 IMAGE_UID = 10001
 # Where GitLab's Docker executor mounts the checkout, and where it writes file variables.
 CHECKOUT = "/builds/platform/app"
@@ -130,25 +149,26 @@ def _find_engine() -> Engine:
     return Engine(name, _engine_environment())
 
 
-def _python_base(engine: Engine) -> str:
-    """The test base (made when missing or stale), or the official base where mmdebstrap is absent."""
+def _python_base(engine: Engine, arch: str = "amd64") -> str:
+    """The test base of `arch` (made when missing or stale: the arm64 one under emulation, which
+    takes minutes when cold), or the official base where mmdebstrap is absent."""
     if not shutil.which("mmdebstrap"):
-        pulled = engine.run("pull", OFFICIAL_PYTHON_BASE, timeout=300)
+        pulled = engine.run("pull", "--platform", f"linux/{arch}", OFFICIAL_PYTHON_BASE, timeout=300)
         assert pulled.returncode == 0, (
             f"no base image: install mmdebstrap to make {TEST_PYTHON_BASE}, or let "
             f"{engine.command} pull {OFFICIAL_PYTHON_BASE}:\n{pulled.stderr}"
         )
         return OFFICIAL_PYTHON_BASE
     made = subprocess.run(
-        [str(ROOT / ".ci" / "make-test-bases.sh")],
+        [str(ROOT / ".ci" / "make-test-bases.sh"), arch],
         env=dict(engine.env) | {"CONTAINER_ENGINE": engine.command},
         capture_output=True,
         text=True,
-        timeout=420,
+        timeout=420 if arch == "amd64" else 1800,
         check=False,
     )
-    assert made.returncode == 0, f".ci/make-test-bases.sh failed:\n{made.stderr}"
-    return TEST_PYTHON_BASE
+    assert made.returncode == 0, f".ci/make-test-bases.sh {arch} failed:\n{made.stderr}"
+    return TEST_PYTHON_BASE if arch == "amd64" else f"{TEST_PYTHON_BASE}-{arch}"
 
 
 def _running_engine(engine: Engine, base: str) -> Engine:
@@ -166,11 +186,17 @@ def _running_engine(engine: Engine, base: str) -> Engine:
     pytest.skip(f"{engine.command} cannot start a container here: {errors[-1][0]}")
 
 
-def _tools_context(directory: Path) -> Path:
+def arm64_tool(tool: str) -> Path:
+    """Where `BUILD_TOOLS_ARCH=arm64 .ci/build-tools.sh` puts a tool: a cache of its own."""
+    root = tools_dir()
+    return root.with_name(f"{root.name}-linux-arm64") / tool / pinned_version(tool) / tool
+
+
+def _tools_context(directory: Path, arch: str = "amd64") -> Path:
     """flux, oras, kubectl and cosign as .ci/build-tools.sh built them, as real files (no symlinks)."""
     directory.mkdir(parents=True, exist_ok=True)
-    for tool in ("flux", "oras", "kubectl", "cosign"):
-        source = tool_path(tool).resolve()
+    for tool in IMAGE_TOOLS:
+        source = (tool_path(tool) if arch == "amd64" else arm64_tool(tool)).resolve()
         assert source.is_file(), f"{tool} is not built: run .ci/build-tools.sh"
         target = directory / tool
         try:
@@ -180,20 +206,31 @@ def _tools_context(directory: Path) -> Path:
     return directory
 
 
+def _build(
+    engine: Engine, name: str, base: str, tools: Path, *extra: str, timeout: float = 480
+) -> BuiltImage:
+    labels = [arg for key, value in LABELS.items() for arg in ("--build-arg", f"{key}={value}")]
+    started = time.monotonic()
+    built = engine.run(
+        "build", "--tag", name, "--file", str(ROOT / "Dockerfile"), *extra, *labels,
+        "--build-arg", f"PYTHON_IMAGE={base}", "--build-context", f"tools={tools}", str(ROOT),
+        timeout=timeout,
+    )  # fmt: skip
+    assert built.returncode == 0, f"{engine.command} build failed:\n{built.stderr[-4000:]}"
+    size = int(engine.run("image", "inspect", "--format", "{{.Size}}", name).stdout.strip())
+    print(f"{name}: {size / 2**20:.0f} MiB, built in {time.monotonic() - started:.0f}s")
+    return BuiltImage(engine, name, base, size)
+
+
 @pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
+def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltImage]:
     found = _find_engine()
     base = _python_base(found)
     engine = _running_engine(found, base)
     tools = _tools_context(tmp_path_factory.mktemp("image-tools"))
-    built = engine.run(
-        "build", "--tag", IMAGE, "--file", str(ROOT / "Dockerfile"),
-        "--build-arg", f"PYTHON_IMAGE={base}", "--build-context", f"tools={tools}", str(ROOT),
-        timeout=480,
-    )  # fmt: skip
-    assert built.returncode == 0, f"{engine.command} build failed:\n{built.stderr[-4000:]}"
-    size = engine.run("image", "inspect", "--format", "{{.Size}}", IMAGE)
-    return BuiltImage(engine, IMAGE, base, int(size.stdout.strip()))
+    built = _build(engine, IMAGE, base, tools)
+    yield built
+    engine.run("rmi", "--force", IMAGE)
 
 
 # -- a GitLab job in the image ----------------------------------------------------------------
@@ -301,6 +338,9 @@ def test_image_holds_the_pinned_tools_runs_as_10001_and_nothing_to_build_with(im
     assert _reported(r"^Client Version: v?(\S+)$", out) == versions["KUBERNETES_VERSION"]
     assert _reported(r"^flux-ci (\S+)$", out) == __version__
     assert "found" not in out, out  # no compiler, Go cache, build leftover or pip in the venv
+    labels = config["Labels"]
+    assert {key: labels.get(f"org.opencontainers.image.{key.lower()}") for key in LABELS} == LABELS
+    assert labels["org.opencontainers.image.title"] == "flux-ci"
     # The official python slim base plus ~150 MB of binaries; a Go toolchain would add ~600 MB.
     assert image.size_bytes < 500 * 2**20, f"{image.size_bytes} bytes, built from {image.base}"
 
@@ -356,3 +396,91 @@ def test_deploy_in_the_image_from_a_read_only_checkout(
     assert run.exit_code == 0, run.stderr
     digest = run.json()["artifact"]["digest"]
     assert project.kustomization()["status"]["lastAppliedRevision"] == f"latest@{digest}"
+
+
+# -- linux/arm64 ----------------------------------------------------------------------------------
+
+
+def elf_header(path: Path) -> tuple[int, bool]:
+    """(e_machine, has an interpreter) of a 64-bit little-endian ELF file: a static binary has no
+    PT_INTERP program header, so it runs on any Linux of its architecture."""
+    data = path.read_bytes()
+    assert data[:4] == b"\x7fELF", f"{path} is not an ELF file"
+    assert (data[4], data[5]) == (2, 1), f"{path} is not 64-bit little-endian"
+    (machine,) = struct.unpack_from("<H", data, 18)
+    (phoff,) = struct.unpack_from("<Q", data, 32)
+    entry_size, count = struct.unpack_from("<HH", data, 54)
+    types = [struct.unpack_from("<I", data, phoff + index * entry_size)[0] for index in range(count)]
+    return machine, 3 in types  # PT_INTERP
+
+
+def _arm64_tools() -> dict[str, Path]:
+    tools = {tool: arm64_tool(tool) for tool in IMAGE_TOOLS}
+    missing = [str(path) for path in tools.values() if not path.exists()]
+    require(not missing, f"the arm64 tools ({', '.join(missing)}: BUILD_TOOLS_ARCH=arm64 .ci/build-tools.sh)")
+    return tools
+
+
+def arm64_emulation() -> str | None:
+    """Why an arm64 binary cannot run here, or None when it can (binfmt_misc with qemu-aarch64)."""
+    entry = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+    if not entry.exists() or not entry.read_text().startswith("enabled"):
+        return "qemu-aarch64 is not registered in binfmt_misc (qemu-user-static, binfmt-support)"
+    oras = arm64_tool("oras")
+    done = subprocess.run([str(oras), "version"], capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        return f"the arm64 oras does not run under emulation: {done.stderr.strip()[-300:]}"
+    return None
+
+
+def test_arm64_tools_are_static_aarch64_binaries_of_the_pinned_versions() -> None:
+    """Checked everywhere, emulation or not: the cross-compiled tools are arm64 ELF binaries."""
+    for tool, path in _arm64_tools().items():
+        machine, interpreted = elf_header(path)
+        assert machine == EM_AARCH64, f"{tool}: e_machine {machine}"
+        assert not interpreted, f"{tool} needs a dynamic loader"
+        assert path.parent.name == pinned_version(tool)
+    if arm64_emulation() is None:
+        out = subprocess.run(
+            [str(arm64_tool("flux")), "version", "--client"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        assert _reported(r"^flux: v?(\S+)$", out) == read_versions()["FLUX_VERSION"]
+
+
+@pytest.fixture(scope="module")
+def arm64_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltImage]:
+    tools = _arm64_tools()
+    reason = arm64_emulation()
+    if reason:
+        pytest.skip(f"the arm64 image cannot be built or run here: {reason}; the arm64 binaries are "
+                    "checked by their ELF headers instead")  # fmt: skip
+    found = _find_engine()
+    engine = _running_engine(found, _python_base(found))
+    base = _python_base(found, "arm64")
+    context = _tools_context(tmp_path_factory.mktemp("image-tools-arm64"), arch="arm64")
+    assert {path.name for path in context.iterdir()} == set(tools)
+    built = _build(engine, ARM64_IMAGE, base, context, "--platform", "linux/arm64", timeout=1500)
+    yield built
+    engine.run("rmi", "--force", ARM64_IMAGE)
+
+
+def test_arm64_image_runs_under_emulation(arm64_image: BuiltImage) -> None:
+    image = arm64_image
+    architecture = image.engine.run("image", "inspect", "--format", "{{.Architecture}}", image.name)
+    assert architecture.stdout.strip() == "arm64"
+    script = (
+        "uname -m; id -u; flux-ci --version; flux version --client; oras version; kubectl version --client"
+    )
+    done = image.engine.run("run", "--rm", image.name, "bash", "-c", script, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["aarch64", str(IMAGE_UID)]
+    versions = read_versions()
+    assert _reported(r"^flux-ci (\S+)$", done.stdout) == __version__
+    assert _reported(r"^flux: v?(\S+)$", done.stdout) == versions["FLUX_VERSION"]
+    assert _reported(r"^Version:\s*(\S+)$", done.stdout) == versions["ORAS_VERSION"]
+    assert _reported(r"^Client Version: v?(\S+)$", done.stdout) == versions["KUBERNETES_VERSION"]

@@ -99,7 +99,9 @@ def component_spec() -> dict[str, Any]:
 
 
 def interpolate(text: str, inputs: Mapping[str, Any]) -> str:
-    """GitLab's `$[[ inputs.x ]]` interpolation of the job document (values as YAML scalars)."""
+    """GitLab's `$[[ inputs.x ]]` interpolation of the job document (values as YAML scalars), and
+    `$[[ component.version ]]` as the version this checkout would be released as."""
+    text = text.replace("$[[ component.version ]]", __version__)
     return _INPUT.sub(lambda found: json.dumps(inputs[found.group(1)]).strip('"'), text)
 
 
@@ -146,10 +148,6 @@ def test_component_inputs_are_described_used_and_map_to_flux_ci_variables() -> N
     assert not set(variables) & report_keys
 
 
-def test_component_default_image_is_this_version() -> None:
-    assert component_spec()["inputs"]["image"]["default"].endswith(f":{__version__}")
-
-
 def test_example_pipeline_is_valid_gitlab_ci(tmp_path: Path) -> None:
     (pipeline,) = yaml_documents(EXAMPLE.read_text(encoding="utf-8"))
     assert schema_errors(tmp_path, example=pipeline) == ""
@@ -193,13 +191,47 @@ def test_release_pipeline_rules_in_a_real_engine(tmp_path: Path) -> None:
         done = subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=120, check=True)
         return {job["name"]: job["when"] for job in json.loads(done.stdout)}
 
-    assert planned() == {
+    building = {
         "lint": "on_success",
         "test": "on_success",
-        "build-image": "on_success",
-        "release": "never",
+        "package": "on_success",
+        "build-image: [amd64]": "on_success",
+        "build-image: [arm64]": "on_success",
+        "image-index": "on_success",
+        "sbom": "on_success",
+        "sign-image": "on_success",
     }
-    assert planned("--variable", "CI_COMMIT_TAG=1.2.3")["release"] == "on_success"
+    assert planned() == building | {"publish-pypi": "never", "release": "never"}
+    assert planned("--variable", "CI_COMMIT_TAG=1.2.3") == building | {
+        "publish-pypi": "on_success",
+        "release": "on_success",
+    }
+
+
+def test_release_pipeline_signs_and_publishes_with_oidc_identities_only() -> None:
+    """Keyless signing and trusted publishing: each job gets an ID token for its audience, and no
+    job names a stored key, password or token for them."""
+    (pipeline,) = yaml_documents(RELEASE.read_text(encoding="utf-8"))
+    assert pipeline["sign-image"]["id_tokens"] == {"SIGSTORE_ID_TOKEN": {"aud": "sigstore"}}
+    assert pipeline["sign-image"]["variables"]["COSIGN_FLAGS"] == ""  # keyless on GitLab
+    assert pipeline["publish-pypi"]["id_tokens"] == {"PYPI_ID_TOKEN": {"aud": "pypi"}}
+    assert pipeline["publish-pypi"]["rules"] == [{"if": "$CI_COMMIT_TAG"}]
+    text = RELEASE.read_text(encoding="utf-8")
+    for stored in (
+        "TWINE_PASSWORD",
+        "PYPI_TOKEN",
+        "PYPI_API_TOKEN",
+        "COSIGN_PRIVATE_KEY:",
+        "COSIGN_PASSWORD",
+    ):
+        assert stored not in text
+    assert "twine upload --non-interactive dist/*" in " ".join(pipeline["publish-pypi"]["script"])
+    assert pipeline["build-image"]["parallel"]["matrix"] == [{"ARCH": ["amd64", "arm64"]}]
+    links = pipeline["release"]["release"]["assets"]["links"]
+    assert [link["url"].rsplit("/", 1)[1] for link in links] == [
+        "sbom-linux-amd64.cdx.json",
+        "sbom-linux-arm64.cdx.json",
+    ]
 
 
 def _sample_report() -> Any:
@@ -282,7 +314,7 @@ class GitLabProject:
         engine = gitlab_ci_local()
         state = self.root.parent / "engine"
         bin_dir = state / "bin"
-        bin_dir.mkdir(parents=True)
+        bin_dir.mkdir(parents=True, exist_ok=True)  # a project may be run more than once
         wrapper = bin_dir / "flux-ci"
         python, root = shlex.quote(sys.executable), shlex.quote(str(ROOT))
         wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={root} exec {python} -m flux_ci "$@"\n')
@@ -305,8 +337,10 @@ class GitLabProject:
             "--home",
             str(state),
         ]
-        # Setting GitLab's predefined registry variables is the point here, not a mistake to warn about.
-        argv += ["--ignore-predefined-vars", "CI_REGISTRY_IMAGE,CI_REGISTRY_USER,CI_REGISTRY_PASSWORD"]
+        # Setting GitLab's predefined registry variables (and the pipeline source, for a merge request
+        # pipeline) is the point here, not a mistake to warn about.
+        predefined = "CI_REGISTRY_IMAGE,CI_REGISTRY_USER,CI_REGISTRY_PASSWORD,CI_PIPELINE_SOURCE"
+        argv += ["--ignore-predefined-vars", predefined]
         for job in manual:
             argv += ["--manual", job]
         started = time.monotonic()

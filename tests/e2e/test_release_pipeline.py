@@ -1,10 +1,20 @@
 """flux-ci's own release pipeline (the root .gitlab-ci.yml), run by a real GitLab CI engine.
 
-gitlab-ci-local (pinned in .ci/install-ci-engines.sh) runs the `build-image` job alone, with its
-shell executor, in a throwaway Git copy of this repository: buildah builds the Dockerfile and pushes
-the image to the sandbox registry as `$CI_REGISTRY_IMAGE:<short sha>`, and the job's dotenv report
-gives its digest. The image is then pulled back from the registry with podman and run as a job
-would run it. `lint` and `test` are this test suite itself, so they are not run again here.
+gitlab-ci-local (pinned in .ci/install-ci-engines.sh) runs the image jobs with its shell executor,
+in a throwaway Git copy of this repository, against the sandbox registry: `build-image: [amd64]`
+(buildah builds the Dockerfile, pushes `<short sha>-amd64`), `image-index` (the multi-platform index
+at `<short sha>`, its digest in the dotenv report), `sbom` (syft's CycloneDX SBOM of the pushed
+image) and `sign-image` (cosign signs the index and the image and attests the SBOM). The index is
+then pulled back with podman and run, and the signature and the attestation verified with cosign.
+`lint` and `test` are this test suite itself, so they are not run again here.
+
+What differs from GitLab, and why: the pipeline runs linux/amd64 only (IMAGE_ARCHES=amd64): the
+arm64 image is built and run under emulation by tests/e2e/test_image.py, from the same Dockerfile,
+and building it twice would double the slowest step. cosign signs with a key pair
+(COSIGN_FLAGS=--key env://COSIGN_PRIVATE_KEY --tlog-upload=false), because keyless signing needs
+Sigstore's Fulcio and Rekor, which CI cannot reach; test_pipelines.py checks that the GitLab job
+has the sigstore ID token and no key. `package` is test_packaging.py's build; `publish-pypi` (PyPI
+trusted publishing) cannot be run without PyPI.
 
 No image registry is reachable in CI: the job gets the locally made Python base and the host-built
 flux, oras and kubectl through its IMAGE_BUILD_FLAGS variable (empty on GitLab), and buildah uses
@@ -37,12 +47,13 @@ from tests.e2e.test_image import (
     _running_engine,
     _tools_context,
 )
-from tests.e2e.test_pipelines import gitlab_ci_local, require
+from tests.e2e.test_pipelines import engine_pin, gitlab_ci_local, require
 from tests.sandbox import SandboxClient
+from tests.sandbox.versions import tool_path, tools_dir
 
 pytestmark = pytest.mark.e2e
 
-JOB = "build-image"
+IMAGE_JOBS = ("build-image: [amd64]", "image-index", "sbom", "sign-image")
 PREDEFINED = "CI_REGISTRY,CI_REGISTRY_IMAGE,CI_REGISTRY_USER,CI_REGISTRY_PASSWORD"
 ENGINE_STATE = ".gitlab-ci-local/\n.gitlab-ci-local-variables.yml\n"  # its state, the secrets
 
@@ -96,8 +107,11 @@ class ReleaseRepository:
         variables_file.write_text(
             "".join(f"{key}: {json.dumps(value)}\n" for key, value in variables.items())
         )
+        # The jobs' tools, as the images of GitLab's jobs hold them: cosign (the flux-ci image) and syft.
+        cosign = tool_path("cosign").parent
+        syft = tools_dir() / "syft" / engine_pin("SYFT_VERSION")
         env = {
-            "PATH": os.environ["PATH"],
+            "PATH": os.pathsep.join((str(cosign), str(syft), os.environ["PATH"])),
             "HOME": str(self.state),
             "LANG": "C.UTF-8",
             "TMPDIR": str(self.tmp),
@@ -117,50 +131,102 @@ def _storage_driver(engine: Engine) -> str:
     return info.stdout.strip()
 
 
-def test_build_image_job_pushes_an_image_that_pulls_back_and_runs(
+def _cosign(
+    *args: str, env: Mapping[str, str], cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    argv = [str(tool_path("cosign")), *args]
+    return subprocess.run(
+        argv, env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_image_jobs_build_index_sbom_and_sign_an_image_that_pulls_back_and_runs(
     sandbox: SandboxClient, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     gitlab_ci_local()  # skips (fails under CI=true) without the engine or rsync
     require(shutil.which("buildah") is not None, "buildah")
+    require((tools_dir() / "syft" / engine_pin("SYFT_VERSION") / "syft").exists(), "syft")
     found = _find_engine()
     base = _python_base(found)  # made by .ci/make-test-bases.sh (or the official one, pulled)
     engine = _running_engine(found, base)
-    tools = _tools_context(tmp_path_factory.mktemp("release-tools"))
+    tools = tmp_path_factory.mktemp("release-tools")
+    _tools_context(tools / "linux-amd64")
     repository = ReleaseRepository.create(tmp_path)
     image = f"{sandbox.registry}/flux-ci/flux-ci"
-    registry_login = {
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o700)
+    password = "release-test-key-password"
+    cosign_env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "COSIGN_PASSWORD": password}
+    made = _cosign("generate-key-pair", env=cosign_env, cwd=keys, timeout=60)
+    assert made.returncode == 0, made.stderr
+    variables = {
         "CI_REGISTRY": sandbox.registry,
         "CI_REGISTRY_IMAGE": image,
         "CI_REGISTRY_USER": sandbox.registry_user,
         "CI_REGISTRY_PASSWORD": sandbox.registry_password,
-    }
-    variables = registry_login | {
         "STORAGE_DRIVER": _storage_driver(engine),
         "RELEASE_TLS_VERIFY": "false",  # the sandbox registry speaks plain HTTP
-        "IMAGE_BUILD_FLAGS": f"--build-arg PYTHON_IMAGE={base} --build-context tools={tools}",
+        "SYFT_REGISTRY_INSECURE_USE_HTTP": "true",
+        "IMAGE_BUILD_FLAGS": f"--build-arg PYTHON_IMAGE={base}",
+        "TOOLS_CONTEXT": str(tools),
+        "IMAGE_ARCHES": "amd64",
+        "COSIGN_FLAGS": "--key env://COSIGN_PRIVATE_KEY --tlog-upload=false --allow-insecure-registry",
+        "COSIGN_PRIVATE_KEY": (keys / "cosign.key").read_text(encoding="utf-8"),
+        "COSIGN_PASSWORD": password,
     }
 
     started = time.monotonic()
+    jobs = [arg for job in IMAGE_JOBS for arg in ("--job", job)]
     run = repository.engine(
-        "--force-shell-executor", "--shell-isolation", "--job", JOB, variables=variables, timeout=420
+        "--force-shell-executor", "--shell-isolation", *jobs, variables=variables, timeout=900
     )
     seconds = time.monotonic() - started
     output = run.stdout + run.stderr
-    log_file = repository.root / ".gitlab-ci-local" / "output" / f"{JOB}.log"
-    log = log_file.read_text(encoding="utf-8") if log_file.exists() else ""
-    assert run.returncode == 0, f"{JOB} failed after {seconds:.0f}s:\n{output[-6000:]}"
-    assert sandbox.registry_password not in output + log
+    logs = "".join(
+        path.read_text() for path in (repository.root / ".gitlab-ci-local" / "output").glob("*.log")
+    )
+    assert run.returncode == 0, f"the image jobs failed after {seconds:.0f}s:\n{output[-6000:]}"
+    for secret in (sandbox.registry_password, password, variables["COSIGN_PRIVATE_KEY"].splitlines()[1]):
+        assert secret not in output + logs
 
     short_sha = repository.git("rev-parse", "--short=8", "HEAD")  # CI_COMMIT_SHORT_SHA
-    report = repository.root / "image.env"  # the dotenv report, which the engine copies back
-    assert report.is_file(), output[-3000:]
-    dotenv = report.read_text(encoding="utf-8")
-    assert dotenv.startswith("IMAGE_DIGEST=sha256:"), dotenv
-    digest = dotenv.strip().removeprefix("IMAGE_DIGEST=")
+    report = (repository.root / "image.env").read_text(encoding="utf-8")  # the index job's dotenv
+    assert report.startswith("IMAGE_DIGEST=sha256:"), report
+    digest = report.strip().removeprefix("IMAGE_DIGEST=")
+    amd64 = (repository.root / "image-amd64.env").read_text(encoding="utf-8").strip()
+    assert amd64.startswith("IMAGE_DIGEST_amd64=sha256:"), amd64
     assert f"pushed {image}:{short_sha}, pin it as {image}@{digest}" in output
-    assert not list(repository.tmp.iterdir())  # the job's trap removed its registry login
+    assert not list(repository.tmp.iterdir())  # the jobs' traps removed their registry logins
 
-    # Pulled back from the registry (the job removed its local copy), logged in with a private file.
+    # The SBOM: CycloneDX, naming flux-ci and its locked dependencies, and the Go modules inside.
+    sbom = json.loads((repository.root / "sbom-linux-amd64.cdx.json").read_text(encoding="utf-8"))
+    assert sbom["bomFormat"] == "CycloneDX"
+    components = {(item.get("name"), item.get("version")) for item in sbom["components"]}
+    assert ("flux-ci", __version__) in components
+    assert any(name == "pydantic" for name, _ in components)
+    assert any(name == "github.com/fluxcd/flux2/v2" for name, _ in components)
+    assert any(name == "python3.11" for name, _ in components)  # a Debian package of the base
+
+    # The signatures and the attestation, verified with the public key.
+    docker_config = tmp_path / "docker-config"
+    docker_config.mkdir(mode=0o700)
+    verify_env = cosign_env | {"DOCKER_CONFIG": str(docker_config)}
+    login = subprocess.run(
+        [str(tool_path("cosign")), "login", "--username", sandbox.registry_user, "--password-stdin",
+         sandbox.registry],
+        input=sandbox.registry_password, env=verify_env, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert login.returncode == 0, login.stderr
+    key = ("--key", str(keys / "cosign.pub"), "--insecure-ignore-tlog", "--allow-insecure-registry")
+    verified = _cosign("verify", *key, f"{image}@{digest}", env=verify_env)
+    assert verified.returncode == 0, verified.stderr
+    attested = _cosign(
+        "verify-attestation", *key, "--type", "cyclonedx", f"{image}@{amd64.split('=', 1)[1]}", env=verify_env
+    )
+    assert attested.returncode == 0, attested.stderr
+
+    # Pulled back from the registry (the jobs removed their local copies), logged in with a private file.
     auth_file = tmp_path / "auth" / "auth.json"
     auth_file.parent.mkdir(mode=0o700)
     pull_env = dict(engine.env) | {"REGISTRY_AUTH_FILE": str(auth_file)}
@@ -173,12 +239,13 @@ def test_build_image_job_pushes_an_image_that_pulls_back_and_runs(
     )  # fmt: skip
     assert login.returncode == 0, login.stderr
     reference = f"{image}:{short_sha}"
-    assert engine.run("image", "exists", reference).returncode == 1  # so the pull fetches it
     try:
         pulled = puller.run("pull", "--tls-verify=false", "--quiet", reference, timeout=300)
         assert pulled.returncode == 0, pulled.stderr
-        inspected = puller.run("image", "inspect", "--format", "{{.Digest}}", reference)
-        assert inspected.stdout.strip() == digest
+        inspected = puller.run(
+            "image", "inspect", "--format", '{{index .Labels "org.opencontainers.image.revision"}}', reference
+        )
+        assert inspected.stdout.strip() == repository.git("rev-parse", "HEAD")
         version = puller.run(
             "run", "--rm", "--user", str(IMAGE_UID), reference, "sh", "-c", "id -u; flux-ci --version"
         )
@@ -201,12 +268,21 @@ def test_a_version_tag_plans_the_release_and_a_wrong_tag_stops_the_build(tmp_pat
     )
     assert listed.returncode == 0, listed.stderr
     planned = {job["name"]: job["when"] for job in json.loads(listed.stdout)}
-    assert planned == {"lint": "on_success", "test": "on_success", JOB: "on_success", "release": "on_success"}
+    assert set(planned) == {
+        "lint",
+        "test",
+        "package",
+        *IMAGE_JOBS,
+        "build-image: [arm64]",
+        "publish-pypi",
+        "release",
+    }
+    assert set(planned.values()) == {"on_success"}
 
     # A version tag that is not flux_ci.__version__ fails before anything is built or pushed.
     wrong = "0.0.0" if __version__ != "0.0.0" else "0.0.1"
     run = repository.engine(
-        "--force-shell-executor", "--shell-isolation", "--job", JOB,
+        "--force-shell-executor", "--shell-isolation", "--job", IMAGE_JOBS[0],
         "--variable", f"CI_COMMIT_TAG={wrong}", variables=variables, timeout=120,
     )  # fmt: skip
     assert run.returncode != 0

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.sandbox.clusters import MAX_CLUSTERS
+from tests.sandbox.controllers import CONTROLLERS
 from tests.sandbox.demo import demo
 from tests.sandbox.errors import SandboxError
 from tests.sandbox.lifecycle import down, up
@@ -39,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="Kubernetes clusters sharing the registry (2: context flux-ci-sandbox-2 as well)",
     )
+    start.add_argument(
+        "--controllers",
+        default=",".join(CONTROLLERS),
+        help="comma list of the Flux controllers to run (default: all four; `make demo`: two)",
+    )
     commands.add_parser("down", help="stop every sandbox process and remove the state dir")
     commands.add_parser("env", help="print the env file of the running sandbox")
     commands.add_parser("demo", help="deploy the examples with flux-ci")
@@ -48,7 +54,14 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     state_dir: Path = (args.state_dir or default_state_dir()).resolve()
     if args.command == "up":
-        state = up(state_dir, anonymous=args.anonymous, clusters=args.clusters, report=_progress)
+        controllers = [name.strip() for name in args.controllers.split(",") if name.strip()]
+        state = up(
+            state_dir,
+            anonymous=args.anonymous,
+            clusters=args.clusters,
+            report=_progress,
+            controllers=controllers,
+        )
         print(state.state_dir / ENV_FILE)
     elif args.command == "down":
         if not state_dir.exists():

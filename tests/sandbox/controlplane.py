@@ -7,6 +7,7 @@ import secrets
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,10 +124,11 @@ def _wait_established(kubeconfig: Path, attempts: int = 10) -> None:
     kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
 
-def install_flux_crds(kubeconfig: Path) -> None:
-    """Apply the controllers' CRDs with the real kubectl and wait until they are served."""
+def install_flux_crds(kubeconfig: Path, controllers: Sequence[str] = _CONTROLLERS_WITH_CRDS) -> None:
+    """Apply the CRDs of `controllers` with the real kubectl and wait until they are served (a Flux
+    installed with some controllers only has only their CRDs, as `flux install --components` does)."""
     args: list[str] = ["apply", "--server-side", "--force-conflicts"]
-    for controller in _CONTROLLERS_WITH_CRDS:
+    for controller in (name for name in _CONTROLLERS_WITH_CRDS if name in controllers):
         directory = crds_dir(controller)
         if not directory.is_dir():
             raise MissingToolError(f"{controller} CRDs missing: {directory} (run `make tools`)")

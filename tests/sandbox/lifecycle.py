@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tests.sandbox.clusters import FIRST, MAX_CLUSTERS, SECOND, Cluster, all_clusters, component_of
@@ -43,7 +43,7 @@ from tests.sandbox.state import (
     save,
     write_env_file,
 )
-from tests.sandbox.versions import PINNED_TOOLS, crds_dir, read_versions
+from tests.sandbox.versions import crds_dir, read_versions
 
 Report = Callable[[str], None]
 
@@ -65,21 +65,27 @@ def _quiet(_message: str) -> None:
     pass
 
 
-def reusable(state: SandboxState, anonymous: bool, clusters: int = 1) -> bool:
-    """Same registry mode, as many clusters, same pins (a bumped versions.env restarts it),
-    everything healthy."""
+def reusable(
+    state: SandboxState, anonymous: bool, clusters: int = 1, controllers: Sequence[str] = CONTROLLERS
+) -> bool:
+    """Same registry mode, as many clusters, same pins (a bumped versions.env restarts it), at least
+    the controllers asked for, everything healthy."""
     if state.registry.anonymous != anonymous or state.versions != read_versions():
         return False
-    if state.clusters != clusters:
+    if state.clusters != clusters or not set(controllers) <= set(state.controllers):
         return False
     return all(is_alive(record) and probe(record.health) for record in state.processes)
 
 
-def preflight() -> None:
-    """Fail before starting anything when a binary or the CRDs are missing."""
-    for tool in PINNED_TOOLS:
+def preflight(controllers: Sequence[str] = CONTROLLERS) -> None:
+    """Fail before starting anything when a binary the sandbox runs or the CRDs are missing.
+
+    flux and oras are checked too (every use of the sandbox pushes with them); cosign is not: only
+    the signing tests use it, and they find it missing themselves.
+    """
+    for tool in ("etcd", "kube-apiserver", "kubectl", "flux", "oras", *controllers):
         require_tool(tool)
-    for controller in CONTROLLERS:
+    for controller in controllers:
         if not crds_dir(controller).is_dir():
             raise MissingToolError(f"{crds_dir(controller)} is missing (run `make tools`)")
     registry_tools()
@@ -101,9 +107,10 @@ def _prepare_dir(state_dir: Path) -> None:
 class _Starter:
     """Starts the components in dependency order and times each one until healthy."""
 
-    def __init__(self, launch: Launch, report: Report) -> None:
+    def __init__(self, launch: Launch, report: Report, controllers: Sequence[str] = CONTROLLERS) -> None:
         self.launch = launch
         self.report = report
+        self.controllers = tuple(controllers)  # the first cluster's
         self.seconds: dict[str, float] = {}
 
     def ready(self, record: ProcessRecord, also: Callable[[ProcessRecord], bool] | None = None) -> None:
@@ -122,12 +129,12 @@ class _Starter:
         self.ready(apiserver)
         kubeconfig = kubeconfig_for(launch, api)
         began = time.monotonic()
-        install_flux_crds(kubeconfig)
+        install_flux_crds(kubeconfig, self.controllers if cluster == FIRST else CONTROLLERS)
         crds = cluster.process_name("crds")
         self.seconds[crds] = round(time.monotonic() - began, 2)
         self.report(f"Flux CRDs and namespace applied to {cluster.context} in {self.seconds[crds]:.1f}s")
         # The controllers only need the API server, not each other: start them all, then wait.
-        names = CONTROLLERS if cluster == FIRST else FURTHER_CLUSTER_CONTROLLERS
+        names = self.controllers if cluster == FIRST else FURTHER_CLUSTER_CONTROLLERS
         controllers = [start_controller(launch, name, kubeconfig) for name in names]
         for controller in controllers:
             self.ready(controller, also=workers_started)
@@ -154,6 +161,7 @@ class _Starter:
             ports=self.launch.ports.given,
             versions=read_versions(),
             clusters=clusters,
+            controllers=list(self.controllers),
         )
 
 
@@ -163,15 +171,20 @@ def _stop_started_since(launch: Launch, count: int) -> None:
         stop_process(record)
 
 
-def _start_fresh(
-    state_dir: Path, anonymous: bool, clusters: int, die_with_parent: bool, report: Report
+def _start_fresh(  # noqa: PLR0917 - the options of `up`, passed on as they came
+    state_dir: Path,
+    anonymous: bool,
+    clusters: int,
+    die_with_parent: bool,
+    report: Report,
+    controllers: Sequence[str] = CONTROLLERS,
 ) -> SandboxState:
-    preflight()
+    preflight(controllers)
     _prepare_dir(state_dir)
     launch = Launch(state_dir, die_with_parent=die_with_parent)
     try:
         with sigterm_as_interrupt():
-            state = _Starter(launch, report).run(anonymous, clusters)
+            state = _Starter(launch, report, controllers).run(anonymous, clusters)
     except BaseException:
         # Also on Ctrl-C or SIGTERM: nothing that was started may outlive a failed `up`.
         _stop_started_since(launch, 0)
@@ -188,10 +201,13 @@ def up(
     clusters: int = 1,
     die_with_parent: bool = False,
     report: Report = _quiet,
+    controllers: Sequence[str] = CONTROLLERS,
 ) -> SandboxState:
     """Start the sandbox, or reuse the healthy one already running for this state dir.
 
     clusters: 2 adds a second Kubernetes cluster (context `flux-ci-sandbox-2`) next to the first.
+    controllers: the Flux controllers of the first cluster (in CONTROLLERS' order), e.g. only
+    source- and kustomize-controller for `make demo`, which then needs no other binary built.
     die_with_parent: the kernel kills every component when the calling process dies (for test
     sessions; `make sandbox-up` leaves it off so the sandbox outlives the command).
     """
@@ -200,12 +216,16 @@ def up(
     state_dir = (state_dir or default_state_dir()).resolve()
     with locked(state_dir):
         existing = load(state_dir)
-        if existing and reusable(existing, anonymous, clusters):
+        unknown = sorted(set(controllers) - set(CONTROLLERS))
+        if unknown or "source-controller" not in controllers:
+            raise SandboxError(f"controllers: source-controller and any of {', '.join(CONTROLLERS[1:])}")
+        controllers = [name for name in CONTROLLERS if name in controllers]
+        if existing and reusable(existing, anonymous, clusters, controllers):
             report(f"reusing the running sandbox in {state_dir}")
             write_env_file(existing)
             return existing
         _stop_recorded(state_dir)
-        return _start_fresh(state_dir, anonymous, clusters, die_with_parent, report)
+        return _start_fresh(state_dir, anonymous, clusters, die_with_parent, report, controllers)
 
 
 def dies_with_parent(state: SandboxState) -> bool:

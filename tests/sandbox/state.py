@@ -23,6 +23,15 @@ ENV_FILE = "sandbox.env"
 MARKER_FILE = ".flux-ci-sandbox"
 _LOCK_FILE = ".lock"
 _FORMAT = 1
+# controllers.py's CONTROLLERS (which imports this module through launch.py, hence a copy here).
+ALL_CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller", "notification-controller")
+# The flags whose values are addresses a person may want, per process of the first cluster, and
+# the variable of the env file each one becomes (an http:// URL).
+_ADDRESS_FLAGS = {
+    "FLUX_CI_SANDBOX_RECEIVER_URL": ("notification-controller", "--receiverAddr="),
+    "FLUX_CI_SANDBOX_EVENTS_URL": ("notification-controller", "--events-addr="),
+    "FLUX_CI_SANDBOX_ARTIFACT_URL": ("source-controller", "--storage-adv-addr="),
+}
 
 
 def default_state_dir() -> Path:
@@ -56,6 +65,8 @@ class SandboxState:
     versions: dict[str, str] = field(default_factory=dict)  # versions.env when it was started
     # How many Kubernetes clusters run; `kubeconfig` holds a context for each (see clusters.py).
     clusters: int = 1
+    # The Flux controllers of the first cluster (all four unless started for `make demo`).
+    controllers: list[str] = field(default_factory=lambda: list(ALL_CONTROLLERS))
 
     @property
     def contexts(self) -> list[str]:
@@ -78,6 +89,7 @@ class SandboxState:
             "ports": self.ports,
             "versions": self.versions,
             "clusters": self.clusters,
+            "controllers": self.controllers,
         }
 
     @classmethod
@@ -91,6 +103,7 @@ class SandboxState:
             ports=[int(port) for port in data.get("ports", [])],
             versions=dict(data.get("versions", {})),
             clusters=int(data.get("clusters", 1)),
+            controllers=list(data.get("controllers", ALL_CONTROLLERS)),
         )
 
 
@@ -117,8 +130,42 @@ def load(state_dir: Path) -> SandboxState | None:
     return SandboxState.from_json(data)
 
 
+def _flag_value(state: SandboxState, process: str, flag: str) -> str | None:
+    try:
+        spec = state.process(process).spec
+    except KeyError:  # not started (e.g. notification-controller in `make demo`'s sandbox)
+        return None
+    argv = spec.argv if spec else ()
+    return next((arg.removeprefix(flag) for arg in argv if arg.startswith(flag)), None)
+
+
+def addresses(state: SandboxState) -> dict[str, str]:
+    """Where the sandbox's servers listen, for a person trying things by hand: the API server, the
+    registry, notification-controller's Receiver webhooks (FLUX_CI_RECEIVER_URL for
+    FLUX_CI_NOTIFY=receiver) and event server, source-controller's artifact server."""
+    found = {"FLUX_CI_SANDBOX_REGISTRY_URL": f"http://{state.registry.address}"}
+    for name, (process, flag) in _ADDRESS_FLAGS.items():
+        value = _flag_value(state, process, flag)
+        if value:
+            found[name] = f"http://{value}"
+    server = _api_server(state.kubeconfig)
+    if server:
+        found["FLUX_CI_SANDBOX_API_SERVER"] = server
+    return found
+
+
+def _api_server(kubeconfig: Path) -> str | None:
+    """The first cluster's server in the kubeconfig (written as JSON by the sandbox)."""
+    try:
+        config = json.loads(kubeconfig.read_text(encoding="utf-8"))
+        return str(config["clusters"][0]["cluster"]["server"])
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
 def exported_variables(state: SandboxState) -> dict[str, str]:
-    """What a shell or a child process needs to use this sandbox (PATH is handled apart)."""
+    """What a shell or a child process needs to use this sandbox (PATH is handled apart), and every
+    address a person may need (`addresses`)."""
     registry = state.registry
     variables = {
         "KUBECONFIG": str(state.kubeconfig),
@@ -126,6 +173,7 @@ def exported_variables(state: SandboxState) -> dict[str, str]:
         "FLUX_CI_SANDBOX_REGISTRY": registry.address,
         "FLUX_CI_INSECURE_REGISTRY": "true",
     }
+    variables |= addresses(state)
     if state.clusters > 1:
         variables["FLUX_CI_SANDBOX_CONTEXTS"] = ",".join(state.contexts)
     if not registry.anonymous:
@@ -148,6 +196,12 @@ def child_env(state: SandboxState, base: dict[str, str] | None = None) -> dict[s
 
 def env_file_text(state: SandboxState) -> str:
     lines = ["# flux-ci sandbox: `. <this file>` puts the pinned tools first and points at it."]
+    if "FLUX_CI_SANDBOX_RECEIVER_URL" in addresses(state):
+        lines.append(
+            "# Receiver mode: create a Receiver (see the README), then export FLUX_CI_NOTIFY=receiver"
+            ' FLUX_CI_RECEIVER_URL="$FLUX_CI_SANDBOX_RECEIVER_URL" FLUX_CI_RECEIVER=<ns>/<name>'
+            " FLUX_CI_RECEIVER_TOKEN=<its token>."
+        )
     lines.append(f'export PATH={shlex.quote(path_prefix())}:"$PATH"')
     lines += [f"export {key}={shlex.quote(value)}" for key, value in exported_variables(state).items()]
     return "\n".join(lines) + "\n"
