@@ -113,11 +113,21 @@ def emit(report: Report, output: str, dotenv: Path | None, masker: Masker) -> No
     """Write the report to stdout, the dotenv file and GitHub's files. A report that cannot be
     rendered is an internal error (exit 1) said on stderr; one that cannot be written (a closed
     stdout, a full disk) is said on stderr and leaves the exit code as it was."""
-    masked = write_document(report, output, masker)
+    # Everything is rendered before anything is written: a renderer's bug becomes exit 1 in every
+    # output, never a traceback after stdout already said otherwise.
+    masked = masker.mask_tree(report)
+    document = _render(report, masked, output, masker)
+    dotenv_text = None
+    if dotenv is not None:
+        outcome = masked.exit_code
+        dotenv_text = _render_dotenv(report, masked, masker)
+        if masked.exit_code != outcome:  # the dotenv's own failure changed the outcome: say it alike
+            document = _render(report, masked, output, masker)
+    _write_stdout(document, masker)
     if masked.error is not None:
         _say(f"flux-ci: error: {masked.error.message}")
-    if dotenv is not None:
-        _write_dotenv(masked, dotenv, masker)
+    if dotenv is not None and dotenv_text is not None:
+        _write_dotenv(dotenv_text, dotenv, masker)
     if os.environ.get("GITHUB_ACTIONS") == "true":
         try:
             from flux_ci.report import github  # noqa: PLC0415 - GitHub Actions only
@@ -128,16 +138,26 @@ def emit(report: Report, output: str, dotenv: Path | None, masker: Masker) -> No
 
 
 def write_document(report: Report, output: str, masker: Masker) -> Report:
-    """Render the report (masked value by value first: in finished JSON an escaped secret would slip
-    through) and write it to stdout; returns the masked report."""
-    masked = masker.mask_tree(report)
-    try:
-        document = renderer(output)(masked)
-    except Exception as exc:  # a bug in a renderer: the outcome must still be told
-        _render_failed(report, masked, exc, masker)
-        document = renderer("json")(masked) if output == "json" else ""
+    """Render the report and write it to stdout; returns the masked report."""
+    masked, document = render_document(report, output, masker)
     _write_stdout(document, masker)
     return masked
+
+
+def render_document(report: Report, output: str, masker: Masker) -> tuple[Report, str]:
+    """The masked report (masked value by value: in finished JSON an escaped secret would slip
+    through) and the document stdout gets."""
+    masked = masker.mask_tree(report)
+    return masked, _render(report, masked, output, masker)
+
+
+def _render(report: Report, masked: Report, output: str, masker: Masker) -> str:
+    """The document; a renderer's bug is exit 1, said in a minimal document."""
+    try:
+        return renderer(output)(masked)
+    except Exception as exc:  # a bug in a renderer: the outcome must still be told
+        _render_failed(report, masked, exc, masker)
+        return renderer("json")(masked) if output == "json" else ""
 
 
 def renderer(output: str) -> Callable[[Report], str]:
@@ -182,12 +202,27 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-def _write_dotenv(report: Report, path: Path, masker: Masker) -> None:
-    from flux_ci.report.render import to_dotenv  # noqa: PLC0415
+def _render_dotenv(report: Report, masked: Report, masker: Masker) -> str | None:
+    """The dotenv report's text; a renderer's bug is exit 1 (the report says so), never a traceback."""
+    from flux_ci.report.render import TRUNCATED_KEY, to_dotenv  # noqa: PLC0415
 
     try:
-        path.write_text(to_dotenv(report))
-    except (OSError, ValueError) as exc:
+        text = to_dotenv(masked)
+    except Exception as exc:  # a bug: later jobs must not read a success that was not rendered
+        _render_failed(report, masked, exc, masker)
+        try:
+            return to_dotenv(masked)
+        except Exception:
+            return None
+    if f"\n{TRUNCATED_KEY}=" in f"\n{text}":
+        _say(f"flux-ci: the dotenv report was over GitLab's limit: shortened ({TRUNCATED_KEY} names what)")
+    return text
+
+
+def _write_dotenv(text: str, path: Path, masker: Masker) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
         _say(masker.mask(f"flux-ci: cannot write the dotenv report {path}: {exc}"))
 
 

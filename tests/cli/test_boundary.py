@@ -66,7 +66,8 @@ def test_a_dotenv_over_gitlabs_limit_is_shortened_and_the_exit_code_kept(tmp_pat
     done = _flux_ci(_env(tmp_path, 50, FLUX_CI_DOTENV=str(dotenv)), "status")
     assert done.returncode == ExitCode.CLUSTER, done.stderr  # no cluster could be read: exit 5
     assert "Traceback" not in done.stderr
-    assert "dotenv" not in done.stderr  # nothing went wrong writing it
+    assert "cannot write the dotenv" not in done.stderr  # nothing went wrong writing it
+    assert "the dotenv report was over GitLab's limit: shortened" in done.stderr  # said, not silent
     report = json.loads(done.stdout)
     assert report["exit_code"] == ExitCode.CLUSTER
     assert [c["context"] for c in report["clusters"]] == _agents(50)  # JSON keeps every cluster
