@@ -90,10 +90,8 @@ def record_changed(report: Report, before: Applied | None) -> None:
     discovery never ended: nothing is known). A re-run of the same digest changes nothing."""
     if before is None:
         return
-    report.changed = any(
-        (digest := digest_in(state.revision)) and digest != before.get((state.cluster, state.ref), "")
-        for state in report.consumers
-    )
+    after = {(state.cluster, state.ref): digest_in(state.revision) for state in report.consumers}
+    report.changed = any(digest and digest != before.get(key, "") for key, digest in after.items())
 
 
 def remember(ctx: Context, registry: Registry, tags: Sequence[str], *, always: bool = False) -> list[TagMove]:
