@@ -196,7 +196,9 @@ def _full_report() -> Report:
         command="diff",
         artifact=Artifact("oci://r/a", ("t",), "sha256:0", "s", "r", files=1, objects=1),
         sources=[SourceState(ObjectRef("OCIRepository", "n", "a"), "u", "t", "True", "m", cluster="c")],
-        consumers=[models.ConsumerState(ref, "t@sha256:0", "True", "m", cluster="c")],
+        consumers=[
+            models.ConsumerState(ref, "t@sha256:0", "True", "m", cluster="c", checks=models.Checks.APPLY)
+        ],
         steps=[models.Step("push", models.StepStatus.OK, 0.1, cluster="c")],
         checks=[models.Check("flux installed", ok=True, detail="2.9.3")],
         scope=["s"],
@@ -210,7 +212,17 @@ def _full_report() -> Report:
         clusters=[models.ClusterOutcome("c", models.ClusterStatus.FAILED, 8, error)],
         tag_moves=[models.TagMove("latest", "sha256:1", "sha256:0")],
         rollback=models.Rollback(models.RollbackStatus.ROLLED_BACK, "sha256:0", "sha256:1", ("latest",), "m"),
+        history=[models.HistoryEntry(ref, "t@sha256:0", "sha256:0", "s", "t0", "t1", cluster="c")],
     )
+
+
+def test_every_json_field_of_history_is_documented() -> None:
+    """`history` rows and `changes` are each their own command's: both documents hold every field."""
+    json_section = _section(_doc("output.md"), "JSON")
+    history = _full_report()
+    history.command = "history"
+    for key in _json_keys(to_json(history)):
+        assert f"`{key}`" in json_section, key
 
 
 def _json_keys(document: str) -> set[str]:

@@ -24,11 +24,14 @@ _COMMON_VARIABLES = "FLUX_CI_TIMEOUT, FLUX_CI_OUTPUT, FLUX_CI_DOTENV, FLUX_CI_TR
 _COMMON_EXITS = "and any command: 1 internal error, 130/143 interrupted"
 _PUSH_VARIABLES = (
     "FLUX_CI_PATH, FLUX_CI_REPOSITORY, FLUX_CI_TAG, FLUX_CI_EXTRA_TAGS, FLUX_CI_SOURCE, FLUX_CI_REVISION, "
-    "FLUX_CI_IGNORE_PATHS, FLUX_CI_REPRODUCIBLE, FLUX_CI_ALLOW_EMPTY"
+    "FLUX_CI_IGNORE_PATHS, FLUX_CI_REPRODUCIBLE, FLUX_CI_ALLOW_EMPTY, FLUX_CI_PIPELINE_URL, FLUX_CI_JOB_URL, "
+    "FLUX_CI_PIPELINE_USER, FLUX_CI_JOB_STARTED_AT"
 )
 _REGISTRY_VARIABLES = "FLUX_CI_REGISTRY_USER, FLUX_CI_REGISTRY_PASSWORD, FLUX_CI_INSECURE_REGISTRY"
 _CLUSTER_VARIABLES = "FLUX_CI_OCIREPOSITORY, FLUX_CI_NAMESPACE, FLUX_CI_KUBE_CONTEXT"
-_DEPLOY_VARIABLES = "FLUX_CI_WAIT_FOR, FLUX_CI_OCIREPOSITORY, FLUX_CI_NAMESPACE, FLUX_CI_KUBE_CONTEXT"
+_DEPLOY_VARIABLES = (
+    "FLUX_CI_WAIT_FOR, FLUX_CI_REQUIRE_HEALTH, FLUX_CI_OCIREPOSITORY, FLUX_CI_NAMESPACE, FLUX_CI_KUBE_CONTEXT"
+)
 _ROLLBACK_VARIABLES = "FLUX_CI_ROLLBACK, FLUX_CI_ROLLBACK_TIMEOUT"
 _NOTIFY_VARIABLES = (
     "FLUX_CI_NOTIFY, FLUX_CI_RECEIVER_URL, FLUX_CI_RECEIVER, FLUX_CI_RECEIVER_TOKEN, "
@@ -77,8 +80,8 @@ COMMANDS = (
     CommandSpec(
         "wait",
         "Wait until the Kustomizations/HelmReleases reading the sources have applied FLUX_CI_DIGEST.",
-        f"FLUX_CI_DIGEST, FLUX_CI_WAIT_FOR, FLUX_CI_REPOSITORY, FLUX_CI_TAG, FLUX_CI_EXTRA_TAGS, "
-        f"FLUX_CI_REVISION, {_CLUSTER_VARIABLES}, {_REGISTRY_VARIABLES}",
+        f"FLUX_CI_DIGEST, FLUX_CI_WAIT_FOR, FLUX_CI_REQUIRE_HEALTH, FLUX_CI_REPOSITORY, FLUX_CI_TAG, "
+        f"FLUX_CI_EXTRA_TAGS, FLUX_CI_REVISION, {_CLUSTER_VARIABLES}, {_REGISTRY_VARIABLES}",
         "0 applied, 2 configuration, 3 tool, 4 registry, 5 cluster, 6 source failed, 7 consumer failed, "
         "8 timed out, 9 superseded",
         tools=("oras", "kubectl"),
@@ -108,6 +111,16 @@ COMMANDS = (
         f"FLUX_CI_REPOSITORY, FLUX_CI_DIGEST, {_CLUSTER_VARIABLES}",
         "0 shown, 2 configuration, 3 tool, 5 cluster",
         tools=("kubectl",),
+        changes=False,
+    ),
+    CommandSpec(
+        "history",
+        "Show what each consumer applied before, newest first (its own status.history), with the tags "
+        "pointing at each digest now and who pushed it. Read-only.",
+        f"FLUX_CI_HISTORY, FLUX_CI_REPOSITORY, FLUX_CI_TAG, FLUX_CI_EXTRA_TAGS, {_CLUSTER_VARIABLES}, "
+        f"{_REGISTRY_VARIABLES}",
+        "0 shown (a registry that could not be asked is a note), 2 configuration, 3 tool, 5 cluster",
+        tools=("kubectl", "oras"),
         changes=False,
     ),
     CommandSpec(
@@ -168,6 +181,10 @@ def work_of(name: str) -> Work:
         from flux_ci.commands import status  # noqa: PLC0415
 
         works = {"status": status.run_status}
+    elif name == "history":
+        from flux_ci.commands import history  # noqa: PLC0415
+
+        works = {"history": history.run_history}
     elif name == "diff":
         from flux_ci.commands import diff  # noqa: PLC0415
 

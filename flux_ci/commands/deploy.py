@@ -10,10 +10,12 @@ from flux_ci.context import Context
 from flux_ci.delivery.prepare import Prepared, prepared
 from flux_ci.delivery.settle import Settling, settle
 from flux_ci.errors import ConsumerFailedError, DeadlineExceededError, RegistryError
+from flux_ci.kube import fluxobjects as fo
 from flux_ci.kube import notify, receiver_preflight
+from flux_ci.kube.history import digest_in
 from flux_ci.registry.client import Registry, open_registry
 from flux_ci.registry.publish import push
-from flux_ci.report.models import Artifact, Report, TagMove
+from flux_ci.report.models import Artifact, ObjectRef, Report, TagMove
 from flux_ci.tools.toolcheck import require_tools
 
 
@@ -32,12 +34,17 @@ def run_deploy(ctx: Context, report: Report) -> None:
             notify.trigger_only(ctx, report, report.artifact)
         return
     tools = ["flux", "oras", "kubectl"]
-    s = ctx.settings
-    with notify.unverified_hint(ctx), prepared(ctx, report, tools, tags=pushed_tags(s), digest=None) as run:
-        recorded = remember(ctx, run.registry, moving_tags(s))
-        artifact = report.artifact = push(ctx, run.registry)
-        report.tag_moves = [replace(move, after=artifact.digest) for move in recorded]
-        _deliver(ctx, report, run, artifact, recorded)
+    tags = pushed_tags(ctx.settings)
+    before: Applied | None = None
+    try:
+        with notify.unverified_hint(ctx), prepared(ctx, report, tools, tags=tags, digest=None) as run:
+            before = applied(run)
+            recorded = remember(ctx, run.registry, moving_tags(ctx.settings))
+            artifact = report.artifact = push(ctx, run.registry)
+            report.tag_moves = [replace(move, after=artifact.digest) for move in recorded]
+            _deliver(ctx, report, run, artifact, recorded)
+    finally:
+        record_changed(report, before)
 
 
 def run_promote(ctx: Context, report: Report) -> None:
@@ -54,11 +61,39 @@ def run_promote(ctx: Context, report: Report) -> None:
             _move_tags(ctx, registry, artifact, moving)
             notify.trigger_only(ctx, report, artifact)
             return
-        with prepared(ctx, report, tools, tags=moving, digest=artifact.digest, registry=registry) as run:
-            recorded = remember(ctx, registry, moving, always=True)
-            _move_tags(ctx, registry, artifact, moving)
-            report.tag_moves = [replace(move, after=artifact.digest) for move in recorded]
-            _deliver(ctx, report, run, artifact, recorded if s.rollback else [])
+        before: Applied | None = None
+        try:
+            with prepared(ctx, report, tools, tags=moving, digest=artifact.digest, registry=registry) as run:
+                before = applied(run)
+                recorded = remember(ctx, registry, moving, always=True)
+                _move_tags(ctx, registry, artifact, moving)
+                report.tag_moves = [replace(move, after=artifact.digest) for move in recorded]
+                _deliver(ctx, report, run, artifact, recorded if s.rollback else [])
+        finally:
+            record_changed(report, before)
+
+
+# Each consumer's applied digest, by (cluster, consumer): the cluster is "" when there is only one.
+Applied = dict[tuple[str, ObjectRef], str]
+
+
+def applied(run: Prepared) -> Applied:
+    """What every consumer ran before this run changed anything, as discovery read it."""
+    several = len(run.ready) > 1
+    return {
+        (ready.cluster.name if several else "", fo.ref_of(obj)): digest_in(fo.consumer_revision(obj))
+        for ready in run.ready
+        for obj in ready.found.consumers
+    }
+
+
+def record_changed(report: Report, before: Applied | None) -> None:
+    """`changed`: a consumer ends on an applied digest other than the one it ran before (None when
+    discovery never ended: nothing is known). A re-run of the same digest changes nothing."""
+    if before is None:
+        return
+    after = {(state.cluster, state.ref): digest_in(state.revision) for state in report.consumers}
+    report.changed = any(digest and digest != before.get(key, "") for key, digest in after.items())
 
 
 def remember(ctx: Context, registry: Registry, tags: Sequence[str], *, always: bool = False) -> list[TagMove]:

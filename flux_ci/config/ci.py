@@ -1,15 +1,21 @@
 """GitLab's and GitHub's predefined variables as the settings' defaults: a job needs no setup of its
-own. Every FLUX_CI_ variable wins over them."""
+own. Every FLUX_CI_ variable wins over them.
+
+Also here: the traceability annotations every push records (which pipeline, job and user pushed the
+artifact, under `ANNOTATION_PREFIX`), and how `status` and `history` read them back.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic.fields import FieldInfo
 from pydantic_settings import PydanticBaseSettingsSource
 
+from flux_ci.report.models import Provenance
 from flux_ci.secrets import without_userinfo
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -23,7 +29,24 @@ CI_FALLBACKS: dict[str, str] = {
     "registry_password": "CI_REGISTRY_PASSWORD",
     "kube_context": "KUBE_CONTEXT",
     "trace": "CI_DEBUG_TRACE",
+    "pipeline_url": "CI_PIPELINE_URL",
+    "job_url": "CI_JOB_URL",
+    "pipeline_user": "GITLAB_USER_LOGIN",
+    "job_started_at": "CI_JOB_STARTED_AT",
 }
+
+# The traceability annotations: one prefix of flux-ci's own (OCI annotation keys are reverse-DNS
+# names), next to flux's org.opencontainers.image.source and .revision.
+ANNOTATION_PREFIX = "io.flux-ci."
+PIPELINE_URL_ANNOTATION = f"{ANNOTATION_PREFIX}pipeline.url"
+PIPELINE_USER_ANNOTATION = f"{ANNOTATION_PREFIX}pipeline.user"
+JOB_URL_ANNOTATION = f"{ANNOTATION_PREFIX}job.url"
+JOB_STARTED_ANNOTATION = f"{ANNOTATION_PREFIX}job.started-at"
+SOURCE_ANNOTATION = "org.opencontainers.image.source"
+REVISION_ANNOTATION = "org.opencontainers.image.revision"
+CREATED_ANNOTATION = "org.opencontainers.image.created"
+# What `flux push artifact --reproducible` writes as the creation time: says nothing of the push.
+REPRODUCIBLE_CREATED = "1970-01-01T00:00:00Z"
 
 # flux2 cmd/flux/trigger_receiver.go `defaultOIDCTokenEnvVar`: FLUX_CI_RECEIVER_OIDC_TOKEN's fallback.
 RECEIVER_OIDC_TOKEN_VARIABLE = "FLUX_TRIGGER_RECEIVER_OIDC_TOKEN"  # noqa: S105 - a name, not a token
@@ -53,6 +76,12 @@ def _gitlab_defaults(env: Mapping[str, str]) -> dict[str, str]:
         out["revision"] = f"{ref}@sha1:{sha}"
     _copy(env, out, registry_user="CI_REGISTRY_USER", registry_password="CI_REGISTRY_PASSWORD")  # noqa: S106
     _copy(env, out, kube_context="KUBE_CONTEXT")
+    # Who pushed: each stays the same when the job runs flux-ci again, so a re-run pushes the same
+    # digest. URLs lose any userinfo: an annotation is public to whoever may pull.
+    for field_name, variable in (("pipeline_url", "CI_PIPELINE_URL"), ("job_url", "CI_JOB_URL")):
+        if url := env.get(variable):
+            out[field_name] = without_userinfo(url)
+    _copy(env, out, pipeline_user="GITLAB_USER_LOGIN", job_started_at="CI_JOB_STARTED_AT")
     if (debug := env.get("CI_DEBUG_TRACE")) is not None:
         # CI_DEBUG_TRACE is "true" or absent; anything unexpected means off rather than an error.
         out["trace"] = "true" if debug.strip().lower() in _TRUE else "false"
@@ -67,11 +96,16 @@ def _github_defaults(env: Mapping[str, str]) -> dict[str, str]:
         out["repository"] = f"oci://ghcr.io/{repo.lower()}/manifests"
         server = without_userinfo(env.get("GITHUB_SERVER_URL", "https://github.com"))
         out["source"] = f"{server}/{repo}"
+        # The run's page; the same for every attempt of it. GitHub names no job URL or start time
+        # in its variables (the job's numeric id needs the API), so those stay unset.
+        if run_id := env.get("GITHUB_RUN_ID"):
+            out["pipeline_url"] = f"{server}/{repo}/actions/runs/{run_id}"
     if sha:
         out["tag"] = sha[:8]
         if ref := env.get("GITHUB_REF_NAME"):
             out["revision"] = f"{ref}@sha1:{sha}"
     _copy(env, out, registry_user="GITHUB_ACTOR", registry_password="GITHUB_TOKEN")  # noqa: S106
+    _copy(env, out, pipeline_user="GITHUB_ACTOR")
     if env.get("RUNNER_DEBUG") == "1":
         out["trace"] = "true"
     return out
@@ -81,6 +115,45 @@ def _copy(env: Mapping[str, str], out: dict[str, str], **fields: str) -> None:
     for field_name, variable in fields.items():
         if value := env.get(variable):
             out[field_name] = value
+
+
+def trace_annotations(
+    *, pipeline_url: str | None, job_url: str | None, user: str | None, started_at: str | None
+) -> dict[str, str]:
+    """The traceability annotations for a push, each value fit to publish: a URL without userinfo,
+    query or fragment (where tokens travel), and no `=` anywhere (flux's `--annotations key=value`
+    splits on every `=` and refuses more than one; in a URL's path it is written `%3D`)."""
+    values = {
+        PIPELINE_URL_ANNOTATION: public_url(pipeline_url),
+        JOB_URL_ANNOTATION: public_url(job_url),
+        PIPELINE_USER_ANNOTATION: (user or "").strip(),
+        JOB_STARTED_ANNOTATION: (started_at or "").strip(),
+    }
+    return {key: value.replace("=", "%3D") for key, value in values.items() if value}
+
+
+def public_url(url: str | None) -> str:
+    """The URL as anyone may read it: no userinfo, no query, no fragment ("" for none)."""
+    if not url or not url.strip():
+        return ""
+    parts = urlsplit(without_userinfo(url.strip()))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def provenance(annotations: Mapping[str, str]) -> Provenance:
+    """Who pushed an artifact, from its annotations (the manifest's, or a source's
+    status.artifact.metadata, which holds the same). The creation time counts only when it is not
+    the fixed one of a reproducible push."""
+    created = annotations.get(CREATED_ANNOTATION, "")
+    return Provenance(
+        pipeline_url=annotations.get(PIPELINE_URL_ANNOTATION, ""),
+        job_url=annotations.get(JOB_URL_ANNOTATION, ""),
+        user=annotations.get(PIPELINE_USER_ANNOTATION, ""),
+        pushed_at=annotations.get(JOB_STARTED_ANNOTATION, "")
+        or ("" if created == REPRODUCIBLE_CREATED else created),
+        source=annotations.get(SOURCE_ANNOTATION, ""),
+        revision=annotations.get(REVISION_ANNOTATION, ""),
+    )
 
 
 class CIDefaultsSource(PydanticBaseSettingsSource):

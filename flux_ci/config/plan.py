@@ -327,6 +327,7 @@ _NEEDS: dict[str, tuple[Need, ...]] = {
     "reconcile": (_digest, _sources, _credentials, _dotenv, _receiver, _unverified, _clusters),
     "wait": (_digest, _wait_sources, _credentials, _dotenv, _receiver, _verified),
     "status": (_sources, _dotenv),
+    "history": (_sources, _credentials, _dotenv),  # read-only: the registry too
     "diff": (_sources, _dotenv),  # read-only: no registry, no notification
     # doctor reports configuration problems as one of its checks (doctor.py), next to the others,
     # instead of stopping before them.

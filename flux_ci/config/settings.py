@@ -36,6 +36,9 @@ from flux_ci.errors import ConfigError
 from flux_ci.report.models import ObjectRef
 from flux_ci.secrets import has_userinfo, is_secret_variable
 
+# Entries per consumer at most: Flux keeps far fewer, unless a HelmRelease's maxHistory says otherwise.
+MAX_HISTORY = 100
+
 
 class Settings(BaseSettings):
     """flux-ci's whole configuration. Every field is the variable FLUX_CI_<FIELD NAME>."""
@@ -91,6 +94,17 @@ class Settings(BaseSettings):
     # (at most rollback_timeout more) until the clusters run that artifact again (delivery/rollback.py).
     rollback: StrictBool = False
     rollback_timeout: Duration = 120.0
+    # Who pushed: recorded on every artifact as io.flux-ci.* annotations (config/ci.py); GitLab's and
+    # GitHub's predefined variables fill them in.
+    pipeline_url: str | None = None
+    job_url: str | None = None
+    pipeline_user: str | None = None
+    job_started_at: str | None = None
+    # `history`: the entries of each consumer's own status.history shown (Flux keeps 5 for a
+    # Kustomization; spec.maxHistory, 5 by default, for a HelmRelease).
+    history: int = 10
+    # A consumer whose Ready covers only the apply (no wait, no health checks) is exit 2 before the push.
+    require_health: StrictBool = False
     # cosign's own variables, not FLUX_CI_ ones: the PEM private key (or the path of a file holding
     # it, as GitLab's file variables give it) and its password.
     cosign_private_key: SecretStr | None = Field(default=None, validation_alias="COSIGN_PRIVATE_KEY")
@@ -150,6 +164,22 @@ class Settings(BaseSettings):
         # Only URLs with a scheme: `git@host:group/app` names a user, not a credential.
         if value is not None and "://" in value and has_userinfo(value):
             msg = f"{CREDENTIALS_IN_URL}: the source annotation is public, give the URL without them"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("pipeline_url", "job_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and has_userinfo(value):
+            msg = f"{CREDENTIALS_IN_URL}: the artifact's annotations are public, give the URL without them"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("history")
+    @classmethod
+    def _history(cls, value: int) -> int:
+        if not 1 <= value <= MAX_HISTORY:
+            msg = f"{value} is not between 1 and {MAX_HISTORY}"
             raise ValueError(msg)
         return value
 
@@ -306,7 +336,9 @@ def variable_of(field_name: str) -> str:
 Settings.secret_fields = frozenset(
     name for name in Settings.model_fields if is_secret_variable(variable_of(name))
 )
-Settings.unechoed_fields = Settings.secret_fields | {"repository", "source", "receiver_url"}
+Settings.unechoed_fields = Settings.secret_fields | {
+    "repository", "source", "receiver_url", "pipeline_url", "job_url",
+}  # fmt: skip
 
 
 def _prefixed_fields() -> list[str]:

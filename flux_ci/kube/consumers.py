@@ -16,7 +16,7 @@ from flux_ci.kube.cluster import ForbiddenError, get_object
 from flux_ci.kube.fluxobjects import Obj
 from flux_ci.kube.found import Found
 from flux_ci.kube.sources import list_visible
-from flux_ci.report.models import ObjectRef
+from flux_ci.report.models import Checks, ObjectRef
 from flux_ci.tools.kubectl import RESOURCES
 
 
@@ -104,6 +104,22 @@ def refuse_suspended(consumers: Sequence[Obj]) -> None:
     if suspended:
         names = ", ".join(str(ref) for ref in suspended)
         raise ConfigError(f"suspended, so they will never apply this artifact: {names}")
+
+
+def require_health(consumers: Sequence[Obj]) -> None:
+    """FLUX_CI_REQUIRE_HEALTH=true: a consumer whose Ready would say only that the manifests were
+    applied (nothing waited for) is exit 2, before anything is pushed, naming the field to set."""
+    apply_only = []
+    for obj in consumers:
+        checks, fix = fo.checks_of(obj)
+        if checks is Checks.APPLY:
+            apply_only.append(f"{fo.ref_of(obj)}: {fix}")
+    if apply_only:
+        listed = "\n".join(f"  - {line}" for line in apply_only)
+        raise ConfigError(
+            "FLUX_CI_REQUIRE_HEALTH=true, and the Ready of these consumers covers only the apply of the "
+            f"manifests, not the health of what they run. Nothing was pushed:\n{listed}"
+        )
 
 
 def note_patchable(access: Access, found: Found) -> None:

@@ -30,6 +30,7 @@ from flux_ci.kube.consumers import (
     named_consumers,
     note_patchable,
     refuse_suspended,
+    require_health,
 )
 from flux_ci.kube.found import Found, Prefetched
 from flux_ci.kube.sources import classify, find_sources, sources_of
@@ -93,6 +94,8 @@ def discover(
         else:
             find_consumers(ctx, access, found, source_namespaces, strict=not survey)
         refuse_suspended(found.consumers)
+        if settings.require_health and not survey:
+            require_health(found.consumers)
         if asks_consumers:
             consumer_namespaces = sorted({fo.ref_of(obj).namespace for obj in found.consumers})
             access.ask(patch_checks(CONSUMER_KINDS, consumer_namespaces))

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flux_ci.report.models import ConsumerState, ObjectRef, SourceState
+from flux_ci.config.ci import provenance
+from flux_ci.report.models import Checks, ConsumerState, ObjectRef, SourceState
 
 Obj = dict[str, Any]
 MAX_MESSAGE = 300  # characters of one condition message or event shown to people
@@ -83,6 +84,7 @@ def source_state(obj: Obj, phase: str = "") -> SourceState:
         state=phase,
         follows=f"{kind} {value}",
         interval=str(obj.get("spec", {}).get("interval", "")),
+        pushed_by=provenance(artifact.get("metadata") or {}),
     )
 
 
@@ -148,4 +150,29 @@ def consumer_state(obj: Obj, phase: str = "") -> ConsumerState:
         message=message,
         updated=changed,
         state=phase,
+        checks=checks_of(obj)[0],
     )
+
+
+def checks_of(obj: Obj) -> tuple[Checks, str]:
+    """What a consumer's Ready covers, and (for `apply`) the spec field that would make it cover the
+    workloads' health.
+
+    Kustomization: kustomize-controller checks health only with `spec.wait: true` or a non-empty
+    `spec.healthChecks`; `spec.healthCheckExprs` alone is never evaluated (checkHealth returns
+    before it). HelmRelease: Helm waits for the resources unless `spec.install.disableWait` or
+    `spec.upgrade.disableWait` says otherwise; a deploy runs either, so both must wait.
+    """
+    spec = obj.get("spec", {}) or {}
+    if obj.get("kind") == "HelmRelease":
+        disabled = [
+            f"spec.{action}.disableWait"
+            for action in ("install", "upgrade")
+            if (spec.get(action) or {}).get("disableWait")
+        ]
+        if disabled:
+            return Checks.APPLY, f"unset {' and '.join(disabled)}"
+        return Checks.HEALTH, ""
+    if spec.get("wait") or spec.get("healthChecks"):
+        return Checks.HEALTH, ""
+    return Checks.APPLY, "set spec.wait: true (or list spec.healthChecks)"

@@ -1,5 +1,5 @@
-"""The project's OCI registry for one command: log in once, push, tag, resolve (each retried while
-the registry is unreachable, see `retry`)."""
+"""The project's OCI registry for one command: log in once, push, tag, resolve, read annotations and
+tags (each retried while the registry is unreachable, see `retry`)."""
 
 from __future__ import annotations
 
@@ -68,6 +68,28 @@ class Registry:
         if oras.not_found(result.stderr):
             return None
         raise oras.failure(f"resolving {full}", result.stderr)
+
+    def annotations(self, repository: str, digest: str) -> dict[str, str] | None:
+        """The annotations of the manifest `digest`, or None if the registry no longer holds it."""
+        reference = f"{repository.removeprefix('oci://')}@{digest}"
+        argv = oras.manifest_fetch_argv(reference, self.auth.registry_config, plain_http=self.auth.plain_http)
+        result = self._retry("oras manifest fetch", lambda: self._run(argv))
+        if result.ok:
+            return oras.parse_manifest_annotations(result.stdout)
+        if oras.not_found(result.stderr):
+            return None
+        raise oras.failure(f"fetching the manifest {reference}", result.stderr)
+
+    def tags(self, repository: str) -> list[str]:
+        """Every tag of the repository ([] if nothing was ever pushed to it)."""
+        name = repository.removeprefix("oci://")
+        argv = oras.repo_tags_argv(name, self.auth.registry_config, plain_http=self.auth.plain_http)
+        result = self._retry("oras repo tags", lambda: self._run(argv))
+        if result.ok:
+            return oras.parse_tags(result.stdout)
+        if oras.repository_unknown(result.stderr):
+            return []
+        raise oras.failure(f"listing the tags of {name}", result.stderr)
 
     def using(self, ctx: Context) -> Registry:
         """The same login under another context (the rollback's own deadline)."""

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
+from flux_ci.config.ci import trace_annotations
 from flux_ci.config.manifests import Scan
 from flux_ci.config.plan import push_plan
 from flux_ci.context import Context
@@ -73,6 +74,7 @@ def push(ctx: Context, registry: Registry) -> Artifact:
             insecure=s.insecure_registry,
             ignore_paths=s.ignore_paths,
             timeout_s=ctx.timeout(),
+            annotations=published_annotations(ctx),
         )
         digest = registry.push(argv)
         ctx.progress.note(f"pushed {digest}")
@@ -88,6 +90,21 @@ def push(ctx: Context, registry: Registry) -> Artifact:
     else:
         ctx.progress.skip("tag", "FLUX_CI_EXTRA_TAGS is none")
     return artifact
+
+
+def published_annotations(ctx: Context) -> dict[str, str]:
+    """Who pushes this artifact (FLUX_CI_PIPELINE_URL, FLUX_CI_JOB_URL, FLUX_CI_PIPELINE_USER,
+    FLUX_CI_JOB_STARTED_AT), as io.flux-ci.* annotations. Anyone who may pull reads them, so a value
+    that holds any secret the job knows (a token in a URL, a variable's value) is left out, and said."""
+    s = ctx.settings
+    found = trace_annotations(
+        pipeline_url=s.pipeline_url, job_url=s.job_url, user=s.pipeline_user, started_at=s.job_started_at
+    )
+    masker = ctx.runner.masker
+    kept = {key: value for key, value in found.items() if masker.mask(value) == value}
+    for key in sorted(found.keys() - kept.keys()):
+        ctx.progress.note(f"annotation {key} left out: its value holds a secret")
+    return kept
 
 
 def _holding(manifests: Scan) -> str:

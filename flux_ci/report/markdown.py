@@ -12,10 +12,12 @@ import re
 from flux_ci.report.models import (
     Change,
     Check,
+    Checks,
     ClusterOutcome,
     ConsumerState,
     Diagnostic,
     ErrorInfo,
+    HistoryEntry,
     Report,
     Rollback,
     SourceState,
@@ -49,19 +51,17 @@ def to_markdown(report: Report) -> str:
         ]
         blocks.append(_table(("", ""), [row for row in rows if row[1]]))
     several = bool(report.clusters)
-    states: list[SourceState | ConsumerState] = [*report.sources, *report.consumers]
-    objects = [_object_row(state, cluster=several) for state in states]
-    if objects:
-        headers: tuple[str, ...] = ("kind", "namespace/name", "revision", "ready", "state", "message")
-        blocks.append(_table(("cluster", *headers) if several else headers, objects))
+    blocks += _objects(report, several=several)
     if report.clusters:
         blocks.append(_table(("cluster", "status", "exit code"), [_cluster_row(c) for c in report.clusters]))
+    if report.history:
+        blocks += _history(report.history, several=several)
     if report.rollback is not None:
         blocks.append(_rollback(report.rollback))
     if report.checks:
         blocks.append(_table(("", "check", "detail"), [_check_row(check) for check in report.checks]))
-    if report.changed is not None:  # diff
-        blocks.append(_changes(report.changes))
+    if report.changed is not None:
+        blocks.append(_changed(report))
     if report.error is not None:
         blocks.append(_error(report.error, report.exit_code))
     blocks += [_diagnostic(d) for d in report.diagnostics]
@@ -73,6 +73,20 @@ def to_markdown(report: Report) -> str:
         steps = ", ".join(f"{step.name} {step.status} {step.duration_s:.1f}s" for step in report.steps)
         blocks.append(f"steps: {_cell(steps)}")
     return "\n\n".join(blocks) + "\n"
+
+
+def _objects(report: Report, *, several: bool) -> list[str]:
+    """The sources and consumers as they are, and who pushed what each source holds."""
+    blocks = []
+    states: list[SourceState | ConsumerState] = [*report.sources, *report.consumers]
+    objects = [_object_row(state, cluster=several) for state in states]
+    if objects:
+        headers: tuple[str, ...] = ("kind", "namespace/name", "revision", "ready", "state", "message")
+        blocks.append(_table(("cluster", *headers) if several else headers, objects))
+    pushers = [_pusher(state) for state in report.sources if state.pushed_by]
+    if pushers:
+        blocks.append("\n".join(pushers))
+    return blocks
 
 
 def _cluster_row(c: ClusterOutcome) -> tuple[str, ...]:
@@ -91,10 +105,57 @@ def _object_row(state: SourceState | ConsumerState, *, cluster: bool) -> tuple[s
         _code(f"{ref.namespace}/{ref.name}"),
         _code(state.revision),
         _cell(state.ready),
-        _cell(state.state or "-"),
+        _cell(_state(state)),
         _cell(state.message),
     )
     return (_code(state.cluster), *row) if cluster else row
+
+
+def _state(state: SourceState | ConsumerState) -> str:
+    if isinstance(state, ConsumerState) and state.checks is Checks.APPLY:
+        return f"{state.state} (applied, no health checks)" if state.state else "applied, no health checks"
+    return state.state or "-"
+
+
+def _pusher(state: SourceState) -> str:
+    p = state.pushed_by
+    parts = [_cell(p.user)] if p.user else []
+    parts += [f"pipeline {_code(p.pipeline_url)}"] if p.pipeline_url else []
+    parts += [f"job {_code(p.job_url)}"] if p.job_url else []
+    parts += [f"at {_cell(p.pushed_at)}"] if p.pushed_at else []
+    return f"{_code(str(state.ref))} holds an artifact pushed by {', '.join(parts)}"
+
+
+def _history(entries: list[HistoryEntry], *, several: bool) -> list[str]:
+    """A table per consumer, newest first; then how to run an entry again."""
+    from flux_ci.report import timeline  # noqa: PLC0415 - `history` only
+
+    def cells(number: int, e: HistoryEntry) -> tuple[str, ...]:
+        return (
+            str(number),
+            _cell(e.last_applied),
+            _cell(timeline.outcome(e)),
+            _code(e.digest or e.revision),
+            _cell(timeline.tags_text(e)),
+            _cell(e.pushed_by.user),
+            _code(e.pushed_by.pipeline_url),
+        )
+
+    headers = tuple(header.lower() for header in timeline.HEADERS)
+    blocks = [
+        f"**{_cell(title)}**\n\n{_table(headers, rows)}"
+        for title, rows in timeline.by_consumer(entries, several=several, cells=cells)
+    ]
+    return [*blocks, _cell(timeline.ROLL_BACK)]
+
+
+def _changed(report: Report) -> str:
+    """diff: what would change; deploy and promote: whether a consumer applied a new digest."""
+    if report.command == "diff":
+        return _changes(report.changes)
+    if report.changed:
+        return "**Changed**: a consumer applied a digest it did not run before."
+    return "**Unchanged**: every consumer already ran this digest."
 
 
 def _changes(changes: list[Change]) -> str:

@@ -68,6 +68,21 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class Provenance:
+    """Who pushed an artifact, as its annotations say (flux-ci's io.flux-ci.* and flux's own)."""
+
+    pipeline_url: str = ""
+    job_url: str = ""
+    user: str = ""
+    pushed_at: str = ""  # when the pushing job started (or the artifact's creation, if not reproducible)
+    source: str = ""  # org.opencontainers.image.source
+    revision: str = ""  # org.opencontainers.image.revision: <branch>@sha1:<commit>
+
+    def __bool__(self) -> bool:
+        return any((self.pipeline_url, self.job_url, self.user, self.pushed_at))
+
+
+@dataclass(frozen=True)
 class SourceState:
     """What an OCIRepository reports, read from its status."""
 
@@ -81,6 +96,15 @@ class SourceState:
     follows: str = ""  # "tag latest", "semver >=1.0", "digest sha256:..."
     interval: str = ""  # spec.interval: when Flux would look again by itself
     cluster: str = ""  # its kube context, when FLUX_CI_KUBE_CONTEXT names several
+    # Who pushed the artifact it holds now (status.artifact.metadata: the artifact's annotations).
+    pushed_by: Provenance = field(default_factory=Provenance)
+
+
+class Checks(StrEnum):
+    """What a consumer's Ready covers."""
+
+    HEALTH = "health"  # the applied workloads became ready (wait, health checks, Helm's wait)
+    APPLY = "apply"  # only that the manifests were applied: nothing was waited for
 
 
 @dataclass(frozen=True)
@@ -93,6 +117,27 @@ class ConsumerState:
     message: str
     updated: str = ""
     state: str = ""  # flux-ci's verdict when last seen: done, waiting or failed ("" if not judged)
+    cluster: str = ""  # its kube context, when FLUX_CI_KUBE_CONTEXT names several
+    checks: Checks | None = None  # what its Ready covers, from its spec (None: not read)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One entry of a consumer's own status.history, joined with what the registry knows of it."""
+
+    consumer: ObjectRef
+    revision: str  # the source revision applied: <tag>@sha256:<hex> (HelmRelease: its ociDigest)
+    digest: str  # the OCI manifest digest in it ("" when the controller did not record one)
+    status: str  # ReconciliationSucceeded, HealthCheckFailed, ... (HelmRelease: deployed, superseded, ...)
+    first_applied: str
+    last_applied: str
+    origin_revision: str = ""  # the commit, as the controller recorded it (Kustomization)
+    reconciliations: int = 0  # how many reconciliations ended so (Kustomization)
+    chart: str = ""  # HelmRelease: <chart>@<version> and the release version
+    tags: tuple[str, ...] = ()  # the tags pointing at the digest now
+    pushed_by: Provenance = field(default_factory=Provenance)
+    # The registry holds the digest (False: deleted or collected since; None: not known, see the notes).
+    in_registry: bool | None = None
     cluster: str = ""  # its kube context, when FLUX_CI_KUBE_CONTEXT names several
 
 
@@ -217,7 +262,8 @@ class Report:
     error: ErrorInfo | None = None
     # Why a consumer failed or was still awaited at the deadline (exit 7 or 8), from `delivery.settle`.
     diagnostics: list[Diagnostic] = field(default_factory=list)
-    # `diff` only: would applying the manifests change anything (None: not computed), and what.
+    # `diff`: would applying the manifests change anything; `deploy`, `promote`: did a consumer apply
+    # a digest it did not run before (None: not computed). `changes` (diff only): what.
     changed: bool | None = None
     changes: list[Change] = field(default_factory=list)
     # FLUX_CI_KUBE_CONTEXT with several contexts: each cluster's outcome (its rows carry `cluster`).
@@ -225,6 +271,8 @@ class Report:
     # deploy and promote: where each moving tag pointed before and after this run.
     tag_moves: list[TagMove] = field(default_factory=list)
     rollback: Rollback | None = None
+    # `history`: each consumer's last entries, newest first.
+    history: list[HistoryEntry] = field(default_factory=list)
 
     def clusters_with(self, *statuses: ClusterStatus) -> str:
         """The contexts of the clusters that ended so, as a comma list (dotenv, action outputs)."""

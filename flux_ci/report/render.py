@@ -14,10 +14,14 @@ from typing import Any
 from flux_ci.report.models import (
     SCHEMA_VERSION,
     Change,
+    Checks,
     ClusterOutcome,
     ClusterStatus,
     ConsumerState,
     Diagnostic,
+    HistoryEntry,
+    ObjectRef,
+    Provenance,
     Report,
     Rollback,
     SourceState,
@@ -62,10 +66,37 @@ def to_json(report: Report) -> str:
     }
     if report.checks:
         data["checks"] = [asdict(check) for check in report.checks]
-    if report.changed is not None:  # diff
+    if report.changed is not None:  # diff, deploy, promote
         data["changed"] = report.changed
+    if report.command == "diff":
         data["changes"] = [_change(c) for c in report.changes]
+    if report.command == "history":
+        data["history"] = [_history(entry) for entry in report.history]
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _history(e: HistoryEntry) -> dict[str, Any]:
+    row = {
+        "kind": e.consumer.kind,
+        "namespace": e.consumer.namespace,
+        "name": e.consumer.name,
+        "digest": e.digest,
+        "revision": e.revision,
+        "status": e.status,
+        "first_applied": e.first_applied,
+        "last_applied": e.last_applied,
+        "origin_revision": e.origin_revision,
+        "reconciliations": e.reconciliations,
+        "chart": e.chart,
+        "tags": list(e.tags),
+        "in_registry": e.in_registry,
+        "pushed_by": _pushed_by(e.pushed_by),
+    }
+    return _in_cluster(row, e.cluster)
+
+
+def _pushed_by(p: Provenance) -> dict[str, str]:
+    return asdict(p)
 
 
 def _cluster(c: ClusterOutcome) -> dict[str, Any]:
@@ -116,6 +147,7 @@ def _source_fields(s: SourceState) -> dict[str, Any]:
         "state": s.state,
         "message": s.message,
         "updated": s.updated,
+        "pushed_by": _pushed_by(s.pushed_by),
     }
 
 
@@ -131,6 +163,7 @@ def _consumer_fields(c: ConsumerState) -> dict[str, Any]:
         "revision": c.revision,
         "ready": c.ready,
         "state": c.state,
+        "checks": str(c.checks) if c.checks else None,
         "message": c.message,
         "updated": c.updated,
     }
@@ -176,31 +209,18 @@ def to_table(report: Report) -> str:
         rows = [("artifact", a.url), ("tags", ", ".join(a.tags)), ("revision", a.revision)]
         rows += [("moved", _moved(move.tag, move.before, move.after)) for move in report.tag_moves]
         blocks.append(tabulate(rows, tablefmt="plain"))
-    states: list[SourceState | ConsumerState] = [*report.sources, *report.consumers]
     several = bool(report.clusters)
-    objects = [_row(state, cluster=several) for state in states]
-    if objects:
-        headers: tuple[str, ...] = ("KIND", "NAMESPACE/NAME", "REVISION", "READY", "STATE", "MESSAGE")
-        headers = ("CLUSTER", *headers) if several else headers
-        blocks.append(_fit(tabulate(objects, headers=headers, tablefmt="simple")))
+    blocks += _object_blocks(report, several=several)
     if report.clusters:
         blocks.append("\n".join(_cluster_line(c) for c in report.clusters))
+    if report.history:
+        from flux_ci.report.timeline import history_tables  # noqa: PLC0415 - `history` only
+
+        blocks += history_tables(report.history, several=several)
     if report.checks:
         checks = [("ok" if c.ok else "FAIL", c.name, _short(c.detail, 80)) for c in report.checks]
         blocks.append(tabulate(checks, headers=("", "CHECK", "DETAIL"), tablefmt="simple"))
-    if report.changed is not None:  # diff
-        changes: list[tuple[str, ...]] = [
-            (str(c.kustomization), c.object, str(c.change)) for c in report.changes
-        ]
-        change_headers: tuple[str, ...] = ("KUSTOMIZATION", "OBJECT", "CHANGE")
-        if several:
-            changes = [(c.cluster, *row) for c, row in zip(report.changes, changes, strict=True)]
-            change_headers = ("CLUSTER", *change_headers)
-        if changes:
-            blocks.append(_fit(tabulate(changes, headers=change_headers, tablefmt="simple")))
-        blocks.append(
-            "changed: " + ("yes" if report.changed else "no, applying the manifests changes nothing")
-        )
+    blocks += _changed_blocks(report, several=several)
     if report.diagnostics:
         from flux_ci.report.describe import describe  # noqa: PLC0415 - failures only
 
@@ -209,6 +229,8 @@ def to_table(report: Report) -> str:
     lines = (
         [f"rollback: {_short(_rollback_line(report.rollback), TABLE_WIDTH - 10)}"] if report.rollback else []
     )
+    lines += [_short(f"checks: applied, no health checks: {_named(c.ref, c.cluster)}", TABLE_WIDTH)
+              for c in report.consumers if c.checks is Checks.APPLY]  # fmt: skip
     lines += [f"scope: {_short(item, TABLE_WIDTH - 7)}" for item in report.scope]
     lines += [f"note: {_short(item, TABLE_WIDTH - 6)}" for item in report.notes]
     if lines:
@@ -224,11 +246,73 @@ def to_table(report: Report) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+def _object_blocks(report: Report, *, several: bool) -> list[str]:
+    """The sources and consumers as they are, and who pushed what each source holds."""
+    from tabulate import tabulate  # noqa: PLC0415 - the table's alone
+
+    blocks = []
+    states: list[SourceState | ConsumerState] = [*report.sources, *report.consumers]
+    objects = [_row(state, cluster=several) for state in states]
+    if objects:
+        headers: tuple[str, ...] = ("KIND", "NAMESPACE/NAME", "REVISION", "READY", "STATE", "MESSAGE")
+        headers = ("CLUSTER", *headers) if several else headers
+        blocks.append(_fit(tabulate(objects, headers=headers, tablefmt="simple")))
+    pushers = [_pusher_line(s) for s in report.sources if s.pushed_by]
+    if pushers:
+        blocks.append("\n".join(pushers))
+    return blocks
+
+
+def _changed_blocks(report: Report, *, several: bool) -> list[str]:
+    """diff: what would change; deploy and promote: whether a consumer applied a new digest."""
+    from tabulate import tabulate  # noqa: PLC0415 - the table's alone
+
+    if report.changed is None:
+        return []
+    if report.command != "diff":
+        return [
+            "changed: yes, a consumer applied a digest it did not run before"
+            if report.changed
+            else "changed: no, every consumer already ran this digest"
+        ]
+    blocks = []
+    changes: list[tuple[str, ...]] = [(str(c.kustomization), c.object, str(c.change)) for c in report.changes]
+    change_headers: tuple[str, ...] = ("KUSTOMIZATION", "OBJECT", "CHANGE")
+    if several:
+        changes = [(c.cluster, *row) for c, row in zip(report.changes, changes, strict=True)]
+        change_headers = ("CLUSTER", *change_headers)
+    if changes:
+        blocks.append(_fit(tabulate(changes, headers=change_headers, tablefmt="simple")))
+    blocks.append("changed: " + ("yes" if report.changed else "no, applying the manifests changes nothing"))
+    return blocks
+
+
 def _row(state: SourceState | ConsumerState, *, cluster: bool) -> tuple[str, ...]:
     ref = state.ref
     revision = _DIGEST.sub(r"\1…", state.revision)
     row = (ref.kind, f"{ref.namespace}/{ref.name}", revision, state.ready, state.state or "-", state.message)
     return (state.cluster, *row) if cluster else row
+
+
+def _named(ref: ObjectRef, cluster: str) -> str:
+    return f"{cluster}: {ref}" if cluster else str(ref)
+
+
+def _pusher_line(s: SourceState) -> str:
+    """Never cut: a cut link leads nowhere."""
+    return " ".join(f"{s.ref} holds an artifact pushed by {pusher(s.pushed_by)}".split())
+
+
+def pusher(p: Provenance) -> str:
+    """Who pushed, in words: `alice, pipeline <url> (job <url>) at <time>`."""
+    parts = [p.user] if p.user else []
+    if p.pipeline_url:
+        parts.append(f"pipeline {p.pipeline_url}")
+    if p.job_url:
+        parts.append(f"job {p.job_url}")
+    if p.pushed_at:
+        parts.append(f"at {p.pushed_at}")
+    return ", ".join(parts) or "(unknown)"
 
 
 def _moved(tag: str, before: str, after: str) -> str:

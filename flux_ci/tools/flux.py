@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +41,17 @@ def push_argv(
     insecure: bool,
     ignore_paths: Sequence[str] | None,
     timeout_s: float,
+    annotations: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """`flux push artifact`: credentials come from DOCKER_CONFIG, never from `--creds` in argv."""
+    """`flux push artifact`: credentials come from DOCKER_CONFIG, never from `--creds` in argv.
+
+    `annotations` are added to the manifest beside flux's source and revision. flux splits each
+    `key=value` on every `=` and refuses more than two parts: a key or value holding one is refused
+    here, before the push."""
+    bad = [key for key, value in (annotations or {}).items() if "=" in key or "=" in value]
+    if bad:
+        msg = f"flux push artifact cannot carry '=' in an annotation: {', '.join(bad)}"
+        raise ValueError(msg)
     argv = ["flux", "push", "artifact", url, f"--path={path}", f"--source={source}"]
     argv += [f"--revision={revision}", "--output=json", f"--timeout={max(1, int(timeout_s))}s"]
     if reproducible:
@@ -51,6 +60,7 @@ def push_argv(
         argv.append("--insecure-registry")
     if ignore_paths is not None:
         argv.append(f"--ignore-paths={','.join(ignore_paths)}")
+    argv += [f"--annotations={key}={value}" for key, value in sorted((annotations or {}).items())]
     return argv
 
 

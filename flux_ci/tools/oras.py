@@ -1,10 +1,12 @@
-"""The `oras` CLI: log in from stdin, tag a digest, resolve a tag, report its version.
+"""The `oras` CLI: log in from stdin, tag a digest, resolve a tag, read a manifest's annotations, list
+a repository's tags, report its version.
 
 Every oras error exits 1 with `Error: ...` (or `Error response from registry: ...`) on stderr.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +54,32 @@ def not_found(stderr: str) -> bool:
     """The registry answered that the tag or digest does not exist (HTTP 404), as oras says it:
     `Error response from registry: failed to resolve digest: <reference>: not found`."""
     return any(line.rstrip().endswith(": not found") for line in stderr.splitlines())
+
+
+def manifest_fetch_argv(reference: str, registry_config: Path | None, *, plain_http: bool) -> list[str]:
+    """`oras manifest fetch host/repo@sha256:...`: the manifest as the registry stores it (read-only)."""
+    return ["oras", "manifest", "fetch", reference, *remote_flags(registry_config, plain_http=plain_http)]
+
+
+def parse_manifest_annotations(stdout: str) -> dict[str, str]:
+    """The annotations of a fetched OCI manifest (none: an empty dict)."""
+    manifest = json.loads(stdout)
+    annotations = manifest.get("annotations") if isinstance(manifest, dict) else None
+    return {str(key): str(value) for key, value in (annotations or {}).items()}
+
+
+def repo_tags_argv(repository: str, registry_config: Path | None, *, plain_http: bool) -> list[str]:
+    """`oras repo tags host/repo`: every tag of the repository, one a line (read-only)."""
+    return ["oras", "repo", "tags", repository, *remote_flags(registry_config, plain_http=plain_http)]
+
+
+def parse_tags(stdout: str) -> list[str]:
+    return [line.strip() for line in stdout.splitlines() if line.strip()]
+
+
+def repository_unknown(stderr: str) -> bool:
+    """The registry knows no such repository (nothing was ever pushed to it): `name unknown`."""
+    return "name unknown" in stderr
 
 
 def version_argv() -> list[str]:

@@ -271,6 +271,28 @@ def test_a_rerun_asks_the_consumers_again_and_counts_only_their_answer(manifests
     handled = cluster.get("Kustomization", "golden", "app")["status"]["lastHandledReconcileAt"]
     assert annotated[0].endswith(handled)
     assert [c.state for c in report.consumers] == ["done"]
+    assert report.changed is False  # the same digest again: nothing changed
+
+
+def test_a_deploy_that_a_consumer_applies_changed_something(manifests: Path) -> None:
+    report = _deploy(_cluster(), _settings(manifests))
+    assert [c.revision for c in report.consumers] == [f"latest@{PUSHED}"]
+    assert report.changed is True
+
+
+def test_a_deploy_stopped_before_discovery_ended_knows_nothing_of_changes(manifests: Path) -> None:
+    cluster = _cluster(_source())  # no consumer: exit 2 during discovery
+    report = Report("deploy")
+    with pytest.raises(ConfigError):
+        deploy.run_deploy(_context(_settings(manifests), cluster), report)
+    assert report.changed is None
+
+
+def test_require_health_refuses_an_apply_only_consumer_before_the_push(manifests: Path) -> None:
+    cluster = _cluster()
+    with pytest.raises(ConfigError, match=r"Kustomization/golden/app: set spec\.wait: true"):
+        _deploy(cluster, _settings(manifests, require_health=True))
+    assert not any(c.startswith(("flux push", "oras tag", "kubectl annotate")) for c in cluster.commands())
 
 
 def test_the_deadline_names_the_controller_that_never_answered(manifests: Path) -> None:

@@ -214,7 +214,9 @@ def test_the_action_deploys_and_writes_outputs_summary_and_groups(project: Proje
     summary = (tmp_path / "step_summary").read_text(encoding="utf-8")
     assert summary.startswith("### ✅ flux-ci deploy: succeeded")
     assert f"| digest | `{digest}` |" in summary
-    assert f"| Kustomization | `{project.namespace}/app` | `latest@{digest}` | True | done |" in summary
+    # Its Ready covers only the apply (no wait, no health checks): the state cell says so.
+    state = "done (applied, no health checks)"
+    assert f"| Kustomization | `{project.namespace}/app` | `latest@{digest}` | True | {state} |" in summary
     groups = re.findall(r"^::group::(\S+)", done.stderr, re.MULTILINE)
     assert groups == ["discover", "push", "tag", "reconcile", "wait"]
     assert done.stderr.count("\n::endgroup::\n") == len(groups)

@@ -246,7 +246,7 @@ def test_up_is_idempotent_and_down_leaves_nothing_behind(tmp_path: Path) -> None
 
     assert [r.name for r in state.processes] == [
         "registry", "etcd", "kube-apiserver",
-        "source-controller", "kustomize-controller", "helm-controller", "notification-controller",
+        "notification-controller", "source-controller", "kustomize-controller", "helm-controller",
     ]  # fmt: skip
     assert not [r.name for r in state.processes if is_alive(r)]
     assert [port for port in state.ports if not port_is_free(port)] == []
@@ -515,6 +515,13 @@ def test_notification_controller_serves_receiver_webhooks_at_the_path_flux_compu
     record = sandbox.state.process("notification-controller")
     assert is_alive(record)
     assert "--metrics-addr=0" in (record.spec.argv if record.spec else ())
+    # The other controllers send their events to its event server, as a Flux install configures them.
+    events = next(
+        arg for arg in (record.spec.argv if record.spec else ()) if arg.startswith("--events-addr=")
+    )
+    for controller in ("source-controller", "kustomize-controller", "helm-controller"):
+        spec = sandbox.state.process(controller).spec
+        assert f"--events-addr=http://{events.removeprefix('--events-addr=')}/" in (spec.argv if spec else ())
     # The real `flux trigger receiver` (a sandbox token in its argv is no secret) asks Flux through it.
     before = handled_token(sandbox, deployment)
     sandbox.flux("trigger", "receiver", "ci", "-n", namespace, f"--url={url}", f"--token={token}")

@@ -8,7 +8,7 @@ from typing import Any
 
 from flux_ci.kube import fluxobjects as fo
 from flux_ci.kube.verdicts import Expectation
-from flux_ci.report.models import ObjectRef
+from flux_ci.report.models import Checks, ObjectRef
 from tests.golden import obj
 
 READY_SOURCE = obj("kubectl/ocirepository-ready.json")
@@ -55,3 +55,52 @@ def test_a_message_is_cut_to_one_line_of_at_most_the_limit() -> None:
     assert len(long) == fo.MAX_MESSAGE
     assert long.endswith("…")
     assert fo.cut("short", limit=5) == "short"
+
+
+# --- what Ready covers --------------------------------------------------------------------------
+
+
+def _with_spec(name: str, **spec: Any) -> dict[str, Any]:
+    edited = copy.deepcopy(obj(name))
+    edited["spec"].update(spec)
+    return edited
+
+
+def test_a_kustomization_without_wait_or_health_checks_covers_the_apply_only() -> None:
+    plain = obj("kubectl/kustomization-ready.json")
+    assert fo.checks_of(plain) == (Checks.APPLY, "set spec.wait: true (or list spec.healthChecks)")
+    assert fo.consumer_state(plain).checks is Checks.APPLY
+
+
+def test_wait_or_health_checks_cover_the_health() -> None:
+    health_checks = [{"kind": "Deployment", "name": "app", "namespace": "golden"}]
+    assert fo.checks_of(_with_spec("kubectl/kustomization-ready.json", wait=True))[0] is Checks.HEALTH
+    edited = _with_spec("kubectl/kustomization-ready.json", healthChecks=health_checks)
+    assert fo.checks_of(edited)[0] is Checks.HEALTH
+    # The captured health-check scenario ran with `wait: true`.
+    assert fo.checks_of(obj("kubectl/events-health-check-failed-kustomization.json"))[0] is Checks.HEALTH
+
+
+def test_health_check_expressions_alone_are_never_evaluated() -> None:
+    # kustomize-controller's checkHealth returns before them without wait or healthChecks.
+    exprs = [{"apiVersion": "example.com/v1", "kind": "Thing", "current": "true"}]
+    edited = _with_spec("kubectl/kustomization-ready.json", healthCheckExprs=exprs)
+    assert fo.checks_of(edited)[0] is Checks.APPLY
+
+
+def test_a_helm_release_waits_unless_an_action_disables_it() -> None:
+    release = obj("kubectl/helmrelease-ready.json")
+    assert fo.checks_of(release) == (Checks.HEALTH, "")
+    no_upgrade_wait = _with_spec("kubectl/helmrelease-ready.json", upgrade={"disableWait": True})
+    assert fo.checks_of(no_upgrade_wait) == (Checks.APPLY, "unset spec.upgrade.disableWait")
+    neither = _with_spec(
+        "kubectl/helmrelease-ready.json", install={"disableWait": True}, upgrade={"disableWait": True}
+    )
+    assert fo.checks_of(neither)[1] == "unset spec.install.disableWait and spec.upgrade.disableWait"
+
+
+def test_a_source_says_who_pushed_what_it_holds() -> None:
+    pushed_by = fo.source_state(obj("kubectl/ocirepository-traced.json")).pushed_by
+    assert pushed_by.pipeline_url == "https://gitlab.example/group/app/-/pipelines/102"
+    assert pushed_by.user == "alice"
+    assert not fo.source_state(READY_SOURCE).pushed_by  # pushed without them: nothing to say

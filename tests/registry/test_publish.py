@@ -120,3 +120,44 @@ def test_an_unreachable_registry_is_retried_then_reported_retryable(tmp_path: Pa
         push(context, _registry(context))
     assert caught.value.retryable
     assert 2 <= len(runner.calls) <= 4  # 0.5 s, then 1 s pauses fit a 2.5 s deadline; no more
+
+
+def _pushed_argv(runner: FakeRunner) -> tuple[str, ...]:
+    return next(call.argv for call in runner.calls if call.argv[:3] == ("flux", "push", "artifact"))
+
+
+def test_the_push_records_who_pushed_under_one_prefix(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    runner.answer(["flux", "push", "artifact"], stdout=text("flux/push-artifact.json"))
+    settings = _settings(
+        tmp_path, extra_tags=["none"], pipeline_url="https://ci.example/p/7", job_url="https://ci.example/j/9",
+        pipeline_user="alice", job_started_at="2026-01-02T10:00:00Z",
+    )  # fmt: skip
+    context = _context(settings, runner)
+    push(context, _registry(context))
+    annotations = [arg for arg in _pushed_argv(runner) if arg.startswith("--annotations=")]
+    assert annotations == [
+        "--annotations=io.flux-ci.job.started-at=2026-01-02T10:00:00Z",
+        "--annotations=io.flux-ci.job.url=https://ci.example/j/9",
+        "--annotations=io.flux-ci.pipeline.url=https://ci.example/p/7",
+        "--annotations=io.flux-ci.pipeline.user=alice",
+    ]
+
+
+def test_no_secret_the_job_knows_reaches_an_annotation(tmp_path: Path) -> None:
+    token = "glcbt-64_j0bt0k3n-value"  # CI_JOB_TOKEN's value, known to the masker as every secret is
+    runner = FakeRunner(masker=Masker([token]))
+    runner.answer(["flux", "push", "artifact"], stdout=text("flux/push-artifact.json"))
+    settings = _settings(
+        tmp_path, extra_tags=["none"], pipeline_url=f"https://ci.example/p/7?token={token}",
+        job_url=f"https://ci.example/j/{token}", pipeline_user="alice",
+    )  # fmt: skip
+    out = io.StringIO()
+    context = Context(settings, runner, Deadline(30), Progress(Masker(), out=out))
+    push(context, _registry(context))
+    argv = " ".join(_pushed_argv(runner))
+    assert token not in argv
+    assert "--annotations=io.flux-ci.pipeline.url=https://ci.example/p/7" in argv  # the query is dropped
+    assert "io.flux-ci.job.url" not in argv  # a secret in the path: left out, and said
+    assert "--annotations=io.flux-ci.pipeline.user=alice" in argv
+    assert "annotation io.flux-ci.job.url left out: its value holds a secret" in out.getvalue()

@@ -8,9 +8,12 @@ from flux_ci.report.markdown import to_markdown
 from flux_ci.report.models import (
     Artifact,
     Check,
+    Checks,
     ConsumerState,
     ErrorInfo,
+    HistoryEntry,
     ObjectRef,
+    Provenance,
     Report,
     SourceState,
     Status,
@@ -166,3 +169,26 @@ def test_every_status_has_a_headline() -> None:
         assert headline.startswith("### ")
         assert headline.endswith(f"flux-ci deploy: {status}")
         assert "🔹" not in headline  # each known status has its own mark
+
+
+def test_history_is_a_table_per_consumer_and_pushers_cannot_add_markup() -> None:
+    app = ObjectRef("Kustomization", "flux-system", "app")
+    pusher = Provenance(pipeline_url="https://ci.example/p/1", user="<img src=x>")
+    entry = HistoryEntry(app, f"latest@{DIGEST}", DIGEST, "ReconciliationSucceeded", "t0", "t1",
+                         tags=("c1",), pushed_by=pusher, in_registry=True)  # fmt: skip
+    text = to_markdown(_report(command="history", artifact=None, history=[entry]))
+    assert "**Kustomization/flux-system/app**" in text
+    rows = [row for row in _table_rows(text) if "`https://ci.example/p/1`" in row]
+    assert rows == [
+        f"| 1 | t1 | succeeded | `{DIGEST}` | c1 | &lt;img src=x&gt; | `https://ci.example/p/1` |"
+    ]
+    assert "<img" not in text
+
+
+def test_checks_and_changed_are_said() -> None:
+    consumer = ConsumerState(ObjectRef("Kustomization", "flux-system", "app"), "r", "True", "m", state="done",
+                             checks=Checks.APPLY)  # fmt: skip
+    text = to_markdown(_report(consumers=[consumer], changed=False))
+    assert "done (applied, no health checks)" in text
+    assert "**Unchanged**: every consumer already ran this digest." in text
+    assert "**Changed**" in to_markdown(_report(changed=True))

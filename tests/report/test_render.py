@@ -4,11 +4,14 @@ import json
 
 from flux_ci.report.models import (
     Artifact,
+    Checks,
     ClusterOutcome,
     ClusterStatus,
     ConsumerState,
     ErrorInfo,
+    HistoryEntry,
     ObjectRef,
+    Provenance,
     Report,
     SourceState,
     Status,
@@ -72,6 +75,9 @@ def test_json_has_the_documented_envelope() -> None:
         "kind": "OCIRepository", "namespace": "flux-system", "name": "app", "url": "oci://r.example/app",
         "follows": "", "interval": "", "revision": f"abc123@{DIGEST}", "ready": "True", "state": "",
         "message": "stored artifact", "updated": "2026-01-01T00:00:00Z",
+        "pushed_by": {
+            "pipeline_url": "", "job_url": "", "user": "", "pushed_at": "", "source": "", "revision": "",
+        },
     }  # fmt: skip
     assert data["scope"] == []
     assert data["notes"] == []
@@ -249,3 +255,85 @@ def test_every_value_is_kept_whole_or_left_out_and_named() -> None:
 def test_the_json_report_keeps_every_cluster() -> None:
     document = json.loads(to_json(_fleet(50, failed=3)))
     assert [c["context"] for c in document["clusters"]] == _agents(50)
+
+
+PUSHER = Provenance(
+    pipeline_url="https://ci.example/group/app/-/pipelines/102",
+    job_url="https://ci.example/j/202",
+    user="alice",
+)
+APP = ObjectRef("Kustomization", "flux-system", "app")
+
+
+def _entries() -> list[HistoryEntry]:
+    older = "sha256:" + "cd" * 32
+    return [
+        HistoryEntry(APP, f"latest@{DIGEST}", DIGEST, "ReconciliationSucceeded", "t1", "2026-01-02T00:00:00Z",
+                     reconciliations=2, tags=("c2", "latest"), pushed_by=PUSHER, in_registry=True),
+        HistoryEntry(APP, f"latest@{older}", older, "HealthCheckFailed", "t0", "2026-01-01T00:00:00Z",
+                     in_registry=False),
+    ]  # fmt: skip
+
+
+def test_history_table_is_one_block_per_consumer_with_whole_pipeline_urls() -> None:
+    table = to_table(_report(command="history", artifact=None, history=_entries()))
+    block = table.split("Kustomization/flux-system/app\n", 1)[1]
+    first, second = [line for line in block.splitlines() if line.lstrip().startswith(("1 ", "2 "))]
+    assert first.split() == [
+        "1", "2026-01-02T00:00:00Z", "succeeded,", "2", "times", "sha256:abababababab…", "c2,", "latest",
+        "alice", PUSHER.pipeline_url,
+    ]  # fmt: skip
+    assert "health check failed" in second
+    assert "(gone from the registry)" in second
+    assert "FLUX_CI_DIGEST=<its digest>" in table
+
+
+def test_history_json_rows_name_their_consumer_and_every_field() -> None:
+    rows = json.loads(to_json(_report(command="history", history=_entries())))["history"]
+    assert rows[0] == {
+        "kind": "Kustomization", "namespace": "flux-system", "name": "app", "digest": DIGEST,
+        "revision": f"latest@{DIGEST}", "status": "ReconciliationSucceeded", "first_applied": "t1",
+        "last_applied": "2026-01-02T00:00:00Z", "origin_revision": "", "reconciliations": 2, "chart": "",
+        "tags": ["c2", "latest"], "in_registry": True,
+        "pushed_by": {
+            "pipeline_url": PUSHER.pipeline_url, "job_url": PUSHER.job_url, "user": "alice", "pushed_at": "",
+            "source": "", "revision": "",
+        },
+    }  # fmt: skip
+    assert rows[1]["in_registry"] is False
+    assert "history" not in json.loads(to_json(_report()))  # deploy: no such key
+
+
+def test_changed_is_said_for_a_deploy_in_every_output() -> None:
+    changed = _report(changed=True)
+    assert json.loads(to_json(changed))["changed"] is True
+    assert "changes" not in json.loads(to_json(changed))  # diff's alone
+    assert "changed: yes, a consumer applied a digest it did not run before" in to_table(changed)
+    assert "FLUX_CI_CHANGED=true" in to_dotenv(changed)
+    same = _report(changed=False)
+    assert "changed: no, every consumer already ran this digest" in to_table(same)
+    assert "FLUX_CI_CHANGED=false" in to_dotenv(same)
+    assert "changed" not in json.loads(to_json(_report()))  # not computed: not said
+
+
+def test_a_consumer_whose_ready_covers_only_the_apply_is_said() -> None:
+    consumer = ConsumerState(APP, f"abc123@{DIGEST}", "True", "Applied", checks=Checks.APPLY)
+    waiting = ConsumerState(
+        ObjectRef("HelmRelease", "flux-system", "web"), "x", "True", "ok", checks=Checks.HEALTH
+    )
+    report = _report(consumers=[consumer, waiting])
+    assert [row["checks"] for row in json.loads(to_json(report))["consumers"]] == ["apply", "health"]
+    lines = [line for line in to_table(report).splitlines() if line.startswith("checks:")]
+    assert lines == ["checks: applied, no health checks: Kustomization/flux-system/app"]
+
+
+def test_who_pushed_what_a_source_holds_is_said_whole() -> None:
+    source = _report().sources[0]
+    long = Provenance(pipeline_url="https://ci.example/" + "g/" * 60 + "pipelines/1", user="alice")
+    report = _report(
+        sources=[SourceState(source.ref, source.url, source.revision, "True", "m", pushed_by=long)]
+    )
+    assert (
+        f"OCIRepository/flux-system/app holds an artifact pushed by alice, pipeline {long.pipeline_url}"
+        in (to_table(report))
+    )

@@ -11,12 +11,16 @@ from tests.sandbox.launch import Launch, require_tool
 from tests.sandbox.net import LOOPBACK, HealthCheck
 from tests.sandbox.procs import ProcessRecord, log_since
 
-CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller", "notification-controller")
+# notification-controller first: the others are started with its events address (`--events-addr`), as
+# a Flux install configures them, so that its Alerts see their events.
+CONTROLLERS = ("notification-controller", "source-controller", "kustomize-controller", "helm-controller")
 # What a further cluster runs: enough to apply OCI artifacts and Helm charts, no Receiver webhooks.
 FURTHER_CLUSTER_CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller")
 NOTIFICATION_CONTROLLER = "notification-controller"
 # notification-controller's webhook server for Receivers (`flux trigger receiver` posts here).
 RECEIVER_ADDR_FLAG = "--receiverAddr="
+# notification-controller's event server (its own flag), and where the other controllers send events.
+EVENTS_ADDR_FLAG = "--events-addr="
 
 # A second helm-controller with DisableChartDigestTracking=true, started only when a test asks for
 # it. Flux's own sharding keeps the two apart: each reconciles only the HelmReleases its
@@ -86,8 +90,18 @@ def _notification_controller_flags(launch: Launch) -> list[str]:
     # Both servers default to all interfaces (:9292, :9090): keep them on loopback ports of their own.
     return [
         f"{RECEIVER_ADDR_FLAG}{LOOPBACK}:{launch.ports.take()}",
-        f"--events-addr={LOOPBACK}:{launch.ports.take()}",
+        f"{EVENTS_ADDR_FLAG}{LOOPBACK}:{launch.ports.take()}",
     ]
+
+
+def _events_flags(launch: Launch) -> list[str]:
+    """`--events-addr` of this cluster's notification-controller, started before (a cluster without
+    one, the second, sends its events nowhere but to the API server)."""
+    name = launch.cluster.process_name(NOTIFICATION_CONTROLLER)
+    record = next((r for r in launch.started if r.name == name), None)
+    argv = record.spec.argv if record is not None and record.spec else ()
+    address = next((a.removeprefix(EVENTS_ADDR_FLAG) for a in argv if a.startswith(EVENTS_ADDR_FLAG)), "")
+    return [f"{EVENTS_ADDR_FLAG}http://{address}/"] if address else []
 
 
 def receiver_url(record: ProcessRecord) -> str:
@@ -118,8 +132,10 @@ def start_controller(launch: Launch, name: str, kubeconfig: Path) -> ProcessReco
         argv += _source_controller_flags(launch)
     elif _BINARY[name] == "helm-controller":
         argv += _helm_controller_flags(name)
-    elif name == NOTIFICATION_CONTROLLER:
+    if name == NOTIFICATION_CONTROLLER:
         argv += _notification_controller_flags(launch)
+    else:
+        argv += _events_flags(launch)
     health = HealthCheck(f"http://{LOOPBACK}:{health_port}/readyz")
     # The controllers have no --kubeconfig flag; controller-runtime reads KUBECONFIG.
     return launch.start(name, argv, health, env={"KUBECONFIG": str(kubeconfig)})

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from flux_ci.errors import ConfigError, RegistryError
 from flux_ci.tools import flux
 from tests.golden import text
@@ -45,6 +47,27 @@ def test_push_argv_keeps_flux_default_ignores_unless_set() -> None:
         reproducible=False, insecure=False, ignore_paths=None, timeout_s=10,
     )  # fmt: skip
     assert not any(arg.startswith(("--ignore-paths", "--reproducible", "--insecure")) for arg in argv)
+
+
+def test_push_argv_adds_each_annotation_as_key_value() -> None:
+    annotations = {"io.flux-ci.pipeline.url": "https://ci/p/1", "io.flux-ci.pipeline.user": "alice"}
+    argv = flux.push_argv(
+        "oci://r/a:t", path=Path("m"), source="s", revision="r",
+        reproducible=True, insecure=False, ignore_paths=None, timeout_s=10, annotations=annotations,
+    )  # fmt: skip
+    assert argv[-2:] == [
+        "--annotations=io.flux-ci.pipeline.url=https://ci/p/1",
+        "--annotations=io.flux-ci.pipeline.user=alice",
+    ]
+
+
+def test_push_argv_refuses_what_flux_would_split_wrongly() -> None:
+    # flux splits `key=value` on every `=` and refuses anything but two parts (push_artifact.go).
+    with pytest.raises(ValueError, match=r"io\.flux-ci\.job\.url"):
+        flux.push_argv(
+            "oci://r/a:t", path=Path("m"), source="s", revision="r", reproducible=True,
+            insecure=False, ignore_paths=None, timeout_s=10, annotations={"io.flux-ci.job.url": "https://ci/?a=b"},
+        )  # fmt: skip
 
 
 def test_unauthorized_push_is_a_registry_error_with_flux_message() -> None:

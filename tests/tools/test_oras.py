@@ -43,3 +43,30 @@ def test_missing_credentials_and_unreachable_registry() -> None:
     )
     unreachable = oras.failure("registry login", text("oras/login-unreachable.stderr")).message
     assert "connection refused" in unreachable
+
+
+def test_manifest_fetch_and_repo_tags_only_read() -> None:
+    config = Path("/tmp/x/config.json")
+    assert oras.manifest_fetch_argv("r/app@sha256:abc", config, plain_http=True) == [
+        "oras", "manifest", "fetch", "r/app@sha256:abc",
+        "--registry-config=/tmp/x/config.json", "--plain-http",
+    ]  # fmt: skip
+    assert oras.repo_tags_argv("r/app", None, plain_http=False) == ["oras", "repo", "tags", "r/app"]
+
+
+def test_annotations_of_a_real_manifest() -> None:
+    annotations = oras.parse_manifest_annotations(text("oras/manifest-fetch.json"))
+    assert annotations["io.flux-ci.pipeline.url"] == "https://gitlab.example/group/app/-/pipelines/102"
+    assert annotations["org.opencontainers.image.revision"] == "main@sha1:" + "2" * 40
+    assert oras.parse_manifest_annotations('{"schemaVersion": 2}') == {}
+
+
+def test_tags_of_a_real_repository() -> None:
+    assert oras.parse_tags(text("oras/repo-tags.stdout")) == ["latest", "c3", "c2", "c1"]
+
+
+def test_a_missing_manifest_and_an_unknown_repository_are_told_apart_from_failures() -> None:
+    assert oras.not_found(text("oras/manifest-fetch-not-found.stderr"))
+    unknown = text("oras/repo-tags-unknown-repository.stderr")
+    assert oras.repository_unknown(unknown)
+    assert not oras.repository_unknown(text("oras/tag-no-credentials.stderr"))
