@@ -9,6 +9,7 @@ from flux_ci.report.models import (
     Artifact,
     Check,
     ConsumerState,
+    DeadlineInfo,
     ErrorInfo,
     ObjectRef,
     Report,
@@ -166,3 +167,10 @@ def test_every_status_has_a_headline() -> None:
         assert headline.startswith("### ")
         assert headline.endswith(f"flux-ci deploy: {status}")
         assert "🔹" not in headline  # each known status has its own mark
+
+
+def test_a_deadline_fitted_to_the_ci_job_is_said() -> None:
+    assert "deadline: 13s, fitted to the CI job's end" in to_markdown(
+        _report(deadline=DeadlineInfo(13.0, "job"))
+    )
+    assert "deadline" not in to_markdown(_report(deadline=DeadlineInfo(300.0, "timeout")))

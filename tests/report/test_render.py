@@ -5,6 +5,7 @@ import json
 from flux_ci.report.models import (
     Artifact,
     ConsumerState,
+    DeadlineInfo,
     ErrorInfo,
     ObjectRef,
     Report,
@@ -153,3 +154,15 @@ def test_the_dotenv_tag_is_the_immutable_one_never_a_moved_tag() -> None:
     assert "FLUX_CI_TAG=" not in to_dotenv(promoted)  # a bare digest was promoted: no tag of its own
     deployed = _report(tag_moves=[TagMove("latest", "sha256:old", DIGEST)])
     assert "FLUX_CI_TAG=abc123\n" in to_dotenv(deployed)
+
+
+def test_the_deadline_and_where_it_came_from_are_in_the_json() -> None:
+    assert json.loads(to_json(_report()))["deadline"] is None  # the command never got that far
+    data = json.loads(to_json(_report(deadline=DeadlineInfo(13.0, "job"))))
+    assert data["deadline"] == {"seconds": 13.0, "source": "job"}
+
+
+def test_the_table_says_when_the_ci_job_decided_the_deadline() -> None:
+    fitted = to_table(_report(deadline=DeadlineInfo(13.0, "job")))
+    assert "deadline: 13s, fitted to the CI job's end" in fitted.splitlines()
+    assert "deadline" not in to_table(_report(deadline=DeadlineInfo(300.0, "timeout")))
