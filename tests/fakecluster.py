@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from flux_ci.config.settings import Settings
 from flux_ci.tools.kubectl import RECEIVERS, RECONCILE_ANNOTATION, RESOURCES
+from flux_ci.tools.output import TraceOutput
 from flux_ci.tools.runner import CommandResult
 from tests import golden
 from tests.fakes import Call, FakeRunner
@@ -66,20 +67,23 @@ class FakeCluster(FakeRunner):
         self,
         argv: Sequence[str],
         *,
-        timeout: float,
+        timeout: float | None = None,
         stdin: SecretStr | str | None = None,
         env: Mapping[str, str | None] | None = None,
         mutating: bool = False,
+        trace_output: TraceOutput | None = None,
     ) -> CommandResult:
-        args = [a for a in argv if not a.startswith("--context=")]
+        args = [a for a in argv if not a.startswith(("--context=", "--request-timeout="))]
         # A Receiver is read through a go-template: a test answers it (FakeRunner.answer), from
         # golden files of the real kubectl's output.
         canned = args[0] != "kubectl" or args[1] not in ("create", "get", "annotate") or args[2] == RECEIVERS
         if canned:
-            return super().run(argv, timeout=timeout, stdin=stdin, env=env, mutating=mutating)
+            return super().run(
+                argv, timeout=timeout, stdin=stdin, env=env, mutating=mutating, trace_output=trace_output
+            )
         skipped = mutating and self.dry_run
         feed = stdin.get_secret_value() if isinstance(stdin, SecretStr) else stdin
-        self.calls.append(Call(tuple(argv), feed, dict(env or {}), mutating=mutating, skipped=skipped))
+        self.calls.append(Call(tuple(argv), feed, dict(env or {}), mutating, skipped, trace_output, timeout))
         if skipped:
             return CommandResult(tuple(argv), 0, "", "", 0.0, dry_run=True)
         if args[1] == "create":
@@ -91,9 +95,16 @@ class FakeCluster(FakeRunner):
         return self._get(argv, args)
 
     def stream(
-        self, argv: Sequence[str], *, timeout: float, env: Mapping[str, str | None] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        env: Mapping[str, str | None] | None = None,
+        trace_output: TraceOutput | None = None,
     ) -> Generator[str, None, None]:
-        self.calls.append(Call(tuple(argv), None, dict(env or {})))
+        self.calls.append(
+            Call(tuple(argv), None, dict(env or {}), trace_output=trace_output, timeout=timeout)
+        )
         args = [a for a in argv if not a.startswith("--context=")]
         if args[2] == "events":  # this fake records no Events: the watch stays quiet until stopped
             with self._changed:

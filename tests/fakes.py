@@ -4,7 +4,7 @@ It never starts a process: it records each argv (and whether the caller marked i
 answers from canned results, which the tests take from golden files of real flux/oras/kubectl output.
 Like the real runner, in dry-run mode it skips mutating commands without consulting the answers,
 stops what starts after `stop_all`, and raises at its next command once `interrupt`ed. The real runner
-is tested against real child processes in tests/test_runner.py, and the real CLIs in tests/e2e/.
+is tested against real child processes in tests/tools/test_runner.py, and the real CLIs in tests/e2e/.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from flux_ci.errors import ExitCode, SignalInterruptError
 from flux_ci.secrets import Masker
+from flux_ci.tools.output import TraceOutput
 from flux_ci.tools.runner import CommandResult
 
 Lines = list[str] | Callable[[], list[str]]
@@ -32,6 +33,8 @@ class Call:
     env: Mapping[str, str | None]
     mutating: bool = False
     skipped: bool = False  # a mutating command that dry-run mode did not run
+    trace_output: TraceOutput | None = None  # how the real runner would trace its output at -vv
+    timeout: float | None = None
 
 
 @dataclass
@@ -59,16 +62,17 @@ class FakeRunner:
         self,
         argv: Sequence[str],
         *,
-        timeout: float,
+        timeout: float | None = None,
         stdin: SecretStr | str | None = None,
         env: Mapping[str, str | None] | None = None,
         mutating: bool = False,
+        trace_output: TraceOutput | None = None,
     ) -> CommandResult:
-        assert timeout >= 0, f"negative timeout for {argv}"
+        assert timeout is None or timeout >= 0, f"negative timeout for {argv}"
         self.check_interrupted()
         feed = stdin.get_secret_value() if isinstance(stdin, SecretStr) else stdin
         skipped = mutating and self.dry_run
-        self.calls.append(Call(tuple(argv), feed, dict(env or {}), mutating=mutating, skipped=skipped))
+        self.calls.append(Call(tuple(argv), feed, dict(env or {}), mutating, skipped, trace_output, timeout))
         if skipped:
             self.said.append(f"[dry-run] would run: $ {' '.join(argv)}")
             return CommandResult(tuple(argv), 0, "", "", 0.0, dry_run=True)
@@ -79,11 +83,18 @@ class FakeRunner:
         return CommandResult(tuple(argv), answer.exit_code, answer.stdout, answer.stderr, 0.01)
 
     def stream(
-        self, argv: Sequence[str], *, timeout: float, env: Mapping[str, str | None] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        env: Mapping[str, str | None] | None = None,
+        trace_output: TraceOutput | None = None,
     ) -> Generator[str, None, None]:
-        assert timeout >= 0, f"negative timeout for {argv}"
+        assert timeout is None or timeout >= 0, f"negative timeout for {argv}"
         self.check_interrupted()
-        self.calls.append(Call(tuple(argv), None, dict(env or {})))
+        self.calls.append(
+            Call(tuple(argv), None, dict(env or {}), trace_output=trace_output, timeout=timeout)
+        )
         if self.stopped:
             return
         answer = self._find(argv, stream=True)
@@ -109,7 +120,11 @@ class FakeRunner:
             raise SignalInterruptError(*self.interrupted)
 
     def commands(self) -> list[str]:
-        return [" ".join(call.argv) for call in self.calls]
+        """Each command line, without kubectl's `--request-timeout` (cut from the time left, it
+        varies; tests/kube/test_cluster.py checks it)."""
+        return [
+            " ".join(a for a in call.argv if not a.startswith("--request-timeout=")) for call in self.calls
+        ]
 
     def mutations(self) -> list[str]:
         """The commands the caller marked as changing the registry or the cluster."""

@@ -22,6 +22,7 @@ from flux_ci.errors import ExitCode, FluxCIError, SignalInterruptError
 
 if TYPE_CHECKING:
     from flux_ci.config.settings import Settings
+    from flux_ci.deadline import Fitted
     from flux_ci.report.models import Report
     from flux_ci.secrets import Masker
 
@@ -47,7 +48,7 @@ def execute(
     chosen_output = _output_from(output)
     settings: Settings | None = None
     progress: Progress | None = None
-    early = early or startup.start(spec.tools, verbose)
+    early = early or startup.start(spec.tools, verbose, overrides.get("timeout"))
     masker, runner, prefetched = early.masker, early.runner, early.prefetched
     try:
         from flux_ci.config import plan  # noqa: PLC0415 - pydantic: after the checks have started
@@ -57,7 +58,13 @@ def execute(
         chosen_output = settings.output
         if settings.registry_password is not None:
             masker.reveal(settings.registry_password)
-        runner.settle(trace=max(verbose, 1 if settings.trace else 0), dry_run=settings.dry_run)
+        fitted = fit_deadline(settings, spec.name)
+        report.deadline = models.DeadlineInfo(round(fitted.seconds, 1), fitted.source)
+        if settings.rollback and spec.name in _ROLL_BACK:  # its deadline, fitted to the job too
+            settings = settings.model_copy(update={"rollback_timeout": fitted.rollback_s})
+        deadline = Deadline(fitted.seconds)
+        trace = max(verbose, 1 if settings.trace else 0)
+        runner.settle(trace=trace, dry_run=settings.dry_run, deadline=deadline)
         work = work_of(spec.name)
         startup_done()
         progress = Progress(
@@ -65,8 +72,8 @@ def execute(
             gitlab_sections=os.environ.get("GITLAB_CI") == "true",
             github_groups=os.environ.get("GITHUB_ACTIONS") == "true",
         )
-        progress.say(plan.describe(settings, spec.name))
-        deadline = Deadline(settings.timeout)
+        progress.say(plan.describe(settings, spec.name, fitted))
+        fitted.check_enough()  # exit 8 now, before anything is pushed, if the job has too little left
         ctx = Context(
             settings, runner, deadline, progress, prefetched=prefetched, manifests=checked.manifests
         )
@@ -87,6 +94,22 @@ def execute(
             report.steps = list(progress.steps)
     emit(report, chosen_output, _dotenv_from(settings), masker)
     return report.exit_code
+
+
+# The commands that may roll back (FLUX_CI_ROLLBACK): the rollback's deadline is part of the job's.
+_ROLL_BACK = ("deploy", "promote")
+
+
+def fit_deadline(settings: Settings, command: str) -> Fitted:
+    """The command's deadline: FLUX_CI_TIMEOUT, or in a GitLab job its end minus a reserve for the
+    diagnostics, the rollback and the report, when that is earlier (`deadline.fit`). The rollback's
+    own deadline comes with it, fitted to the job as well."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from flux_ci.deadline import fit  # noqa: PLC0415
+
+    rollback = settings.rollback_timeout if settings.rollback and command in _ROLL_BACK else None
+    return fit(settings.timeout, job=settings.job_clock, now=datetime.now(UTC), rollback_s=rollback)
 
 
 def startup_done() -> None:

@@ -7,11 +7,14 @@ artifact, under `ANNOTATION_PREFIX`), and how `status` and `history` read them b
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import BeforeValidator
 from pydantic.fields import FieldInfo
 from pydantic_settings import PydanticBaseSettingsSource
 
@@ -32,7 +35,6 @@ CI_FALLBACKS: dict[str, str] = {
     "pipeline_url": "CI_PIPELINE_URL",
     "job_url": "CI_JOB_URL",
     "pipeline_user": "GITLAB_USER_LOGIN",
-    "job_started_at": "CI_JOB_STARTED_AT",
 }
 
 # The traceability annotations: one prefix of flux-ci's own (OCI annotation keys are reverse-DNS
@@ -50,6 +52,42 @@ REPRODUCIBLE_CREATED = "1970-01-01T00:00:00Z"
 
 # flux2 cmd/flux/trigger_receiver.go `defaultOIDCTokenEnvVar`: FLUX_CI_RECEIVER_OIDC_TOKEN's fallback.
 RECEIVER_OIDC_TOKEN_VARIABLE = "FLUX_TRIGGER_RECEIVER_OIDC_TOKEN"  # noqa: S105 - a name, not a token
+
+
+# GitLab kills a job CI_JOB_TIMEOUT seconds after CI_JOB_STARTED_AT; the deadline ends in time for
+# the report (flux_ci/deadline.py `fit`). Read as they are (settings `job_timeout`, `job_started_at`).
+JOB_TIMEOUT_VARIABLE = "CI_JOB_TIMEOUT"
+JOB_STARTED_AT_VARIABLE = "CI_JOB_STARTED_AT"
+
+
+def job_seconds(value: Any) -> Any:
+    """CI_JOB_TIMEOUT: whole seconds, as GitLab writes it (`3600`)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        msg = f"{value!r} is not a number of seconds (GitLab sets it, e.g. 3600)"
+        raise ValueError(msg) from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        msg = f"{value!r} must be a positive number of seconds"
+        raise ValueError(msg)
+    return seconds
+
+
+def job_started_at(value: Any) -> Any:
+    """CI_JOB_STARTED_AT: ISO 8601 (`2026-12-07T20:00:00Z`); a time without a zone is UTC."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            msg = f"{value!r} is not an ISO 8601 time such as 2026-12-07T20:00:00Z"
+            raise ValueError(msg) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+JobSeconds = Annotated[float, BeforeValidator(job_seconds)]
+JobStartedAt = Annotated[datetime, BeforeValidator(job_started_at)]
 
 
 def ci_defaults(env: Mapping[str, str]) -> dict[str, str]:
@@ -81,7 +119,7 @@ def _gitlab_defaults(env: Mapping[str, str]) -> dict[str, str]:
     for field_name, variable in (("pipeline_url", "CI_PIPELINE_URL"), ("job_url", "CI_JOB_URL")):
         if url := env.get(variable):
             out[field_name] = without_userinfo(url)
-    _copy(env, out, pipeline_user="GITLAB_USER_LOGIN", job_started_at="CI_JOB_STARTED_AT")
+    _copy(env, out, pipeline_user="GITLAB_USER_LOGIN")
     if (debug := env.get("CI_DEBUG_TRACE")) is not None:
         # CI_DEBUG_TRACE is "true" or absent; anything unexpected means off rather than an error.
         out["trace"] = "true" if debug.strip().lower() in _TRUE else "false"

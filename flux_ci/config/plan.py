@@ -21,6 +21,7 @@ from flux_ci.config.manifests import FLUX_DEFAULT_IGNORES, ManifestError, Scan, 
 from flux_ci.config.names import Problem, config_message, missing_message, variable_name
 from flux_ci.config.settings import Settings
 from flux_ci.config.signing import key_problem
+from flux_ci.deadline import Fitted
 from flux_ci.errors import ConfigError
 
 
@@ -80,9 +81,10 @@ def moving_tags(settings: Settings) -> list[str]:
     return [tag for tag in settings.extra_tags if tag != settings.tag]
 
 
-def describe(settings: Settings, command: str) -> str:
+def describe(settings: Settings, command: str, deadline: Fitted | None = None) -> str:
     """One line of the effective configuration, printed as a command starts: what a reader of the
-    job log needs to tell which cluster, repository, tags and objects this run is about."""
+    job log needs to tell which cluster, repository, tags and objects this run is about, and which
+    deadline applies (FLUX_CI_TIMEOUT, or the CI job's end)."""
     tags = pushed_tags(settings)
     contexts = settings.kube_contexts
     parts = [
@@ -91,7 +93,7 @@ def describe(settings: Settings, command: str) -> str:
         else f"context {settings.kube_context or '(current)'}",
         f"repository {settings.repository or '(unset)'}",
         f"tags {', '.join(tags) or '(none)'}",
-        f"timeout {settings.timeout:g}s",
+        deadline.describe() if deadline is not None else f"timeout {settings.timeout:g}s",
         f"notify {settings.notify_mode}",
         f"source {settings.ocirepository or 'every OCIRepository of the repository'}",
         "consumers "

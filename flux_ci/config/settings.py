@@ -17,7 +17,13 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from flux_ci.config import names
-from flux_ci.config.ci import CIDefaultsSource
+from flux_ci.config.ci import (
+    JOB_STARTED_AT_VARIABLE,
+    JOB_TIMEOUT_VARIABLE,
+    CIDefaultsSource,
+    JobSeconds,
+    JobStartedAt,
+)
 from flux_ci.config.names import PREFIX, Problem, config_message, missing_message, variable_name
 from flux_ci.config.values import (
     CREDENTIALS_IN_URL,
@@ -32,6 +38,7 @@ from flux_ci.config.values import (
     parse_object_ref,
     receiver_url,
 )
+from flux_ci.deadline import DEFAULT_TIMEOUT_S, JobClock
 from flux_ci.errors import ConfigError
 from flux_ci.report.models import ObjectRef
 from flux_ci.secrets import has_userinfo, is_secret_variable
@@ -60,7 +67,7 @@ class Settings(BaseSettings):
     namespace: str = "flux-system"
     wait_for: CommaList | None = None
     digest: str | None = None
-    timeout: Duration = 300.0
+    timeout: Duration = DEFAULT_TIMEOUT_S
     # One kube context, or several separated by commas: one push, then every cluster at once.
     kube_context: str | None = None
     output: Literal["table", "json", "markdown"] = "table"
@@ -99,7 +106,6 @@ class Settings(BaseSettings):
     pipeline_url: str | None = None
     job_url: str | None = None
     pipeline_user: str | None = None
-    job_started_at: str | None = None
     # `history`: the entries of each consumer's own status.history shown (Flux keeps 5 for a
     # Kustomization; spec.maxHistory, 5 by default, for a HelmRelease).
     history: int = 10
@@ -109,6 +115,10 @@ class Settings(BaseSettings):
     # it, as GitLab's file variables give it) and its password.
     cosign_private_key: SecretStr | None = Field(default=None, validation_alias="COSIGN_PRIVATE_KEY")
     cosign_password: SecretStr | None = Field(default=None, validation_alias="COSIGN_PASSWORD")
+    # GitLab's own: the job is killed CI_JOB_TIMEOUT seconds after CI_JOB_STARTED_AT, so the
+    # deadline ends in time for the report (flux_ci/deadline.py `fit`).
+    job_timeout: JobSeconds | None = Field(default=None, validation_alias=JOB_TIMEOUT_VARIABLE)
+    job_started_at: JobStartedAt | None = Field(default=None, validation_alias=JOB_STARTED_AT_VARIABLE)
 
     # Filled in below the class from `secrets`, the one list of secret variables.
     secret_fields: ClassVar[frozenset[str]] = frozenset()
@@ -147,7 +157,9 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             broken = field_problems(exc)
         defaults = {
-            name: cls.model_fields[name].get_default(call_default_factory=True)
+            str(cls.model_fields[name].validation_alias or name): cls.model_fields[name].get_default(
+                call_default_factory=True
+            )
             for name, _ in broken
             if name in cls.model_fields
         }
@@ -315,6 +327,13 @@ class Settings(BaseSettings):
         namespace, _, name = self.receiver.rpartition("/")
         return ObjectRef("Receiver", namespace or self.namespace, name)
 
+    @property
+    def job_clock(self) -> JobClock | None:
+        """The CI job's own time limit, when the CI system says it (GitLab sets both variables)."""
+        if self.job_timeout is None or self.job_started_at is None:
+            return None
+        return JobClock(self.job_timeout, self.job_started_at)
+
     def required(self, field_name: str) -> str:
         """The value of a field the command cannot do without (a `ConfigError` naming it if unset)."""
         self.require(field_name)
@@ -363,9 +382,19 @@ def field_problems(exc: ValidationError) -> list[Problem]:
     """One (field, message) pair per invalid field, naming its variable."""
     problems: dict[str, str] = {}
     for error in exc.errors():
-        field_name = str(error["loc"][0]) if error["loc"] else ""
+        located = str(error["loc"][0]) if error["loc"] else ""
+        field_name = _FIELD_OF_ALIAS.get(located, located)  # CI_JOB_TIMEOUT is field job_timeout
         reason = str(error["msg"]).removeprefix("Value error, ")
         if field_name not in Settings.unechoed_fields and error["type"] != "value_error":
             reason = f"{reason} (got {error.get('input')!r})"
-        problems.setdefault(field_name, f"{variable_name(field_name)}: {reason}")
+        known = field_name in Settings.model_fields
+        variable = variable_of(field_name) if known else variable_name(field_name)
+        problems.setdefault(field_name, f"{variable}: {reason}")
     return list(problems.items())
+
+
+_FIELD_OF_ALIAS = {
+    str(info.validation_alias): name
+    for name, info in Settings.model_fields.items()
+    if info.validation_alias is not None
+}

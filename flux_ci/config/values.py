@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator
 from pydantic_settings import NoDecode
 
-from flux_ci.deadline import parse_duration
+from flux_ci.deadline import MAX_TIMEOUT_S, parse_duration
 from flux_ci.report.models import ObjectRef
 from flux_ci.secrets import has_userinfo
 
@@ -40,7 +40,7 @@ _BOOLEANS = {
 }
 # A deadline under a second cannot run even one command; over a week is a typo (and overflows the
 # timers the watches use when far larger).
-_TIMEOUT_RANGE_S = (1.0, 7 * 24 * 3600.0)
+_TIMEOUT_RANGE_S = (1.0, MAX_TIMEOUT_S)
 CREDENTIALS_IN_URL = "contains credentials (user:password@)"
 
 

@@ -1,4 +1,11 @@
-"""Reads and writes of Flux objects through kubectl, with failures classified as cluster errors."""
+"""Reads and writes of Flux objects through kubectl, with failures classified as cluster errors.
+
+Every one-shot call's timeout is cut from the command's deadline: kubectl gives up each request to
+the API server by itself after its share of the time left (`--request-timeout`, `Deadline.attempt`),
+so a silent API server ends the read as unreachable (retryable) while time is left to try again;
+the child as a whole may take what is left. A watch runs until the deadline. At -vv the trace shows
+one line per object kubectl printed (`kubectl.summarise`), never the objects: they are cluster data.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +18,8 @@ from flux_ci.kube.fluxobjects import Obj
 from flux_ci.report.models import ObjectRef
 from flux_ci.tools import kubectl
 from flux_ci.tools.kubectl import AccessCheck
-
-_READ_TIMEOUT_S = 60.0
+from flux_ci.tools.output import TraceOutput
+from flux_ci.tools.runner import CommandResult
 
 
 class ForbiddenError(ClusterError):
@@ -27,10 +34,26 @@ def _context(ctx: Context) -> str | None:
     return ctx.settings.kube_context
 
 
+def _kubectl(
+    ctx: Context,
+    argv: list[str],
+    *,
+    stdin: str | None = None,
+    mutating: bool = False,
+    trace_output: TraceOutput | None = kubectl.summarise,
+) -> CommandResult:
+    """One kubectl call: what is left of the deadline as its timeout, its output traced as a summary."""
+    return ctx.runner.run(
+        argv, timeout=ctx.timeout(), stdin=stdin, mutating=mutating, trace_output=trace_output
+    )
+
+
 def list_objects(ctx: Context, kind: str, namespace: str | None = None) -> list[Obj]:
     """Every object of a Flux kind in a namespace (all when None); NotInstalledError if the CRD is absent."""
-    argv = kubectl.get_argv(_context(ctx), kubectl.RESOURCES[kind], namespace=namespace)
-    result = ctx.runner.run(argv, timeout=ctx.timeout(_READ_TIMEOUT_S))
+    argv = kubectl.get_argv(
+        _context(ctx), kubectl.RESOURCES[kind], namespace=namespace, request_timeout_s=ctx.deadline.attempt()
+    )
+    result = _kubectl(ctx, argv)
     if result.ok:
         return kubectl.parse_items(result.stdout)
     if kubectl.missing_resource_type(result.stderr):
@@ -44,7 +67,9 @@ def list_kinds(ctx: Context, kinds: Sequence[str]) -> dict[str, list[Obj]]:
     """Every object of several Flux kinds in all namespaces, in one kubectl call. It fails as a whole
     (ClusterError) when any kind fails, not installed or not allowed: `list_objects` tells those apart."""
     resources = ",".join(kubectl.RESOURCES[kind] for kind in kinds)
-    result = ctx.runner.run(kubectl.get_argv(_context(ctx), resources), timeout=ctx.timeout(_READ_TIMEOUT_S))
+    result = _kubectl(
+        ctx, kubectl.get_argv(_context(ctx), resources, request_timeout_s=ctx.deadline.attempt())
+    )
     if not result.ok:
         raise kubectl.failure(f"listing {', '.join(kinds)} objects in all namespaces", result.stderr)
     listed: dict[str, list[Obj]] = {kind: [] for kind in kinds}
@@ -55,9 +80,13 @@ def list_kinds(ctx: Context, kinds: Sequence[str]) -> dict[str, list[Obj]]:
 
 def get_object(ctx: Context, ref: ObjectRef) -> Obj:
     argv = kubectl.get_argv(
-        _context(ctx), kubectl.RESOURCES[ref.kind], namespace=ref.namespace, name=ref.name
+        _context(ctx),
+        kubectl.RESOURCES[ref.kind],
+        namespace=ref.namespace,
+        name=ref.name,
+        request_timeout_s=ctx.deadline.attempt(),
     )
-    result = ctx.runner.run(argv, timeout=ctx.timeout(_READ_TIMEOUT_S))
+    result = _kubectl(ctx, argv)
     if not result.ok:
         if "NotFound" in result.stderr or kubectl.missing_resource_type(result.stderr):
             raise ClusterError(f"{ref} not found")
@@ -72,8 +101,15 @@ def new_token() -> str:
 
 def request_reconcile(ctx: Context, kind: str, namespace: str, names: Sequence[str], token: str) -> None:
     """Write the reconcile annotation on every named object of one namespace, in one call."""
-    argv = kubectl.annotate_argv(_context(ctx), kubectl.RESOURCES[kind], namespace, names, token)
-    result = ctx.runner.run(argv, timeout=ctx.timeout(_READ_TIMEOUT_S), mutating=True)
+    argv = kubectl.annotate_argv(
+        _context(ctx),
+        kubectl.RESOURCES[kind],
+        namespace,
+        names,
+        token,
+        request_timeout_s=ctx.deadline.attempt(),
+    )
+    result = _kubectl(ctx, argv, mutating=True, trace_output=None)  # prints only what it annotated
     if result.ok:
         return
     error = kubectl.failure(
@@ -92,11 +128,8 @@ def can_i(ctx: Context, checks: Sequence[AccessCheck]) -> dict[AccessCheck, bool
     unique = sorted(set(checks))
     if not unique:
         return {}
-    result = ctx.runner.run(
-        kubectl.access_review_argv(_context(ctx)),
-        timeout=ctx.timeout(_READ_TIMEOUT_S),
-        stdin=kubectl.access_reviews_document(unique),
-    )
+    argv = kubectl.access_review_argv(_context(ctx), request_timeout_s=ctx.deadline.attempt())
+    result = _kubectl(ctx, argv, stdin=kubectl.access_reviews_document(unique))
     if not result.ok:
         raise kubectl.failure("checking permissions (SelfSubjectAccessReview)", result.stderr)
     try:
@@ -108,7 +141,8 @@ def can_i(ctx: Context, checks: Sequence[AccessCheck]) -> dict[AccessCheck, bool
 def watch_stream(ctx: Context, kind: str, namespace: str | None) -> Iterator[tuple[str, Obj]]:
     """One pass of `kubectl get --watch`: (event type, object) until kubectl ends or is stopped."""
     argv = kubectl.watch_argv(_context(ctx), kubectl.RESOURCES[kind], namespace)
-    for document in kubectl.iter_json_documents(ctx.runner.stream(argv, timeout=ctx.timeout())):
+    lines = ctx.runner.stream(argv, timeout=ctx.timeout(), trace_output=kubectl.summarise)
+    for document in kubectl.iter_json_documents(lines):
         yield kubectl.watch_event(document)
 
 

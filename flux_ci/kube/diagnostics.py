@@ -223,7 +223,7 @@ def _read(ctx: Context, argv: list[str], until: float, parse: Callable[[str], li
     if remaining < 0.1:  # less than a kubectl round trip
         return []
     try:
-        result = ctx.runner.run(argv, timeout=remaining)
+        result = ctx.runner.run(argv, timeout=remaining, trace_output=kubectl.summarise)
     except DeadlineExceededError:
         return []
     if not result.ok:

@@ -143,7 +143,9 @@ class EventWatch:
         attempt = 0
         while self._active():
             argv = kubectl.events_watch_argv(self._ctx.settings.kube_context, namespace)
-            stream = self._ctx.runner.stream(argv, timeout=self._ctx.timeout())
+            stream = self._ctx.runner.stream(
+                argv, timeout=self._ctx.timeout(), trace_output=kubectl.summarise
+            )
             for document in kubectl.iter_json_documents(stream):
                 attempt = 0
                 self._show(*parse_event(document))

@@ -13,8 +13,6 @@ from flux_ci.registry.retry import retrying
 from flux_ci.tools import flux, oras
 from flux_ci.tools.runner import CommandResult
 
-_COMMAND_TIMEOUT_S = 120.0
-
 
 class Registry:
     """Registry operations for one command, sharing one private login."""
@@ -26,8 +24,11 @@ class Registry:
 
     def push(self, argv: list[str]) -> str:
         """Run `flux push artifact` (argv built by the caller); returns the pushed digest."""
+        # The push may take all the time left: a large artifact on a slow link needs it, and an
+        # attempt cut short would only start over (its `--timeout` is the same, set by the caller).
         result = self._retry(
-            "flux push artifact", lambda: self._run(argv, env=self.auth.flux_env(), mutating=True)
+            "flux push artifact",
+            lambda: self._run(argv, env=self.auth.flux_env(), mutating=True, timeout=self._ctx.timeout()),
         )
         if result.dry_run:
             return self._ctx.settings.digest or ""
@@ -96,11 +97,17 @@ class Registry:
         return Registry(ctx, self.auth)
 
     def _run(
-        self, argv: list[str], *, env: dict[str, str | None] | None = None, mutating: bool = False
+        self,
+        argv: list[str],
+        *,
+        env: dict[str, str | None] | None = None,
+        mutating: bool = False,
+        timeout: float | None = None,
     ) -> CommandResult:
-        return self._ctx.runner.run(
-            argv, timeout=self._ctx.timeout(_COMMAND_TIMEOUT_S), env=env, mutating=mutating
-        )
+        """One attempt. A small request (tag, resolve) gets its share of the time left
+        (`Deadline.attempt`): one that hangs is cut and retried (`retry`) while time remains."""
+        timeout = self._ctx.deadline.attempt() if timeout is None else timeout
+        return self._ctx.runner.run(argv, timeout=timeout, env=env, mutating=mutating)
 
     def _retry(self, what: str, attempt: Callable[[], CommandResult]) -> CommandResult:
         return retrying(self._ctx, what, attempt)

@@ -25,7 +25,6 @@ from flux_ci.errors import ConfigError
 from flux_ci.registry.retry import retrying
 from flux_ci.tools import oras
 
-_LOGIN_TIMEOUT_S = 60.0
 AUTH_DIR_PREFIX = "flux-ci-auth-"
 _AUTH_DIR_NAME = re.compile(rf"^{re.escape(AUTH_DIR_PREFIX)}(?P<pid>[0-9]+)-.+$")
 
@@ -67,10 +66,9 @@ def registry_login(ctx: Context) -> Iterator[RegistryAuth]:
         config.touch(mode=0o600)  # oras writes into it; never world-readable, not even briefly
         host = registry_host(settings.required("repository"))
         argv = oras.login_argv(host, user, config, plain_http=plain_http)
+        # Each attempt gets its share of the time left: a login that hangs is cut and retried.
         result = retrying(
-            ctx,
-            "oras login",
-            lambda: ctx.runner.run(argv, stdin=password, timeout=ctx.timeout(_LOGIN_TIMEOUT_S)),
+            ctx, "oras login", lambda: ctx.runner.run(argv, stdin=password, timeout=ctx.deadline.attempt())
         )
         if not result.ok:
             raise oras.failure("registry login", result.stderr or result.stdout)

@@ -93,12 +93,15 @@ def push(ctx: Context, registry: Registry) -> Artifact:
 
 
 def published_annotations(ctx: Context) -> dict[str, str]:
-    """Who pushes this artifact (FLUX_CI_PIPELINE_URL, FLUX_CI_JOB_URL, FLUX_CI_PIPELINE_USER,
-    FLUX_CI_JOB_STARTED_AT), as io.flux-ci.* annotations. Anyone who may pull reads them, so a value
+    """Who pushes this artifact (FLUX_CI_PIPELINE_URL, FLUX_CI_JOB_URL, FLUX_CI_PIPELINE_USER, and
+    GitLab's CI_JOB_STARTED_AT), as io.flux-ci.* annotations. Anyone who may pull reads them, so a value
     that holds any secret the job knows (a token in a URL, a variable's value) is left out, and said."""
     s = ctx.settings
     found = trace_annotations(
-        pipeline_url=s.pipeline_url, job_url=s.job_url, user=s.pipeline_user, started_at=s.job_started_at
+        pipeline_url=s.pipeline_url,
+        job_url=s.job_url,
+        user=s.pipeline_user,
+        started_at=s.job_started_at.strftime("%Y-%m-%dT%H:%M:%SZ") if s.job_started_at else None,
     )
     masker = ctx.runner.masker
     kept = {key: value for key, value in found.items() if masker.mask(value) == value}

@@ -2,14 +2,19 @@
 `tools.faults`, the classification source-controller's fetch errors are judged by too) are retried
 with a bounded backoff inside the command's deadline; a refusal (401/403, wrong credentials) never
 is: it would fail the same way again, and retrying can lock an account.
+
+An attempt given only a share of the time left (`Deadline.attempt`) and cut at its end (a registry
+that accepts the connection and never answers) is transient too: the next attempt gets its share of
+what is left. An attempt cut by the command's deadline itself is the timeout it is (exit 8).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeGuard
 
 from flux_ci.context import Context
-from flux_ci.errors import RegistryError
+from flux_ci.errors import DeadlineExceededError, RegistryError
 from flux_ci.tools.faults import transient
 from flux_ci.tools.runner import CommandResult
 
@@ -19,16 +24,39 @@ BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # then give up: the registry is down, not
 def retrying(ctx: Context, what: str, attempt: Callable[[], CommandResult]) -> CommandResult:
     """Run `attempt` until it succeeds or fails for good; a registry still unreachable when the
     backoff or the deadline runs out is a retryable RegistryError naming its last answer."""
-    result = attempt()
+    result = _attempt(ctx, attempt)
     for pause in BACKOFF_S:
-        if result.ok or result.dry_run or not transient(result.stderr):
+        if _final(result):
             return result
         if ctx.deadline.remaining <= pause:
             break
-        ctx.progress.note(f"{what}: registry unreachable ({result.error_text()}); retry in {pause:g}s")
+        ctx.progress.note(f"{what}: registry unreachable ({_why(result)}); retry in {pause:g}s")
         ctx.pause(pause)
-        result = attempt()
-    if result.ok or result.dry_run or not transient(result.stderr):
+        result = _attempt(ctx, attempt)
+    if _final(result):
         return result
-    message = f"{what} failed: the registry stayed unreachable: {result.error_text()}"
+    message = f"{what} failed: the registry stayed unreachable: {_why(result)}"
     raise RegistryError(message, retryable=True)
+
+
+def _attempt(ctx: Context, attempt: Callable[[], CommandResult]) -> CommandResult | DeadlineExceededError:
+    """The attempt's result, or its cut by its own share of the time left (a hung connection)."""
+    try:
+        return attempt()
+    except DeadlineExceededError as exc:
+        if ctx.deadline.expired:
+            raise  # the command's own deadline: no time for another attempt
+        return exc
+
+
+def _final(result: CommandResult | DeadlineExceededError) -> TypeGuard[CommandResult]:
+    """Done retrying: success, dry-run, or a failure that would fail again."""
+    if isinstance(result, DeadlineExceededError):
+        return False
+    return result.ok or result.dry_run or not transient(result.stderr)
+
+
+def _why(result: CommandResult | DeadlineExceededError) -> str:
+    if isinstance(result, DeadlineExceededError):
+        return f"no answer: {result.message}"
+    return result.error_text()

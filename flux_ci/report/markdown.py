@@ -72,6 +72,8 @@ def to_markdown(report: Report) -> str:
     if report.steps:
         steps = ", ".join(f"{step.name} {step.status} {step.duration_s:.1f}s" for step in report.steps)
         blocks.append(f"steps: {_cell(steps)}")
+    if report.deadline is not None and report.deadline.source == "job":
+        blocks.append(f"deadline: {report.deadline.seconds:g}s, fitted to the CI job's end")
     return "\n\n".join(blocks) + "\n"
 
 

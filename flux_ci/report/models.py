@@ -37,6 +37,15 @@ class ObjectRef:
 
 
 @dataclass(frozen=True)
+class DeadlineInfo:
+    """The command's deadline in seconds, and where it came from: `timeout` (FLUX_CI_TIMEOUT) or
+    `job` (the CI job's end, minus what the report, diagnostics and a rollback need after it)."""
+
+    seconds: float
+    source: str
+
+
+@dataclass(frozen=True)
 class Artifact:
     """The OCI artifact that was pushed (or, for `reconcile`/`wait` alone, expected)."""
 
@@ -273,6 +282,7 @@ class Report:
     rollback: Rollback | None = None
     # `history`: each consumer's last entries, newest first.
     history: list[HistoryEntry] = field(default_factory=list)
+    deadline: DeadlineInfo | None = None  # None: the command never got as far as its deadline
 
     def clusters_with(self, *statuses: ClusterStatus) -> str:
         """The contexts of the clusters that ended so, as a comma list (dotenv, action outputs)."""

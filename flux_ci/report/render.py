@@ -52,6 +52,7 @@ def to_json(report: Report) -> str:
         "command": report.command,
         "status": str(report.status),
         "exit_code": report.exit_code,
+        "deadline": asdict(report.deadline) if report.deadline else None,
         "artifact": report.artifact.fields() if report.artifact else None,
         "sources": [_source(s) for s in report.sources],
         "consumers": [_consumer(c) for c in report.consumers],
@@ -226,13 +227,7 @@ def to_table(report: Report) -> str:
 
         lines = [line for d in report.diagnostics for line in describe(d)]
         blocks.append("diagnostics:\n" + "\n".join(_indented(line) for line in lines))
-    lines = (
-        [f"rollback: {_short(_rollback_line(report.rollback), TABLE_WIDTH - 10)}"] if report.rollback else []
-    )
-    lines += [_short(f"checks: applied, no health checks: {_named(c.ref, c.cluster)}", TABLE_WIDTH)
-              for c in report.consumers if c.checks is Checks.APPLY]  # fmt: skip
-    lines += [f"scope: {_short(item, TABLE_WIDTH - 7)}" for item in report.scope]
-    lines += [f"note: {_short(item, TABLE_WIDTH - 6)}" for item in report.notes]
+    lines = _footer(report)
     if lines:
         blocks.append("\n".join(lines))
     verdict = f"{report.command}: {report.status}"
@@ -285,6 +280,21 @@ def _changed_blocks(report: Report, *, several: bool) -> list[str]:
         blocks.append(_fit(tabulate(changes, headers=change_headers, tablefmt="simple")))
     blocks.append("changed: " + ("yes" if report.changed else "no, applying the manifests changes nothing"))
     return blocks
+
+
+def _footer(report: Report) -> list[str]:
+    """The lines under the tables: the rollback, what Ready covered, a deadline fitted to the CI
+    job, scope and notes."""
+    lines = (
+        [f"rollback: {_short(_rollback_line(report.rollback), TABLE_WIDTH - 10)}"] if report.rollback else []
+    )
+    lines += [_short(f"checks: applied, no health checks: {_named(c.ref, c.cluster)}", TABLE_WIDTH)
+              for c in report.consumers if c.checks is Checks.APPLY]  # fmt: skip
+    if report.deadline is not None and report.deadline.source == "job":
+        lines.append(f"deadline: {report.deadline.seconds:g}s, fitted to the CI job's end")
+    lines += [f"scope: {_short(item, TABLE_WIDTH - 7)}" for item in report.scope]
+    lines += [f"note: {_short(item, TABLE_WIDTH - 6)}" for item in report.notes]
+    return lines
 
 
 def _row(state: SourceState | ConsumerState, *, cluster: bool) -> tuple[str, ...]:

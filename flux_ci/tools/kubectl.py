@@ -63,14 +63,30 @@ def base_argv(context: str | None) -> list[str]:
 
 
 def get_argv(
-    context: str | None, resource: str, *, namespace: str | None = None, name: str | None = None
+    context: str | None,
+    resource: str,
+    *,
+    namespace: str | None = None,
+    name: str | None = None,
+    request_timeout_s: float | None = None,
 ) -> list[str]:
     """`kubectl get RESOURCE [NAME] (-n NS | -A) -o json`; no namespace means all namespaces."""
     argv = [*base_argv(context), "get", resource]
     if name:
         argv.append(name)
     argv += [f"--namespace={namespace}"] if namespace else ["--all-namespaces"]
-    return [*argv, "--output=json"]
+    return [*argv, "--output=json", *request_timeout(request_timeout_s)]
+
+
+def request_timeout(seconds: float | None) -> list[str]:
+    """`--request-timeout`: each request to the API server gives up after this long by itself, so a
+    silent API server (a blackholed route) ends a one-shot read as `Unable to connect to the
+    server: context deadline exceeded` (unreachable, retryable). Per request: kubectl's discovery may
+    make several, so the caller's timeout of the whole child stays the bound. Never for a watch,
+    which it would end."""
+    if seconds is None:
+        return []
+    return [f"--request-timeout={max(1, round(seconds * 1000))}ms"]  # 0 would mean none
 
 
 def watch_argv(context: str | None, resource: str, namespace: str | None) -> list[str]:
@@ -92,7 +108,13 @@ def watch_argv(context: str | None, resource: str, namespace: str | None) -> lis
 
 
 def annotate_argv(
-    context: str | None, resource: str, namespace: str, names: Sequence[str], requested_at: str
+    context: str | None,
+    resource: str,
+    namespace: str,
+    names: Sequence[str],
+    requested_at: str,
+    *,
+    request_timeout_s: float | None = None,
 ) -> list[str]:
     """Ask Flux to reconcile now: the annotation `flux reconcile` writes, without its 2 s polling.
 
@@ -106,6 +128,7 @@ def annotate_argv(
         f"--namespace={namespace}",
         "--overwrite",
         f"--field-manager={FIELD_MANAGER}",
+        *request_timeout(request_timeout_s),
         f"{RECONCILE_ANNOTATION}={requested_at}",
     ]
 
@@ -116,9 +139,14 @@ def readyz_argv(context: str | None, timeout_s: float) -> list[str]:
     return [*base_argv(context), "get", "--raw=/readyz", f"--request-timeout={max(timeout_s, 0.1):g}s"]
 
 
-def access_review_argv(context: str | None) -> list[str]:
-    """Create the SelfSubjectAccessReviews read from stdin (a List) in one call; prints the answers."""
-    return [*base_argv(context), "create", "--filename=-", "--output=json"]
+def access_review_argv(context: str | None, *, request_timeout_s: float | None = None) -> list[str]:
+    """Create the SelfSubjectAccessReviews read from stdin (a List) in one call; prints the answers.
+
+    `--validate=false`: kubectl would first download the API server's whole OpenAPI document (MBs
+    with the Flux CRDs; seconds on a busy API server) to check a List flux-ci wrote itself; the API
+    server validates it anyway."""
+    argv = [*base_argv(context), "create", "--filename=-", "--validate=false", "--output=json"]
+    return [*argv, *request_timeout(request_timeout_s)]
 
 
 def access_reviews_document(checks: Sequence[AccessCheck]) -> str:
@@ -344,3 +372,77 @@ def parse_receiver(stdout: str) -> ReceiverView:
     fields = [*stdout.removesuffix("\n").split("\t", 5), "", "", "", "", "", ""][:6]
     kind, suspend, path_start, ready, reason, message = fields
     return ReceiverView(kind, suspend == "suspended", path_start, ready, reason, message)
+
+
+# --- what the -vv trace shows of kubectl's output ---------------------------------------------------
+
+
+def summarise(stdout: str) -> list[str]:
+    """What the -vv trace shows of kubectl's JSON output (a List, one object, watch events one a line):
+    one line per object, naming it with its generation, revision and Ready condition, never the object.
+
+    kubectl reads what the identity may read, which is other teams' too: HelmRelease values,
+    `postBuild.substitute`, last-applied annotations, Event messages. None of it belongs in a job
+    log. Output that is not a JSON document is counted, not shown."""
+    lines = [line for document in iter_json_documents([stdout]) for line in _summary(document)]
+    if not lines and stdout.strip():
+        count = len(stdout.strip().splitlines())
+        lines.append(f"({count} {'line' if count == 1 else 'lines'} of output that is not JSON: not shown)")
+    return lines
+
+
+def _summary(document: dict[str, Any]) -> list[str]:
+    if "object" in document and "type" in document:  # a watch event
+        return [f"{document['type']} {line}" for line in _summary(dict(document["object"]))]
+    kind = str(document.get("kind", ""))
+    if kind.endswith("List"):
+        items = [item for item in document.get("items", []) if isinstance(item, dict)]
+        return [_object_line(item) for item in items] or [f"{kind}: no items"]
+    if not kind or not isinstance(document.get("metadata", {}), dict):
+        return ["(a JSON document that is not a Kubernetes object: not shown)"]
+    return [_object_line(document)]
+
+
+def _object_line(obj: dict[str, Any]) -> str:
+    kind = str(obj.get("kind", "?"))
+    meta = obj.get("metadata") or {}
+    status: dict[str, Any] = obj["status"] if isinstance(obj.get("status"), dict) else {}
+    if kind == "SelfSubjectAccessReview":
+        asked = AccessCheck(**_check_fields(obj))
+        return f"{kind} {asked}: allowed={bool(status.get('allowed'))}"
+    name = (
+        f"{meta['namespace']}/{meta.get('name', '?')}"
+        if meta.get("namespace")
+        else str(meta.get("name", "?"))
+    )
+    if kind == "Event":
+        about = obj.get("involvedObject") or {}
+        subject = f"{about.get('kind', '?')}/{about.get('namespace', '')}/{about.get('name', '?')}"
+        return f"Event {name}: {obj.get('type', '?')} {obj.get('reason', '?')} for {subject}"
+    parts = [f"{kind} {name}"]
+    if (generation := meta.get("generation")) is not None:
+        observed = status.get("observedGeneration")
+        parts.append(f"generation {generation}" + (f" (observed {observed})" if observed is not None else ""))
+    applied = (status.get("artifact") or {}).get("revision") or status.get("lastAppliedRevision")
+    attempted = status.get("lastAttemptedRevision")
+    if applied:
+        parts.append(f"revision {applied}")
+    if attempted and attempted != applied:
+        parts.append(f"attempted {attempted}")
+    ready = next(
+        (c for c in status.get("conditions", []) if isinstance(c, dict) and c.get("type") == "Ready"), None
+    )
+    if ready is not None:
+        parts.append(f"Ready={ready.get('status', '?')} {ready.get('reason', '')}".rstrip())
+    return ", ".join(parts)
+
+
+def _check_fields(review: dict[str, Any]) -> dict[str, str]:
+    attributes = (review.get("spec") or {}).get("resourceAttributes") or {}
+    group = attributes.get("group", "")
+    resource = f"{attributes.get('resource', '?')}.{group}" if group else str(attributes.get("resource", "?"))
+    return {
+        "verb": str(attributes.get("verb", "?")),
+        "resource": resource,
+        "namespace": attributes.get("namespace", ""),
+    }

@@ -2,7 +2,9 @@
 
 Every child gets an argv list (never a shell string), an explicit environment, a deadline cut from the
 command's and captured output. With tracing on, each command is printed before it runs, shell-quoted
-and masked, followed by its exit code and duration (and its output at `-vv`).
+and masked, followed by its exit code and duration, and at `-vv` its output as the caller has it
+traced: a tool whose output is cluster data (kubectl's JSON) passes a summariser (`trace_output`),
+so the job log shows one line per object, never the objects.
 
 Every child belongs to a `ProcessGroup` (`supervise`: one per flux-ci process, `PROCESSES`), which
 enforces the deadlines and stops children, and all they started, on SIGINT/SIGTERM: SIGTERM first,
@@ -17,18 +19,19 @@ import os
 import shlex
 import shutil
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from flux_ci.deadline import Deadline
 from flux_ci.errors import DeadlineExceededError, ToolError
+from flux_ci.tools import output
+from flux_ci.tools.output import TraceOutput
 from flux_ci.tools.supervise import (
     PROCESSES,
     Child,
     ProcessGroup,
     child_setup,
-    readable,
-    wait_slice,
 )
 from flux_ci.tools.trace import Trace
 
@@ -43,7 +46,6 @@ logging.getLogger("sh").setLevel(logging.WARNING)
 
 # The caller decides what an exit code means, not sh: every code, and death by any signal (-N).
 _ANY_EXIT_CODE = tuple(range(-64, 256))
-_READ_SIZE = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -80,14 +82,20 @@ class CommandRunner(Protocol):
         self,
         argv: Sequence[str],
         *,
-        timeout: float,
+        timeout: float | None = None,
         stdin: SecretStr | str | None = None,
         env: Mapping[str, str | None] | None = None,
         mutating: bool = False,
+        trace_output: TraceOutput | None = None,
     ) -> CommandResult: ...
 
     def stream(
-        self, argv: Sequence[str], *, timeout: float, env: Mapping[str, str | None] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        env: Mapping[str, str | None] | None = None,
+        trace_output: TraceOutput | None = None,
     ) -> Generator[str, None, None]: ...
 
     def stop_all(self) -> None: ...
@@ -110,8 +118,12 @@ class Runner:
         log: TextIO | None = None,
         group: ProcessGroup = PROCESSES,
         hold_trace: bool = False,
+        deadline: Deadline | None = None,
     ) -> None:
         self.masker = masker
+        # The command's deadline: a child given no timeout of its own ends with it (`settle` sets
+        # it once the settings are read; before, what FLUX_CI_TIMEOUT says).
+        self.deadline = deadline
         self.env = dict(env)
         self.dry_run = dry_run
         # hold_trace: the settings (FLUX_CI_TRACE) are not read yet; trace lines above `trace` wait,
@@ -127,10 +139,14 @@ class Runner:
     def trace(self) -> int:
         return self._trace.level
 
-    def settle(self, *, trace: int, dry_run: bool) -> None:
-        """The settings are read: from now on `trace` and `dry_run` hold, and the trace lines held
-        until now (the early version checks) are printed if `trace` asks for them."""
+    def settle(self, *, trace: int, dry_run: bool, deadline: Deadline | None = None) -> None:
+        """The settings are read: from now on `trace`, `dry_run` and the command's `deadline` hold,
+        the children running already (the early version checks) end by that deadline, and the trace
+        lines held until now are printed if `trace` asks for them."""
         self.dry_run = dry_run
+        if deadline is not None:
+            self.deadline = deadline
+            self._group.limit(self, deadline.end)
         self._trace.settle(trace)
 
     def scoped(self) -> Runner:
@@ -139,7 +155,7 @@ class Runner:
         `stop_all` still stops them."""
         scope = Runner(
             masker=self.masker, env=self.env, trace=self.trace, dry_run=self.dry_run, log=self._log,
-            group=self._group,
+            group=self._group, deadline=self.deadline,
         )  # fmt: skip
         self._scopes.append(scope)
         if self._closed:  # everything is being stopped: so is what a late scope starts
@@ -154,17 +170,21 @@ class Runner:
         self,
         argv: Sequence[str],
         *,
-        timeout: float,
+        timeout: float | None = None,
         stdin: SecretStr | str | None = None,
         env: Mapping[str, str | None] | None = None,
         mutating: bool = False,
+        trace_output: TraceOutput | None = None,
     ) -> CommandResult:
         """Run argv to completion and return what it did; a non-zero exit is data, not an error.
 
-        `mutating` commands change the registry or the cluster: in dry-run mode they are printed and
-        skipped. A `SecretStr` stdin is the only way a secret reaches a child.
+        `timeout`: the child's own, cut from the command's deadline by the caller; None: the command's
+        deadline itself. `mutating` commands change the registry or the cluster: in dry-run mode they
+        are printed and skipped. A `SecretStr` stdin is the only way a secret reaches a child.
+        `trace_output` makes what the -vv trace shows of its stdout.
         """
         argv = tuple(argv)
+        timeout = self._timeout(timeout)
         self.check_interrupted()
         if mutating and self.dry_run:
             self._trace.say(f"[dry-run] would run: $ {self.quote(argv)}")
@@ -173,40 +193,48 @@ class Runner:
         started = time.monotonic()
         child = self._start(argv, env, timeout, feed)
         try:
-            stdout = b"".join(_stdout_chunks(child))
+            stdout = b"".join(output.stdout_chunks(child))
         finally:
             self._finish(child)
         oproc = child.process.process
         result = CommandResult(
             argv,
             _exit_code(oproc.exit_code),
-            _decode(stdout),
-            _decode(oproc.stderr),
+            output.decode(stdout),
+            output.decode(oproc.stderr),
             time.monotonic() - started,
         )
         outcome = "timed out" if child.timed_out else f"exit {result.exit_code}"
-        self._trace_end(argv, outcome, result.duration_s, result)
+        self._trace_end(argv, outcome, result.duration_s, result, trace_output)
         self.check_interrupted()  # a child stopped by SIGINT/SIGTERM is not a result
         if child.timed_out:
             raise DeadlineExceededError(f"timed out after {timeout:.1f}s running: {self.quote(argv)}")
         return result
 
     def stream(
-        self, argv: Sequence[str], *, timeout: float, env: Mapping[str, str | None] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        env: Mapping[str, str | None] | None = None,
+        trace_output: TraceOutput | None = None,
     ) -> Generator[str, None, None]:
         """Yield the child's stdout line by line, as it writes each; closing the iterator stops it.
 
-        At its deadline the child is stopped and the iteration simply ends.
+        At its deadline (`timeout`, as for `run`) the child is stopped and the iteration simply ends.
+        At -vv each line is traced as `trace_output` makes it.
         """
         argv = tuple(argv)
+        timeout = self._timeout(timeout)
         self.check_interrupted()
         started = time.monotonic()
         child = self._start(argv, env, timeout, None)
         outcome = "ended"
         try:
-            for line in _lines(_stdout_chunks(child)):
+            for line in output.lines(output.stdout_chunks(child)):
                 if self._trace.wants(2):
-                    self._trace.say(self.masker.mask(f"  | {line.rstrip()}"), level=2)
+                    for shown in output.traced(line, trace_output):
+                        self._trace.say(self.masker.mask(f"  | {shown}"), level=2)
                 yield line
         except GeneratorExit:  # the caller has what it waited for
             outcome = "stopped: done watching"
@@ -229,6 +257,14 @@ class Runner:
             scope.stop_all()
         self._group.close(self)
 
+    def _timeout(self, timeout: float | None) -> float:
+        if timeout is not None:
+            return timeout
+        if self.deadline is None:
+            msg = "a child needs a timeout: this runner knows no command deadline"
+            raise ValueError(msg)
+        return self.deadline.remaining
+
     def _start(
         self,
         argv: tuple[str, ...],
@@ -249,9 +285,10 @@ class Runner:
                 *argv[1:],
                 _in=stdin,
                 _out=write_fd,
-                _err_bufsize=_READ_SIZE,
+                _err_bufsize=output.READ_SIZE,
                 _env=child_env,
                 _bg=True,  # return at once: we wait ourselves, interruptibly
+                _new_group=True,  # it leads a process group of its own: stopping it stops all it started
                 _bg_exc=False,
                 _ok_code=_ANY_EXIT_CODE,
                 _preexec_fn=child_setup(),
@@ -271,12 +308,12 @@ class Runner:
         return child
 
     def _finish(self, child: Child) -> None:
-        """Stop the child if it still runs, wait until it has exited, reap it and forget it."""
+        """Stop the child if it still runs, wait until it has exited, then kill what is left of its
+        process group, reap it and forget it."""
         try:
             if not child.has_exited():
                 self._group.stop(child)
-                child.wait_exited()  # the watchdog SIGKILLs it after the grace
-            child.process.wait()  # reaps it and joins sh's threads
+                child.wait_exited()  # the watchdog SIGKILLs its group after the grace
         finally:
             self._group.release(child)
 
@@ -294,14 +331,22 @@ class Runner:
             self._trace.say(f"+ {self.quote(argv)}", level=1)
 
     def _trace_end(
-        self, argv: tuple[str, ...], outcome: str, seconds: float, result: CommandResult | None = None
+        self,
+        argv: tuple[str, ...],
+        outcome: str,
+        seconds: float,
+        result: CommandResult | None = None,
+        trace_output: TraceOutput | None = None,
     ) -> None:
         if not self._trace.wants(1):
             return
         self._trace.say(f"+ {argv[0]}: {outcome} in {seconds:.2f}s", level=1)
         if result is not None and self._trace.wants(2):
-            for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
-                for line in text.splitlines():
+            for name, lines in (
+                ("stdout", output.traced(result.stdout, trace_output)),
+                ("stderr", result.stderr.splitlines()),
+            ):
+                for line in lines:
                     self._trace.say(self.masker.mask(f"  {name}| {line}"), level=2)
 
 
@@ -326,57 +371,6 @@ def _command(program: str, path: str) -> Any:
     return _sh().Command(executable)
 
 
-def _stdout_chunks(child: Child) -> Iterator[bytes]:
-    """The child's stdout as it arrives, until the child has exited and the pipe is drained.
-
-    One poll on the pipe and on the child's pidfd: data, EOF or the exit wakes it at once. The pipe
-    may stay open after the child exits (a grandchild holding it), so the exit ends the reading.
-    """
-    fd = child.stdout_fd
-    watched = [fd] if child.exit_fd is None else [fd, child.exit_fd]
-    while True:
-        ready = readable(watched, wait_slice(child))
-        chunk = _read(fd) if ready or child.exit_fd is None else None
-        if chunk:
-            yield chunk
-        elif chunk == b"":  # EOF
-            break
-        elif (ready or child.exit_fd is None) and child.has_exited():
-            yield from iter(lambda: _read(fd) or b"", b"")  # what it wrote just before exiting
-            break
-    child.wait_exited()
-
-
-def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """Whole lines (with their newline) as soon as each is complete; a last partial line at the end."""
-    pending = b""
-    for chunk in chunks:
-        pending += chunk
-        end = pending.rfind(b"\n") + 1
-        if end:
-            text, pending = _decode(pending[:end]), pending[end:]
-            for line in text[:-1].split("\n"):
-                yield line + "\n"
-    if pending:
-        yield _decode(pending)
-
-
-def _read(fd: int) -> bytes | None:
-    """Up to 64 KiB; b"" at EOF; None when nothing is there yet."""
-    try:
-        return os.read(fd, _READ_SIZE)
-    except BlockingIOError:
-        return None
-
-
 def _exit_code(code: int) -> int:
     # sh reports death by signal N as -N; shells report 128+N, which is what users know.
     return 128 - code if code < 0 else int(code)
-
-
-def _decode(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    if isinstance(data, str):
-        return data
-    return data.decode("utf-8", errors="replace")

@@ -1,11 +1,19 @@
 """Every child flux-ci starts, supervised: its deadline, and the SIGINT/SIGTERM that stops it and
 everything it started.
 
-Each child runs in a process group of its own (it is the group's leader), and stopping it signals the
-whole group: SIGTERM first, SIGKILL to the group after a short grace. So a wrapper on PATH (an auth
-wrapper, a version shim) that ignores SIGTERM, and whatever it started, are gone too. Signals go
-through the child's pidfd and to its group only while that pidfd is open: the pidfd holds the pid,
-and so the group's number, so a signal can never reach a stranger that got the number later.
+Each child runs in a process group of its own (it is the group's leader, sh's `_new_group`), and
+stopping it signals the whole group: SIGTERM first, SIGKILL to the group after a short grace. So a
+wrapper on PATH (an auth wrapper, a version shim) that ignores SIGTERM, and whatever it started, are
+gone too; and when a child has exited, what is left of its group is killed before it is reaped.
+
+A group is signalled only while its leader is not reaped. Until then the leader's pid, and so the
+group's number, belongs to it (a zombie still holds both); once reaped, the number may be given to
+a stranger. sh would reap a child from its own threads the moment it exits, so a `Child` holds sh's
+wait lock from the start, next to the child's pidfd, and lets go only in `ProcessGroup.release`,
+after the group's last signal.
+
+What this cannot reach: a descendant that leaves the group on purpose (`setsid`, a daemon), and
+anything at all if flux-ci itself is SIGKILLed (the kernel then ends its direct children only).
 """
 
 from __future__ import annotations
@@ -22,27 +30,37 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
+from flux_ci.deadline import STOP_GRACE_S
 from flux_ci.errors import ExitCode, SignalInterruptError
 
-GRACE_S = 2.0  # SIGTERM, then SIGKILL this much later: flux-ci must exit within 5 s of a signal
+GRACE_S = STOP_GRACE_S  # SIGTERM, then SIGKILL this much later: flux-ci must exit within 5 s of a signal
 # On the main thread, waits are cut into slices this long. A signal delivered to another thread
 # (sh runs several) only runs its Python handler when the main thread executes bytecode again.
 MAIN_SLICE_S = 0.05
+_LONGEST_POLL_S = 86_400.0  # poll(2) takes at most 2**31 - 1 ms; a day, then look again
 FALLBACK_POLL_S = 0.005  # without pidfds (not Linux), a child's exit can only be polled for
 _SIGNAL_EXITS = {signal.SIGINT: ("SIGINT", ExitCode.SIGINT), signal.SIGTERM: ("SIGTERM", ExitCode.SIGTERM)}
 
 
 class Child:
-    """One running child: its sh process, its stdout pipe, a handle on exactly it, and its timers."""
+    """One running child: its sh process, its stdout pipe, a handle on exactly it, and its timers.
+
+    While `reap_guard` is held (from the start until `ProcessGroup.release`), nobody reaps the child:
+    its group may be signalled. Without pidfds (not Linux) the guard cannot be held, as sh must poll
+    the child to see it exit; its group is then signalled while sh has not reaped it yet.
+    """
 
     def __init__(self, process: Any, stdout_fd: int, deadline: float, owner: object) -> None:
         self.process = process
         self.stdout_fd = stdout_fd
         self.deadline = deadline
         self.owner = owner
+        self.reap_guard = _hold_reaping(process.process)
         # A pidfd names this process and no other, even once its pid is reused: signals sent through
         # it can never hit a stranger, and it becomes readable the moment the child exits.
-        self.exit_fd = _open_pidfd(process.pid)
+        self.exit_fd = _open_pidfd(process.pid) if self.reap_guard is not None else None
+        if self.exit_fd is None and self.reap_guard is not None:
+            self._let_reap()
         self.kill_at: float | None = None  # set when it was asked to stop; SIGKILL then
         self.killed = False
         self.timed_out = False
@@ -62,17 +80,36 @@ class Child:
                 readable([self.exit_fd], wait_slice())
 
     def send(self, signum: int) -> None:
-        """Signal the child unless it is gone; never a pid that may now be another process's."""
+        """Signal the child's whole group, and the child itself should it have left the group;
+        never once it is reaped, when its numbers may be another process's."""
+        if self.reap_guard is None and self.process.process.exit_code is not None:
+            return  # reaped (or about to be): not its numbers any more
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signum)  # it leads its group: the group's number is its pid
         with contextlib.suppress(ProcessLookupError):
             if self.exit_fd is not None:
                 signal.pidfd_send_signal(self.exit_fd, signum)
-            elif self.process.process.exit_code is None:  # not reaped yet, so the pid is still its own
-                os.kill(self.process.pid, signum)
+
+    def end(self) -> None:
+        """The child has exited or is being given up: kill what is left of its group, then let it be
+        reaped (`reap`). Call once, with no other signal to it still to come."""
+        if self.reap_guard is not None:
+            self.send(signal.SIGKILL)
+            self._let_reap()
+
+    def reap(self) -> None:
+        """Wait for the child's exit status (and sh's threads); it is dead or dying by now."""
+        self.process.wait()
 
     def close(self) -> None:
         for fd in (self.stdout_fd, self.exit_fd):
             if fd is not None:
                 os.close(fd)
+
+    def _let_reap(self) -> None:
+        guard, self.reap_guard = self.reap_guard, None
+        if guard is not None:
+            guard.release()
 
 
 class ProcessGroup:
@@ -119,10 +156,24 @@ class ProcessGroup:
         self._poke()
 
     def release(self, child: Child) -> None:
-        """The child is reaped: forget it and close its descriptors (never while signalling it)."""
-        with self._lock:
-            self._children.discard(child)
+        """The child has exited (or is given up): forget it, kill what is left of its group, reap it
+        and close its descriptors. Under the lock, so no signal can be on its way to it meanwhile."""
+        try:
+            with self._lock:
+                self._children.discard(child)
+                child.end()
+            child.reap()
+        finally:
             child.close()
+
+    def limit(self, owner: object, until: float) -> None:
+        """The owner's running children end by `until` at the latest (the command's deadline, known
+        only once the settings are read, for the version checks started before)."""
+        with self._lock:
+            for child in self._children:
+                if child.owner is owner and child.deadline > until:
+                    child.deadline = until
+        self._poke()
 
     def stop(self, child: Child) -> None:
         with self._lock:
@@ -257,7 +308,7 @@ def readable(fds: Sequence[int], timeout: float | None) -> bool:
     poller = select.poll()
     for fd in fds:
         poller.register(fd, select.POLLIN)
-    return bool(poller.poll(None if timeout is None else timeout * 1000))
+    return bool(poller.poll(None if timeout is None else min(timeout, _LONGEST_POLL_S) * 1000))
 
 
 def wait_slice(child: Child | None = None) -> float | None:
@@ -267,10 +318,21 @@ def wait_slice(child: Child | None = None) -> float | None:
     return MAIN_SLICE_S if threading.current_thread() is threading.main_thread() else None
 
 
+def _hold_reaping(oproc: Any) -> threading.Lock | None:
+    """sh's wait lock, held: sh reaps only under it (`OProc.is_alive`, `OProc.wait`). None when sh
+    reaped the child already (it exited at once)."""
+    lock: threading.Lock = oproc._wait_lock  # sh's own: the one way to keep sh from reaping
+    lock.acquire()
+    if oproc.exit_code is not None:
+        lock.release()
+        return None
+    return lock
+
+
 def _open_pidfd(pid: int) -> int | None:
     try:
         return os.pidfd_open(pid)
-    except ProcessLookupError:  # exited and reaped by sh already: its exit code is known
+    except ProcessLookupError:  # cannot be: it is not reaped yet; treated as without pidfds
         return None
     except (AttributeError, OSError):  # not Linux 5.3+: fall back to polling
         return None

@@ -24,7 +24,6 @@ _VERSION_COMMANDS: dict[str, tuple[Callable[[], list[str]], Callable[[str], str]
     "kubectl": (kubectl.version_argv, kubectl.parse_version),
 }
 _LEADING_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
-_VERSION_TIMEOUT_S = 30.0
 
 
 def version_tuple(version: str) -> tuple[int, int, int] | None:
@@ -35,19 +34,19 @@ def version_tuple(version: str) -> tuple[int, int, int] | None:
     return major, minor, patch
 
 
-def prefetch(
-    runner: CommandRunner, tools: Sequence[str], timeout: float = _VERSION_TIMEOUT_S
-) -> dict[str, Future[CommandResult]]:
+def prefetch(runner: CommandRunner, tools: Sequence[str]) -> dict[str, Future[CommandResult]]:
     """Start every tool's version check at once, before the settings are read: the checks are the
     first children of a command, and reading the settings (pydantic) takes as long as they do.
-    Nothing is judged here; `require_tools` reads the results (or drops them on a config error)."""
+    Nothing is judged here; `require_tools` reads the results (or drops them on a config error).
+
+    A check has no timeout of its own: it ends with the command's deadline at the latest (the
+    runner's; before the settings are read, FLUX_CI_TIMEOUT as the command line and environment
+    give it), like every other child."""
     if not tools:
         return {}
     pool = ThreadPoolExecutor(max_workers=len(tools), thread_name_prefix="probe")
     try:
-        return {
-            tool: pool.submit(runner.run, _VERSION_COMMANDS[tool][0](), timeout=timeout) for tool in tools
-        }
+        return {tool: pool.submit(runner.run, _VERSION_COMMANDS[tool][0]()) for tool in tools}
     finally:
         pool.shutdown(wait=False)
 

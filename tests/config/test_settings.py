@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -352,3 +353,42 @@ def test_load_partial_reports_every_problem_and_keeps_the_valid_values(
     assert settings.timeout == 300  # the broken value's default, so later checks can still run
     assert settings.tag is None
     assert settings.namespace == "apps"
+
+
+def test_gitlab_job_time_limit_is_read_as_gitlab_writes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set(monkeypatch, {"CI_JOB_TIMEOUT": "3600", "CI_JOB_STARTED_AT": "2026-12-07T20:00:00Z"})
+    clock = Settings.load().job_clock
+    assert clock is not None
+    assert clock.timeout_s == 3600
+    assert clock.started_at == datetime(2026, 12, 7, 20, 0, 0, tzinfo=UTC)
+
+
+def test_a_job_start_without_a_zone_is_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set(monkeypatch, {"CI_JOB_TIMEOUT": "60", "CI_JOB_STARTED_AT": "2026-12-07T20:00:00"})
+    clock = Settings.load().job_clock
+    assert clock is not None
+    assert clock.started_at.utcoffset() == timedelta(0)
+
+
+def test_without_both_job_variables_no_job_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings.load().job_clock is None
+    monkeypatch.setenv("CI_JOB_TIMEOUT", "3600")
+    assert Settings.load().job_clock is None
+
+
+def test_invalid_job_variables_are_named_as_they_are_spelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set(monkeypatch, {"CI_JOB_TIMEOUT": "an hour", "CI_JOB_STARTED_AT": "yesterday", "FLUX_CI_TIMEOUT": "x"})
+    with pytest.raises(ConfigError) as raised:
+        Settings.load()
+    message = str(raised.value)
+    assert "CI_JOB_TIMEOUT: 'an hour' is not a number of seconds" in message
+    assert "CI_JOB_STARTED_AT: 'yesterday' is not an ISO 8601 time" in message
+    assert "FLUX_CI_TIMEOUT:" in message
+    assert "FLUX_CI_JOB_TIMEOUT" not in message
+
+
+@pytest.mark.parametrize("text", ["0", "-5", "nan", "inf"])
+def test_a_job_timeout_must_be_a_positive_number(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setenv("CI_JOB_TIMEOUT", text)
+    with pytest.raises(ConfigError, match="CI_JOB_TIMEOUT"):
+        Settings.load()

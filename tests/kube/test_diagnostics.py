@@ -4,6 +4,7 @@ failure (a Deployment that never becomes ready) and the Events it and source-con
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,7 @@ from flux_ci.report.progress import Progress
 from flux_ci.report.render import to_json, to_table
 from flux_ci.secrets import Masker
 from flux_ci.tools import kubectl
+from flux_ci.tools.output import TraceOutput
 from flux_ci.tools.runner import CommandResult
 from tests.fakecluster import PUSHED, FakeCluster, Obj, answer_deploy_tools, deploy_settings, kustomization_at
 from tests.fakecluster import source_at as _source
@@ -218,14 +220,18 @@ class _EventsCluster(FakeCluster):
         self,
         argv: Sequence[str],
         *,
-        timeout: float,
+        timeout: float | None = None,
         stdin: SecretStr | str | None = None,
         env: Mapping[str, str | None] | None = None,
         mutating: bool = False,
+        trace_output: TraceOutput | None = None,
     ) -> CommandResult:
-        if list(argv[:3]) in (["kubectl", "get", "events"], ["kubectl", "get", "Deployment.apps"]):
-            return FakeRunner.run(self, argv, timeout=timeout, stdin=stdin, env=env, mutating=mutating)
-        return super().run(argv, timeout=timeout, stdin=stdin, env=env, mutating=mutating)
+        run = (
+            functools.partial(FakeRunner.run, self)
+            if list(argv[:3]) in (["kubectl", "get", "events"], ["kubectl", "get", "Deployment.apps"])
+            else super().run
+        )
+        return run(argv, timeout=timeout, stdin=stdin, env=env, mutating=mutating, trace_output=trace_output)
 
 
 def _health_check_failed(digest: str) -> Obj:

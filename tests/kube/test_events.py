@@ -21,6 +21,7 @@ from flux_ci.report.progress import Progress
 from flux_ci.secrets import Masker
 from flux_ci.tools import kubectl
 from flux_ci.tools.kubectl import iter_json_documents
+from flux_ci.tools.output import TraceOutput
 from flux_ci.tools.runner import CommandResult
 from tests.fakes import Call, FakeRunner
 from tests.golden import text
@@ -141,13 +142,16 @@ class _Cluster(FakeRunner):
         self,
         argv: Sequence[str],
         *,
-        timeout: float,
+        timeout: float | None = None,
         stdin: SecretStr | str | None = None,
         env: Mapping[str, str | None] | None = None,
         mutating: bool = False,
+        trace_output: TraceOutput | None = None,
     ) -> CommandResult:
         if list(argv[:3]) != REVIEWS:
-            return super().run(argv, timeout=timeout, stdin=stdin, env=env, mutating=mutating)
+            return super().run(
+                argv, timeout=timeout, stdin=stdin, env=env, mutating=mutating, trace_output=trace_output
+            )
         self.calls.append(Call(tuple(argv), str(stdin), {}))
         return CommandResult(tuple(argv), 0, _reviews(self.allowed)(str(stdin)), "", 0.01)
 

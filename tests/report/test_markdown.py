@@ -10,6 +10,7 @@ from flux_ci.report.models import (
     Check,
     Checks,
     ConsumerState,
+    DeadlineInfo,
     ErrorInfo,
     HistoryEntry,
     ObjectRef,
@@ -192,3 +193,10 @@ def test_checks_and_changed_are_said() -> None:
     assert "done (applied, no health checks)" in text
     assert "**Unchanged**: every consumer already ran this digest." in text
     assert "**Changed**" in to_markdown(_report(changed=True))
+
+
+def test_a_deadline_fitted_to_the_ci_job_is_said() -> None:
+    assert "deadline: 13s, fitted to the CI job's end" in to_markdown(
+        _report(deadline=DeadlineInfo(13.0, "job"))
+    )
+    assert "deadline" not in to_markdown(_report(deadline=DeadlineInfo(300.0, "timeout")))

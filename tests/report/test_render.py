@@ -8,6 +8,7 @@ from flux_ci.report.models import (
     ClusterOutcome,
     ClusterStatus,
     ConsumerState,
+    DeadlineInfo,
     ErrorInfo,
     HistoryEntry,
     ObjectRef,
@@ -337,3 +338,15 @@ def test_who_pushed_what_a_source_holds_is_said_whole() -> None:
         f"OCIRepository/flux-system/app holds an artifact pushed by alice, pipeline {long.pipeline_url}"
         in (to_table(report))
     )
+
+
+def test_the_deadline_and_where_it_came_from_are_in_the_json() -> None:
+    assert json.loads(to_json(_report()))["deadline"] is None  # the command never got that far
+    data = json.loads(to_json(_report(deadline=DeadlineInfo(13.0, "job"))))
+    assert data["deadline"] == {"seconds": 13.0, "source": "job"}
+
+
+def test_the_table_says_when_the_ci_job_decided_the_deadline() -> None:
+    fitted = to_table(_report(deadline=DeadlineInfo(13.0, "job")))
+    assert "deadline: 13s, fitted to the CI job's end" in fitted.splitlines()
+    assert "deadline" not in to_table(_report(deadline=DeadlineInfo(300.0, "timeout")))

@@ -1,4 +1,5 @@
-"""The runner against real child processes (the Python interpreter), as nox tests its `run`."""
+"""The runner against real child processes (the Python interpreter), as nox tests its `run`; how it
+supervises them (deadlines, signals, process groups) is tests/tools/test_supervise.py's."""
 
 from __future__ import annotations
 
@@ -6,58 +7,25 @@ import ast
 import io
 import json
 import os
-import signal
 import statistics
-import subprocess
-import sys
-import textwrap
-import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from pydantic import SecretStr
 
-from flux_ci.errors import DeadlineExceededError, ExitCode, SignalInterruptError, ToolError
+from flux_ci.deadline import Deadline
+from flux_ci.errors import DeadlineExceededError, ToolError
 from flux_ci.secrets import Masker
 from flux_ci.tools.runner import Runner
 from flux_ci.tools.supervise import ProcessGroup
-
-PY = sys.executable
-ROOT = Path(__file__).resolve().parents[2]
-GRACE_S = 1.0  # the grace before SIGKILL in these tests' own process groups
-# A child that ignores SIGTERM: only SIGKILL ends it. It says where it is, then sleeps.
-STUBBORN = (
-    "import os, signal, sys, time\n"
-    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-    "print(os.getpid(), flush=True)\n"
-    "time.sleep(120)\n"
-)
+from tests.tools.children import GRACE_S, PY, ROOT, gone, new_runner
 
 
 def _runner(
     trace: int = 0, *, dry_run: bool = False, secrets: tuple[str, ...] = ()
 ) -> tuple[Runner, io.StringIO]:
-    log = io.StringIO()
-    runner = Runner(
-        masker=Masker(secrets),
-        env=dict(os.environ),
-        trace=trace,
-        dry_run=dry_run,
-        log=log,
-        group=ProcessGroup(grace_s=GRACE_S),  # its own: an interrupt here must not leak into others
-    )
-    return runner, log
-
-
-def _gone(pid: int) -> bool:
-    """True when no process has this pid, or only a zombie nobody will wait for."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+    return new_runner(trace, dry_run=dry_run, secrets=secrets)
 
 
 def test_captures_exit_code_stdout_and_stderr_without_raising() -> None:
@@ -125,14 +93,6 @@ def test_timeout_raises_deadline_exceeded_naming_the_command() -> None:
     assert time.monotonic() - started < 5
 
 
-def test_timeout_kills_a_child_that_ignores_sigterm() -> None:
-    runner, _ = _runner()
-    started = time.monotonic()
-    with pytest.raises(DeadlineExceededError):
-        runner.run([PY, "-c", STUBBORN], timeout=0.5)
-    assert time.monotonic() - started < 0.5 + GRACE_S + 3
-
-
 def test_a_quick_child_costs_no_polling_interval() -> None:
     # sh's `_timeout` once cost every command 100 ms (a 0.1 s poll in its timeout thread).
     runner, _ = _runner()
@@ -155,9 +115,9 @@ def test_the_exit_ends_the_wait_even_when_a_grandchild_keeps_stdout_open() -> No
     )
     started = time.monotonic()
     result = runner.run([PY, "-c", code], timeout=60)
-    grandchild = int(result.stdout)
-    os.kill(grandchild, signal.SIGKILL)
     assert time.monotonic() - started < 10
+    grandchild = int(result.stdout)
+    assert _eventually(lambda: gone(grandchild))  # left in the child's process group: killed with it
 
 
 def test_missing_executable_is_a_tool_error() -> None:
@@ -257,176 +217,6 @@ def test_only_the_runner_imports_sh_or_subprocess() -> None:
     assert importers == {"tools/runner.py"}
 
 
-def test_children_started_after_stop_all_are_stopped_at_once() -> None:
-    runner, _ = _runner()
-    runner.stop_all()  # e.g. SIGTERM arrived while a watch thread was about to start its child
-    started = time.monotonic()
-    lines = list(runner.stream([PY, "-u", "-c", "import time; time.sleep(60)"], timeout=60))
-    assert lines == []
-    assert time.monotonic() - started < 5
-
-
-def test_stop_all_kills_a_child_that_ignores_sigterm_after_the_grace() -> None:
-    runner, _ = _runner()
-    stream = runner.stream([PY, "-c", STUBBORN], timeout=60)
-    pid = int(next(stream))  # left suspended, as a watch thread could leave it
-    started = time.monotonic()
-    runner.stop_all()
-    took = time.monotonic() - started
-    assert _gone(pid)
-    assert GRACE_S * 0.9 <= took < GRACE_S + 3  # SIGTERM first, SIGKILL only after the grace
-    stream.close()
-
-
-def test_interrupt_stops_the_running_child_and_raises_where_it_returns() -> None:
-    group = ProcessGroup(grace_s=GRACE_S)
-    runner = Runner(masker=Masker(), env=dict(os.environ), group=group)
-    timer = threading.Timer(0.5, group.interrupt, args=("SIGTERM", ExitCode.SIGTERM))
-    timer.start()
-    started = time.monotonic()
-    with pytest.raises(SignalInterruptError, match="interrupted by SIGTERM"):
-        runner.run([PY, "-c", "import time; time.sleep(60)"], timeout=60)
-    assert time.monotonic() - started < 5
-    with pytest.raises(SignalInterruptError):  # and nothing new starts afterwards
-        runner.run([PY, "-c", "pass"], timeout=60)
-
-
-# --- real signals to a real process: the handlers the CLI installs -------------------------------
-
-# A stand-in for flux-ci: the CLI's handlers, one runner, children as the flow runs them (one in the
-# main thread, or watches in worker threads), and the CLI's exit codes. In "deaf" mode the main thread
-# waits without ever asking check_interrupted: only the group's backstop can end that.
-DRIVER = textwrap.dedent(
-    """
-    import os, sys, threading, time
-    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-    from flux_ci.errors import FluxCIError, SignalInterruptError
-    from flux_ci.tools.runner import Runner
-    from flux_ci.tools.supervise import install_signal_handlers
-    from flux_ci.secrets import Masker
-
-    mode, child = sys.argv[1], sys.argv[2]
-    install_signal_handlers()
-    runner = Runner(masker=Masker(), env=dict(os.environ))
-    argv = [sys.executable, "-c", child]
-    code = 0
-    try:
-        if mode == "run":
-            runner.run(argv, timeout=120)
-        elif mode == "deaf":
-            threading.Thread(target=lambda: list(runner.stream(argv, timeout=120)), daemon=True).start()
-            while True:
-                time.sleep(0.2)
-        else:
-            with ThreadPoolExecutor(2) as pool:
-                pending = {pool.submit(lambda: list(runner.stream(argv, timeout=120))) for _ in range(2)}
-                while pending:
-                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
-                    for future in done:
-                        future.result()
-        runner.check_interrupted()
-    except (FluxCIError, SignalInterruptError) as exc:
-        code = int(exc.exit_code)
-    finally:
-        runner.stop_all()
-    sys.exit(code)
-    """
-)
-
-
-def _child_writing_pid(pid_dir: Path, *, ignore_sigterm: bool) -> str:
-    ignore = "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignore_sigterm else ""
-    return (
-        f"import os, signal, time\n{ignore}"
-        f"open(os.path.join({str(pid_dir)!r}, str(os.getpid())), 'w').close()\n"
-        "time.sleep(120)\n"
-    )
-
-
-def _wait_for_pids(pid_dir: Path, count: int) -> list[int]:
-    until = time.monotonic() + 30
-    while time.monotonic() < until:
-        pids = [int(path.name) for path in pid_dir.iterdir()]
-        if len(pids) >= count:
-            return pids
-        time.sleep(0.02)
-    raise AssertionError(f"the children never started: {list(pid_dir.iterdir())}")
-
-
-@pytest.fixture
-def pid_dir(tmp_path: Path) -> Iterator[Path]:
-    """Where children write their pid; whatever is still alive afterwards is killed (and fails)."""
-    where = tmp_path / "pids"
-    where.mkdir()
-    yield where
-    for path in where.iterdir():
-        if not _gone(int(path.name)):
-            os.kill(int(path.name), signal.SIGKILL)
-
-
-@pytest.mark.parametrize("mode", ["run", "stream", "deaf"])
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-@pytest.mark.parametrize("ignore_sigterm", [False, True], ids=["child-obeys", "child-ignores-sigterm"])
-def test_a_signal_stops_every_child_and_exits_with_its_code_within_5s(
-    pid_dir: Path, mode: str, signum: signal.Signals, code: int, ignore_sigterm: bool
-) -> None:
-    child = _child_writing_pid(pid_dir, ignore_sigterm=ignore_sigterm)
-    process = subprocess.Popen([PY, "-c", DRIVER, mode, child], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    pids = _wait_for_pids(pid_dir, 2 if mode == "stream" else 1)
-    started = time.monotonic()
-    process.send_signal(signum)
-    try:
-        _, stderr = process.communicate(timeout=30)
-    finally:
-        process.kill()
-    took = time.monotonic() - started
-    assert process.returncode == code, stderr
-    assert took < 5, f"exited {took:.1f}s after the signal"
-    if not ignore_sigterm and mode != "deaf":
-        assert took < 1.5  # SIGTERM was enough: no waiting for the grace
-    assert [pid for pid in pids if not _gone(pid)] == []
-
-
-def test_the_cli_exits_143_within_5s_while_a_tool_ignores_sigterm(pid_dir: Path, tmp_path: Path) -> None:
-    # Every tool flux-ci may run first is this script: it records itself and ignores SIGTERM.
-    tools = tmp_path / "bin"
-    tools.mkdir()
-    for name in ("flux", "oras", "kubectl"):
-        tool = tools / name
-        tool.write_text(f"#!{PY}\n" + _child_writing_pid(pid_dir, ignore_sigterm=True))
-        tool.chmod(0o755)
-    manifests = tmp_path / "manifests"
-    manifests.mkdir()
-    (manifests / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n")
-    env = {
-        "PATH": f"{tools}{os.pathsep}{os.defpath}",
-        "PYTHONPATH": str(ROOT),
-        "HOME": str(tmp_path),
-        "FLUX_CI_REPOSITORY": "oci://registry.invalid/group/app",
-        "FLUX_CI_TAG": "c1",
-        "FLUX_CI_SOURCE": "https://git.invalid/app",
-        "FLUX_CI_REVISION": "main@sha1:" + "1" * 40,
-        "FLUX_CI_PATH": str(manifests),
-        "FLUX_CI_OUTPUT": "json",
-    }
-    process = subprocess.Popen(
-        [PY, "-X", "faulthandler", "-m", "flux_ci", "-v", "deploy"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    pids = _wait_for_pids(pid_dir, 1)
-    started = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    try:
-        stdout, stderr = process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
-        stdout, stderr = process.communicate(timeout=30)
-    assert process.returncode == 143, stderr
-    assert time.monotonic() - started < 5
-    assert json.loads(stdout)["error"]["code"] == "sigterm"
-    assert [pid for pid in _wait_for_pids(pid_dir, len(pids)) if not _gone(pid)] == []
-
-
 def _held_runner(verbose: int = 0) -> tuple[Runner, io.StringIO]:
     log = io.StringIO()
     group = ProcessGroup(grace_s=GRACE_S)
@@ -470,3 +260,69 @@ def test_a_scope_stops_only_its_own_children() -> None:
     assert runner.run([PY, "-c", "print(7)"], timeout=30).stdout == "7\n"  # the rest still runs
     runner.stop_all()  # the CLI boundary: a scope made now starts nothing either
     assert list(runner.scoped().stream([PY, "-u", "-c", "import time; time.sleep(60)"], timeout=60)) == []
+
+
+def _eventually(check: Callable[[], bool], seconds: float = 5) -> bool:
+    until = time.monotonic() + seconds
+    while not check() and time.monotonic() < until:
+        time.sleep(0.02)
+    return check()
+
+
+# --- the -vv trace shows a child's output as its caller has it traced ---------------------------------
+
+SUMMARY = "(summarised)"
+
+
+def _summary(text: str) -> list[str]:
+    return [f"{SUMMARY} {len(text.splitlines())} lines"]
+
+
+def test_a_callers_summary_replaces_the_output_in_the_trace() -> None:
+    runner, log = _runner(trace=2)
+    # The data is made by the child (the command line, which the trace shows, never holds it).
+    code = (
+        "print('secret-' + 'looking cluster data'); print('more'); import sys; print('oops', file=sys.stderr)"
+    )
+    result = runner.run([PY, "-c", code], timeout=30, trace_output=_summary)
+    assert result.stdout == "secret-looking cluster data\nmore\n"  # the caller still gets it whole
+    trace = log.getvalue()
+    assert "secret-looking" not in trace
+    assert f"  stdout| {SUMMARY} 2 lines" in trace.splitlines()
+    assert "  stderr| oops" in trace.splitlines()  # stderr is the child's own words: traced, masked
+
+
+def test_a_streamed_line_is_traced_as_its_callers_summary() -> None:
+    runner, log = _runner(trace=2)
+    code = "print('line one with cluster ' + 'data', flush=True); print('line two', flush=True)"
+    lines = list(runner.stream([PY, "-u", "-c", code], timeout=30, trace_output=_summary))
+    assert lines == ["line one with cluster data\n", "line two\n"]
+    assert "cluster data" not in log.getvalue()
+    assert log.getvalue().count(f"  | {SUMMARY} 1 lines") == 2
+
+
+def test_without_a_summary_the_output_is_traced_as_it_is() -> None:
+    runner, log = _runner(trace=2)
+    runner.run([PY, "-c", "print('push output')"], timeout=30)
+    list(runner.stream([PY, "-c", "print('streamed')"], timeout=30))
+    assert "  stdout| push output" in log.getvalue().splitlines()
+    assert "  | streamed" in log.getvalue().splitlines()
+
+
+# --- a child without a timeout of its own ends with the command's deadline ------------------------
+
+
+def test_a_child_given_no_timeout_ends_with_the_runners_deadline() -> None:
+    runner = Runner(
+        masker=Masker(), env=dict(os.environ), group=ProcessGroup(grace_s=GRACE_S), deadline=Deadline(0.5)
+    )
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceededError):
+        runner.run([PY, "-c", "import time; time.sleep(30)"])
+    assert time.monotonic() - started < 5
+
+
+def test_a_runner_without_a_deadline_refuses_a_child_without_a_timeout() -> None:
+    runner, _ = _runner()
+    with pytest.raises(ValueError, match="needs a timeout"):
+        runner.run([PY, "-c", "pass"])
