@@ -17,8 +17,9 @@ from flux_ci.config.names import variable_name
 from flux_ci.config.settings import Settings, variable_of
 from flux_ci.errors import ExitCode
 from flux_ci.report import models
+from flux_ci.report.dotenv import report_values, to_dotenv
 from flux_ci.report.models import Artifact, ObjectRef, Report, SourceState
-from flux_ci.report.render import report_values, to_dotenv, to_json
+from flux_ci.report.render import to_json
 from tests.test_architecture import FLOORS
 
 ROOT = Path(__file__).parent.parent

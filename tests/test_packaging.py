@@ -97,6 +97,22 @@ def test_wheel_in_a_clean_venv_with_the_locked_dependencies_runs(dist: Path, tmp
     assert all(size < 512 * 1024 for size in sizes.values()), sizes  # no stray data file shipped
 
 
+def _network_settings() -> dict[str, str]:
+    """How this machine reaches the package index (proxies, pip's index and CA settings), as a user's
+    shell would hand them to pipx. pipx installs through uv when uv is on hand (it is: `make lock`), and
+    uv trusts only its bundled roots unless told to use the system's: with a CA of its own in the way
+    (pip's `cert` set), that is what a user on this network sets too."""
+    passed = {
+        name: value
+        for name, value in os.environ.items()
+        if name.upper() in {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+        or name.startswith(("PIP_", "UV_"))
+    }
+    if "PIP_CERT" in os.environ or "SSL_CERT_FILE" in os.environ or Path("/etc/pip.conf").is_file():
+        passed.setdefault("UV_NATIVE_TLS", "1")
+    return passed
+
+
 @pytest.mark.e2e
 def test_pipx_install_gives_a_working_flux_ci_with_shell_completion(source: Path, tmp_path: Path) -> None:
     require(find_spec("pipx") is not None, "pipx")
@@ -105,7 +121,7 @@ def test_pipx_install_gives_a_working_flux_ci_with_shell_completion(source: Path
         "PIPX_BIN_DIR": str(tmp_path / "bin"),
         "PIPX_MAN_DIR": str(tmp_path / "man"),
     }
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **home}
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **home, **_network_settings()}
     _run(sys.executable, "-m", "pipx", "install", str(source), env=env)
     flux_ci = tmp_path / "bin" / "flux-ci"
     bare = {"PATH": os.defpath, "HOME": str(tmp_path)}  # no venv, no PYTHONPATH: the install alone

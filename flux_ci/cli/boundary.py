@@ -227,7 +227,7 @@ def _silence_stdout() -> None:
 
 def _render_dotenv(report: Report, masked: Report, masker: Masker) -> str | None:
     """The dotenv report's text; a renderer's bug is exit 1 (the report says so), never a traceback."""
-    from flux_ci.report.render import TRUNCATED_KEY, to_dotenv  # noqa: PLC0415
+    from flux_ci.report.dotenv import TRUNCATED_KEY, to_dotenv  # noqa: PLC0415
 
     try:
         text = to_dotenv(masked)

@@ -13,7 +13,7 @@ PREFIX = "FLUX_CI_"
 # - read by this project's own build and test tooling (Makefile, .ci/build-tools.sh, tests/sandbox);
 _TOOLING_VARIABLES = frozenset({"FLUX_CI_TOOLS_DIR", "FLUX_CI_BUILD_DIR", "FLUX_CI_SANDBOX_DIR"})
 _TOOLING_PREFIX = "FLUX_CI_SANDBOX_"  # the sandbox's env file: its registry address and credentials
-# - written by the dotenv report (render.to_dotenv); GitLab hands them to the later jobs.
+# - written by the dotenv report (report/dotenv.py); GitLab hands them to the later jobs.
 _REPORT_VARIABLES = frozenset(
     {
         "FLUX_CI_STATUS",

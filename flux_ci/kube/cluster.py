@@ -4,7 +4,7 @@ Every one-shot call's timeout is cut from the command's deadline: kubectl gives 
 the API server by itself after its share of the time left (`--request-timeout`, `Deadline.attempt`),
 so a silent API server ends the read as unreachable (retryable) while time is left to try again;
 the child as a whole may take what is left. A watch runs until the deadline. At -vv the trace shows
-one line per object kubectl printed (`kubectl.summarise`), never the objects: they are cluster data.
+one line per object kubectl printed (`kubectl_summary.summarise`), never the objects: they are cluster data.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from flux_ci.context import Context
 from flux_ci.errors import ClusterError, DeadlineExceededError
 from flux_ci.kube.fluxobjects import Obj
 from flux_ci.report.models import ObjectRef
-from flux_ci.tools import kubectl
+from flux_ci.tools import kubectl, kubectl_summary
 from flux_ci.tools.kubectl import AccessCheck
 from flux_ci.tools.output import TraceOutput
 from flux_ci.tools.runner import CommandResult
@@ -40,7 +40,7 @@ def _kubectl(
     *,
     stdin: str | None = None,
     mutating: bool = False,
-    trace_output: TraceOutput | None = kubectl.summarise,
+    trace_output: TraceOutput | None = kubectl_summary.summarise,
 ) -> CommandResult:
     """One kubectl call: what is left of the deadline as its timeout, its output traced as a summary."""
     return ctx.runner.run(
@@ -141,7 +141,7 @@ def can_i(ctx: Context, checks: Sequence[AccessCheck]) -> dict[AccessCheck, bool
 def watch_stream(ctx: Context, kind: str, namespace: str | None) -> Iterator[tuple[str, Obj]]:
     """One pass of `kubectl get --watch`: (event type, object) until kubectl ends or is stopped."""
     argv = kubectl.watch_argv(_context(ctx), kubectl.RESOURCES[kind], namespace)
-    lines = ctx.runner.stream(argv, timeout=ctx.timeout(), trace_output=kubectl.summarise)
+    lines = ctx.runner.stream(argv, timeout=ctx.timeout(), trace_output=kubectl_summary.summarise)
     for document in kubectl.iter_json_documents(lines):
         yield kubectl.watch_event(document)
 

@@ -19,7 +19,7 @@ from flux_ci.context import Context
 from flux_ci.errors import DeadlineExceededError
 from flux_ci.kube.fluxobjects import Obj, condition, cut, ready_status, ref_of
 from flux_ci.report.models import Diagnostic, FailingObject, ObjectRef
-from flux_ci.tools import kubectl
+from flux_ci.tools import kubectl, kubectl_summary
 
 # Reading diagnostics takes at most this long in all, on top of the deadline (FLUX_CI_TIMEOUT):
 # one `kubectl get events` per namespace and one `kubectl get` per object named by a health check,
@@ -223,7 +223,7 @@ def _read(ctx: Context, argv: list[str], until: float, parse: Callable[[str], li
     if remaining < 0.1:  # less than a kubectl round trip
         return []
     try:
-        result = ctx.runner.run(argv, timeout=remaining, trace_output=kubectl.summarise)
+        result = ctx.runner.run(argv, timeout=remaining, trace_output=kubectl_summary.summarise)
     except DeadlineExceededError:
         return []
     if not result.ok:

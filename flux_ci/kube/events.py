@@ -21,7 +21,7 @@ from flux_ci.errors import ClusterError, SignalInterruptError
 from flux_ci.kube.cluster import can_i
 from flux_ci.kube.fluxobjects import cut
 from flux_ci.report.models import ObjectRef
-from flux_ci.tools import kubectl
+from flux_ci.tools import kubectl, kubectl_summary
 from flux_ci.tools.kubectl import AccessCheck
 
 EVENTS = "events"  # the core group's Events, as kubectl and the access reviews name them
@@ -144,7 +144,7 @@ class EventWatch:
         while self._active():
             argv = kubectl.events_watch_argv(self._ctx.settings.kube_context, namespace)
             stream = self._ctx.runner.stream(
-                argv, timeout=self._ctx.timeout(), trace_output=kubectl.summarise
+                argv, timeout=self._ctx.timeout(), trace_output=kubectl_summary.summarise
             )
             for document in kubectl.iter_json_documents(stream):
                 attempt = 0

@@ -41,7 +41,7 @@ OUTPUT_NAMES = {
 
 def outputs(report: Report) -> dict[str, str]:
     """The step outputs: the same facts as the dotenv report, under the action's output names."""
-    from flux_ci.report.render import report_values  # noqa: PLC0415 - at the end of a run only: render is loaded
+    from flux_ci.report.dotenv import report_values  # noqa: PLC0415 - at the end of a run only: render is loaded
 
     values = report_values(report)
     return {output: values[name] for name, output in OUTPUT_NAMES.items()}

@@ -20,7 +20,7 @@ import pytest
 from flux_ci.cli import boundary
 from flux_ci.errors import ExitCode
 from flux_ci.report import models
-from flux_ci.report.render import DOTENV_LIMIT, TRUNCATED_KEY
+from flux_ci.report.dotenv import DOTENV_LIMIT, TRUNCATED_KEY
 from flux_ci.secrets import Masker
 from tests.sandbox.versions import tool_dir
 

@@ -14,10 +14,11 @@ from flux_ci.config.settings import Settings
 from flux_ci.context import Context
 from flux_ci.deadline import Deadline
 from flux_ci.errors import ClusterError, ConfigError, ExitCode
+from flux_ci.report.dotenv import to_dotenv
 from flux_ci.report.markdown import to_markdown
 from flux_ci.report.models import Change, ChangeKind, ObjectRef, Report
 from flux_ci.report.progress import Progress
-from flux_ci.report.render import to_dotenv, to_json, to_table
+from flux_ci.report.render import to_json, to_table
 from flux_ci.secrets import Masker
 from flux_ci.tools import flux
 from tests import golden

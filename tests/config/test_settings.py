@@ -9,8 +9,8 @@ from flux_ci.config.ci import ci_defaults
 from flux_ci.config.settings import Settings, unknown_variables
 from flux_ci.config.values import parse_object_ref
 from flux_ci.errors import ConfigError
+from flux_ci.report.dotenv import to_dotenv
 from flux_ci.report.models import Artifact, ErrorInfo, ObjectRef, Report, SourceState
-from flux_ci.report.render import to_dotenv
 
 GITLAB = {
     "CI_REGISTRY_IMAGE": "registry.example.com/group/app",

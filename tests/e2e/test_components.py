@@ -23,7 +23,7 @@ from ruamel.yaml import YAML
 
 from flux_ci.config.names import variable_name
 from flux_ci.config.settings import Settings
-from flux_ci.report.render import to_dotenv
+from flux_ci.report.dotenv import to_dotenv
 from tests.e2e.project import ROOT, Project
 from tests.e2e.test_pipelines import (
     GitLabProject,

@@ -30,7 +30,7 @@ from ruamel.yaml import YAML
 from flux_ci import __version__
 from flux_ci.config.names import variable_name
 from flux_ci.config.settings import Settings
-from flux_ci.report.render import to_dotenv
+from flux_ci.report.dotenv import to_dotenv
 from tests.e2e.project import ROOT, Project
 from tests.sandbox import SandboxClient, unique_name
 from tests.sandbox.versions import tools_dir

@@ -13,7 +13,7 @@ from flux_ci.deadline import ATTEMPT_SHARE, Deadline
 from flux_ci.kube import cluster
 from flux_ci.report.models import ObjectRef
 from flux_ci.report.progress import Progress
-from flux_ci.tools import kubectl
+from flux_ci.tools import kubectl, kubectl_summary
 from flux_ci.tools.kubectl import AccessCheck
 from tests.fakes import Call, FakeRunner
 from tests.golden import text
@@ -61,7 +61,7 @@ def test_each_one_shot_call_ends_with_the_deadline_and_each_request_after_its_sh
 
 def test_what_kubectl_prints_is_traced_as_a_summary() -> None:
     for call in _one_shot_calls():
-        assert call.trace_output is kubectl.summarise
+        assert call.trace_output is kubectl_summary.summarise
 
 
 def test_the_reconcile_request_has_its_share_and_traces_only_what_it_annotated() -> None:
@@ -83,7 +83,7 @@ def test_a_watch_runs_until_the_deadline_and_is_traced_as_a_summary() -> None:
     events = list(cluster.watch_stream(_ctx(runner), "Kustomization", "cap-ok"))
     assert events
     (call,) = runner.calls
-    assert call.trace_output is kubectl.summarise
+    assert call.trace_output is kubectl_summary.summarise
     assert _request_timeout(call) is None  # it would end the watch
     assert call.timeout is not None
     assert call.timeout > DEADLINE_S - 5

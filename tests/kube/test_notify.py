@@ -20,9 +20,10 @@ from flux_ci.context import Context
 from flux_ci.deadline import Deadline
 from flux_ci.errors import ClusterError, ConfigError, SourceFailedError
 from flux_ci.kube import notify, receiver
+from flux_ci.report.dotenv import to_dotenv
 from flux_ci.report.models import Artifact, ObjectRef, Report, Status
 from flux_ci.report.progress import Progress
-from flux_ci.report.render import to_dotenv, to_json, to_table
+from flux_ci.report.render import to_json, to_table
 from flux_ci.tools.kubectl import OCIREPOSITORIES, RECEIVERS, RECONCILE_ANNOTATION
 from tests.fakecluster import (
     PUSHED,

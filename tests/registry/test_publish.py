@@ -131,7 +131,7 @@ def test_the_push_records_who_pushed_under_one_prefix(tmp_path: Path) -> None:
     runner.answer(["flux", "push", "artifact"], stdout=text("flux/push-artifact.json"))
     settings = _settings(
         tmp_path, extra_tags=["none"], pipeline_url="https://ci.example/p/7", job_url="https://ci.example/j/9",
-        pipeline_user="alice", job_started_at="2026-01-02T10:00:00Z",
+        pipeline_user="alice", CI_JOB_STARTED_AT="2026-01-02T10:00:00Z",  # read under GitLab's name
     )  # fmt: skip
     context = _context(settings, runner)
     push(context, _registry(context))

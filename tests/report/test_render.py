@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+from flux_ci.report.dotenv import DOTENV_LIMIT, TRUNCATED_KEY, shortened, to_dotenv
 from flux_ci.report.models import (
     Artifact,
     Checks,
@@ -20,7 +21,7 @@ from flux_ci.report.models import (
     StepStatus,
     TagMove,
 )
-from flux_ci.report.render import DOTENV_LIMIT, TRUNCATED_KEY, shortened, to_dotenv, to_json, to_table
+from flux_ci.report.render import to_json, to_table
 
 DIGEST = "sha256:" + "ab" * 32
 
