@@ -183,17 +183,31 @@ class Project:
 
     def resolve(self, tag: str) -> str:
         ref = f"{self.sandbox.registry}/{self.repository}:{tag}"
-        config = self.sandbox.login(self.manifests.parent / "resolve-config")
-        done = self.sandbox.oras(
-            "resolve", ref, "--plain-http", "--registry-config", str(config / "config.json")
-        )
+        done = self.sandbox.oras(*self._resolve_args(ref))
         return done.stdout.strip()
 
-    def pushed(self, tag: str) -> bool:
+    def absent(self, tag: str) -> bool:
+        """Whether the registry says the tag does not exist: the one way a test checks that nothing
+        was pushed. Asked WITH credentials (without them the sandbox registry answers 401 whether
+        or not the tag exists); only oras's `not found` means absent, and any other failure (the
+        registry down, credentials refused) fails the test: "could not ask" is never "absent"."""
         ref = f"{self.sandbox.registry}/{self.repository}:{tag}"
-        config = self.sandbox.login(self.manifests.parent / "resolve-config")
-        args = ("resolve", ref, "--plain-http", "--registry-config", str(config / "config.json"))
-        return self.sandbox.oras(*args, check=False).returncode == 0
+        done = self.sandbox.oras(*self._resolve_args(ref), check=False)
+        if done.returncode == 0:
+            return False
+        could_not_ask = f"could not ask the registry about {ref}: {done.stderr}"
+        assert done.stderr.rstrip().endswith(": not found"), could_not_ask
+        return True
+
+    def pushed(self, tag: str) -> bool:
+        """The tag exists (the registry answered; see `absent`)."""
+        return not self.absent(tag)
+
+    def _resolve_args(self, ref: str) -> tuple[str, ...]:
+        config = self.manifests.parent / "resolve-config"
+        if not (config / "config.json").exists():  # logged in once: a later question needs no login
+            self.sandbox.login(config)
+        return ("resolve", ref, "--plain-http", "--registry-config", str(config / "config.json"))
 
 
 def child_env(sandbox: SandboxClient, flux_ci_env: Mapping[str, str]) -> dict[str, str]:

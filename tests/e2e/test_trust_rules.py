@@ -35,18 +35,6 @@ pytestmark = pytest.mark.e2e
 GREETING = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\ndata:\n  greeting: {}\n"
 
 
-def _absent(project: Project, tag: str) -> bool:
-    """The registry says the tag does not exist (asked WITH credentials: without them the sandbox
-    registry answers 401 whether or not it exists). Anything but a clear answer fails the test."""
-    ref = f"{project.sandbox.registry}/{project.repository}:{tag}"
-    config = project.sandbox.login(project.manifests.parent / "absent-config") / "config.json"
-    done = project.sandbox.oras("resolve", ref, "--plain-http", "--registry-config", str(config), check=False)
-    if done.returncode == 0:
-        return False
-    assert "not found" in done.stderr, f"could not ask the registry about {ref}: {done.stderr}"
-    return True
-
-
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind), None)
 
@@ -115,7 +103,7 @@ def test_a_symlink_out_of_the_checkout_is_exit_2_and_nothing_is_pushed(
     run = project.flux_ci("deploy", env=project.env(CI_PROJECT_DIR=str(tmp_path)))
     assert run.exit_code == 2, run.stderr
     assert "symlink registry.json leads out of the checkout" in run.json()["error"]["message"]
-    assert _absent(project, "c1")
+    assert project.absent("c1")
 
 
 def test_the_files_checked_are_the_files_flux_packs(sandbox: SandboxClient, tmp_path: Path) -> None:
@@ -261,7 +249,7 @@ def test_a_second_consumer_hidden_by_namespaced_rbac_is_exit_5_before_the_push(
         message = run.json()["error"]["message"]
         assert f"lacks list/watch {KUSTOMIZATIONS} cluster-wide" in message
         assert f"FLUX_CI_WAIT_FOR (the ones it can see: Kustomization/{project.namespace}/app)" in message
-        assert _absent(project, "c1")
+        assert project.absent("c1")
     finally:
         sandbox.delete_namespace(other)
 
@@ -303,7 +291,7 @@ def test_a_consumer_named_by_mistake_is_exit_2_before_the_push(
     assert run.exit_code == 2, run.stderr
     message = run.json()["error"]["message"]
     assert f"Kustomization/{project.namespace}/other reads OCIRepository/{project.namespace}/other" in message
-    assert _absent(project, "c1")
+    assert project.absent("c1")
     typo = project.flux_ci(
         "deploy", env=project.env(FLUX_CI_WAIT_FOR=f"Kustomization/{project.namespace}/ap")
     )
