@@ -330,13 +330,17 @@ def test_every_rule_of_the_contract_has_end_to_end_tests_that_exist() -> None:
         assert tests, f"rule {number} ({rules[number]}) names no end-to-end test"
         for path, name in tests:
             source = (ROOT / path).read_text()
-            assert re.search(rf"^def {name}\(", source, re.MULTILINE), f"rule {number}: {path}::{name} does not exist"
+            assert re.search(rf"^def {name}\(", source, re.MULTILINE), (
+                f"rule {number}: {path}::{name} does not exist"
+            )
             assert "pytestmark = pytest.mark.e2e" in source, f"{path} is not an end-to-end test file"
 
 
 def test_the_contract_table_check_fails_on_a_rule_without_tests_or_a_missing_test() -> None:
     good = "| 1 | a | `tests/e2e/test_deploy.py::test_deploy_applies_exactly_the_pushed_digest` |\n"
-    assert contract_coverage(good) == {1: [("tests/e2e/test_deploy.py", "test_deploy_applies_exactly_the_pushed_digest")]}
+    assert contract_coverage(good) == {
+        1: [("tests/e2e/test_deploy.py", "test_deploy_applies_exactly_the_pushed_digest")]
+    }
     assert contract_coverage("| 2 | b | none yet |\n") == {2: []}
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.sandbox import SandboxClient
+from tests.sandbox.versions import tool_path
 
 ROOT = Path(__file__).parent.parent.parent
 REVISION = "main@sha1:1111111111111111111111111111111111111111"
@@ -225,6 +226,32 @@ def _passed_on(name: str) -> bool:
     if name.startswith(("CI_", "GITLAB_", "GITHUB_")):
         return False
     return not name.startswith("FLUX_CI_") or name in _SANDBOX_KEEP
+
+
+class Recorder:
+    """A real `kubectl get --watch` of one object kind in the test's namespace, kept whole: what the
+    controllers wrote, in order (and, where a test says so, saved as a golden recording)."""
+
+    def __init__(self, sandbox: SandboxClient, resource: str, namespace: str) -> None:
+        argv = [str(tool_path("kubectl")), f"--context={sandbox.context}", "get", resource,
+                f"--namespace={namespace}", "--output=json", "--watch", "--output-watch-events"]  # fmt: skip
+        self.process = subprocess.Popen(argv, env=sandbox.env, stdout=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def objects(self) -> list[dict[str, Any]]:
+        return [json.loads(line)["object"] for line in list(self.lines) if line.strip()]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self.reader.join(timeout=10)
 
 
 READ_ONLY_USER = "read-only-ci"

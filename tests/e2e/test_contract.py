@@ -55,7 +55,9 @@ def test_on_failure_wait_waits_a_failed_apply_out_until_flux_retries_it_into_suc
         f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\n  namespace: {project.namespace}\n"
         "data:\n  greeting: hello\n"
     )
-    running = project.start("-v", "deploy", env=project.env(FLUX_CI_ON_FAILURE="wait", FLUX_CI_TIMEOUT="150s"))
+    running = project.start(
+        "-v", "deploy", env=project.env(FLUX_CI_ON_FAILURE="wait", FLUX_CI_TIMEOUT="150s")
+    )
     try:
         running.wait_for_line("FLUX_CI_ON_FAILURE=wait: Flux retries every 2s", timeout=120)
         assert running.process.poll() is None, "".join(running.seen)  # the failure did not end it

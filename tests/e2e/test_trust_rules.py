@@ -12,7 +12,6 @@ import copy
 import json
 import subprocess
 import tarfile
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.e2e.project import (
     KUSTOMIZATIONS,
     READ_ONLY_USER,
     Project,
+    Recorder,
     read_only_role,
 )
 from tests.sandbox import SandboxClient
@@ -37,32 +37,6 @@ GREETING = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\ndata:\
 
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind), None)
-
-
-class Recorder:
-    """A real `kubectl get --watch` of one object kind in the test's namespace, kept whole: what the
-    controllers wrote, in order (and, where a test says so, saved as a golden recording)."""
-
-    def __init__(self, sandbox: SandboxClient, resource: str, namespace: str) -> None:
-        argv = [str(tool_path("kubectl")), f"--context={sandbox.context}", "get", resource,
-                f"--namespace={namespace}", "--output=json", "--watch", "--output-watch-events"]  # fmt: skip
-        self.process = subprocess.Popen(argv, env=sandbox.env, stdout=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    def objects(self) -> list[dict[str, Any]]:
-        return [json.loads(line)["object"] for line in list(self.lines) if line.strip()]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        self.reader.join(timeout=10)
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ from tests.fakecluster import (
     kustomization_at,
     source_at,
 )
+from tests.fakecontrollers import Controllers
 from tests.fakes import FakeRunner
 from tests.golden import obj, text
 
@@ -272,15 +273,8 @@ _kustomization = kustomization_at
 _deploy_settings = deploy_settings
 
 
-def _fetch_and_apply(cluster: FakeCluster, requested: Obj, token: str) -> None:
-    """source-controller and kustomize-controller handling the request the Receiver wrote."""
-    if requested["kind"] != "OCIRepository":
-        return
-    updated = copy.deepcopy(requested)
-    updated["status"]["lastHandledReconcileAt"] = token
-    updated["status"]["artifact"]["revision"] = f"latest@{PUSHED}"
-    cluster.put(updated)
-    cluster.put(_kustomization(PUSHED))
+# source-controller and kustomize-controller handling the request the Receiver wrote, as recorded.
+_fetch_and_apply = Controllers(PUSHED)
 
 
 def _cluster(*objects: Obj, denied: list[tuple[str, str, str]] | None = None) -> FakeCluster:
