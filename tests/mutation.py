@@ -118,12 +118,8 @@ def report(codes: Mapping[str, int | None]) -> int:
     for module, module_score in scores.items():
         target = TARGETS.get(module)
         goal = f" (target {target:.0%})" if target else ""
-        print(
-            f"  {module:<{width}}  {module_score.killed:>4}/{module_score.total:<4} {module_score.ratio:6.1%}{goal}"
-        )
-    print(
-        f"  {'overall':<{width}}  {overall.killed:>4}/{overall.total:<4} {overall.ratio:6.1%} (target {OVERALL_TARGET:.0%})"
-    )
+        print(f"  {module:<{width}}  {_figures(module_score)}{goal}")
+    print(f"  {'overall':<{width}}  {_figures(overall)} (target {OVERALL_TARGET:.0%})")
     problems = [
         f"{module}: {scores[module].ratio:.1%} killed, under its target {target:.0%}"
         for module, target in TARGETS.items()
