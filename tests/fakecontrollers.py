@@ -7,7 +7,8 @@ namespace, generation, the digests it holds and is asked to fetch, the token flu
 jump to the final state: between the request and the end, the object shows what the real controllers
 showed, in their order, each state a separate watch event written after `annotate` returned:
 
-- source-controller (`watch-redeploy-ocirepositories.stdout`): the request written and not handled
+- source-controller (`watch-redeploy-ocirepositories.stdout`, and before a failing apply
+  `watch-redeploy-apply-failed-ocirepositories.stdout`): the request written and not handled
   (Ready=True, the old artifact), Reconciling, Ready=Unknown with ArtifactOutdated, Ready=True *still
   holding the old artifact and the old handled token*, then the new artifact with the handled token
   and status.observedGeneration.
@@ -95,6 +96,7 @@ def _attempted(obj: Obj) -> str:
 
 
 SOURCE_FETCHES = Recording.load("kubectl/watch-redeploy-ocirepositories.stdout")
+SOURCE_FETCHES_BEFORE_A_FAILURE = Recording.load("kubectl/watch-redeploy-apply-failed-ocirepositories.stdout")
 KUSTOMIZATION_APPLIES = Recording.load("kubectl/watch-redeploy-kustomizations.stdout")
 KUSTOMIZATION_FAILS = Recording.load("kubectl/watch-redeploy-apply-failed-kustomizations.stdout")
 KUSTOMIZATION_RERUN = Recording.load("kubectl/watch-rerun-kustomizations.stdout")
@@ -160,7 +162,8 @@ class Controllers:
     def __call__(self, cluster: FakeCluster, requested: Obj, token: str) -> None:
         key = (requested["kind"], requested["metadata"]["namespace"], requested["metadata"]["name"])
         if key[0] == "OCIRepository":
-            replay(cluster, key, SOURCE_FETCHES, digest=self.fetches, token=token)
+            fetch = SOURCE_FETCHES_BEFORE_A_FAILURE if self.consumers_fail else SOURCE_FETCHES
+            replay(cluster, key, fetch, digest=self.fetches, token=token)
             if self.apply:
                 for consumer in _consumers_of(cluster, key):
                     recording = KUSTOMIZATION_FAILS if self.consumers_fail else KUSTOMIZATION_APPLIES

@@ -292,6 +292,7 @@ def test_versions_table_matches_the_versions_file() -> None:
         "COSIGN_VERSION": "cosign",
         "KUBERNETES_VERSION": "kube-apiserver, kubectl",
         "ETCD_VERSION": "etcd",
+        "TOXIPROXY_VERSION": "toxiproxy",
     }
     versions = _versions()
     assert set(versions) == set(tools), "a new pin needs its row in docs/development.md"

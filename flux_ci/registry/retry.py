@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flux_ci.context import Context
-from flux_ci.errors import RegistryError
+from flux_ci.errors import DeadlineExceededError, RegistryError
 from flux_ci.tools.faults import transient
 from flux_ci.tools.runner import CommandResult
 
@@ -19,7 +19,7 @@ BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # then give up: the registry is down, not
 def retrying(ctx: Context, what: str, attempt: Callable[[], CommandResult]) -> CommandResult:
     """Run `attempt` until it succeeds or fails for good; a registry still unreachable when the
     backoff or the deadline runs out is a retryable RegistryError naming its last answer."""
-    result = attempt()
+    result = _answered(what, attempt)
     for pause in BACKOFF_S:
         if result.ok or result.dry_run or not transient(result.stderr):
             return result
@@ -27,8 +27,19 @@ def retrying(ctx: Context, what: str, attempt: Callable[[], CommandResult]) -> C
             break
         ctx.progress.note(f"{what}: registry unreachable ({result.error_text()}); retry in {pause:g}s")
         ctx.pause(pause)
-        result = attempt()
+        result = _answered(what, attempt)
     if result.ok or result.dry_run or not transient(result.stderr):
         return result
     message = f"{what} failed: the registry stayed unreachable: {result.error_text()}"
     raise RegistryError(message, retryable=True)
+
+
+def _answered(what: str, attempt: Callable[[], CommandResult]) -> CommandResult:
+    """One attempt. A registry that never answers (a black hole: the connection open, nothing ever
+    coming back) holds the call until the deadline: that is a registry fault like any timeout,
+    transient (exit 4, retryable), not a deadline spent waiting for Flux (exit 8)."""
+    try:
+        return attempt()
+    except DeadlineExceededError as exc:
+        message = f"{what} failed: the registry did not answer before the deadline ({exc.message})"
+        raise RegistryError(message, retryable=True) from exc

@@ -10,7 +10,8 @@ from flux_ci.kube import fluxobjects as fo
 from flux_ci.kube import verdicts as v
 from flux_ci.kube.verdicts import Expectation
 from flux_ci.report.models import ObjectRef
-from tests.golden import obj
+from flux_ci.tools import kubectl
+from tests.golden import obj, text
 
 READY_SOURCE = obj("kubectl/ocirepository-ready.json")
 SYNCED = READY_SOURCE["status"]["artifact"]["revision"].split("@", 1)[1]
@@ -361,3 +362,30 @@ def test_what_flux_does_next_names_the_remediation_retries_left() -> None:
     release["status"].pop("history", None)
     assert v.next_attempt(release).endswith("install remediation retries left: 2")
     assert v.next_attempt(KS_READY).startswith("Flux retries every ")
+
+
+def test_helmrelease_of_a_helm_oci_chart_is_done_by_the_charts_own_digest() -> None:
+    # A chart pushed with Helm's media types (a `layerSelector` copies it): the revision names the
+    # chart version, not a tag, and history records the bare digest.
+    release, digest = _helm("oci-chart")
+    assert release["status"]["lastAttemptedRevision"] == "1.2.3+" + digest[7:19]
+    assert v.consumer_verdict(release, _expect(digest)).phase is v.Phase.DONE
+    assert v.consumer_verdict(release, _expect(OTHER)).phase is v.Phase.WAITING
+
+
+def test_helmrelease_whose_source_is_not_ready_waits_for_it_and_never_fails() -> None:
+    # The source follows a tag nothing was pushed to yet: the consumer's failure is its source's,
+    # which flux-ci judges on the source itself.
+    release = obj("kubectl/helmrelease-source-not-ready.json")
+    verdict = v.consumer_verdict(release, _expect(OTHER))
+    assert verdict.phase is v.Phase.WAITING
+    assert verdict.message == fo.condition(release, "Ready")["message"]  # type: ignore[index]
+
+
+def test_the_list_of_helmreleases_holds_every_captured_scenario() -> None:
+    listed = {
+        item["metadata"]["name"]: item for item in kubectl.parse_items(text("kubectl/helmrelease-list.json"))
+    }
+    assert {"ready", "upgraded", "install-failed", "oci-chart", "source-not-ready"} <= set(listed)
+    assert all(item["kind"] == "HelmRelease" for item in listed.values())
+    assert v.consumer_verdict(listed["ready"], _expect(_helm("ready")[1])).phase is v.Phase.DONE

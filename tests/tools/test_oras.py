@@ -43,3 +43,10 @@ def test_missing_credentials_and_unreachable_registry() -> None:
     )
     unreachable = oras.failure("registry login", text("oras/login-unreachable.stderr")).message
     assert "connection refused" in unreachable
+
+
+def test_not_found_is_the_registrys_answer_for_a_tag_or_a_digest() -> None:
+    assert oras.not_found(text("oras/resolve-not-found.stderr"))
+    assert oras.not_found(text("oras/resolve-digest-not-found.stderr"))
+    assert not oras.not_found(text("oras/login-unreachable.stderr"))  # could not ask is not absent
+    assert not oras.not_found(text("oras/tag-no-credentials.stderr"))
