@@ -14,7 +14,7 @@ IMAGE ?= flux-ci:$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' flux_ci/__init_
 # flags, e.g. IMAGE_BUILD_FLAGS='--build-context tools=DIR' to take prebuilt tools (see Dockerfile).
 IMAGE_BUILD_FLAGS ?=
 
-.PHONY: help install tools test unit e2e lint demo bench image sandbox-up sandbox-down clean
+.PHONY: help install tools test unit e2e lint mutation demo bench image sandbox-up sandbox-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ unit: install ## run the unit tests only (no binaries needed)
 
 e2e: install tools ## run the end-to-end tests only
 	$(PY) -m pytest -m e2e $(ARGS)
+
+mutation: install ## mutation testing of the decision modules with the unit tests (minutes; not in `make test`)
+	$(PY) -m tests.mutation
 
 lint: install ## ruff and mypy --strict; hadolint on the Dockerfile, shellcheck on the CI scripts
 	$(PY) -m ruff check .
@@ -64,4 +67,4 @@ image: ## build the drop-in CI image ($(IMAGE)) with docker or podman, whichever
 	set -x; "$$engine" build --tag $(IMAGE) $(IMAGE_BUILD_FLAGS) .
 
 clean: sandbox-down ## remove the venv and caches (keeps the built tools)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache mutants
