@@ -3,9 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from flux_ci.config.ci import ci_defaults
-from flux_ci.config.settings import Settings, unknown_variables
+from flux_ci.config.settings import Settings, field_problems, unknown_variables
 from flux_ci.config.values import parse_object_ref
 from flux_ci.errors import ConfigError
 from flux_ci.report.models import Artifact, ErrorInfo, ObjectRef, Report, SourceState
@@ -352,3 +353,16 @@ def test_load_partial_reports_every_problem_and_keeps_the_valid_values(
     assert settings.timeout == 300  # the broken value's default, so later checks can still run
     assert settings.tag is None
     assert settings.namespace == "apps"
+
+
+def test_a_problem_echoes_the_value_only_where_it_cannot_hold_a_credential() -> None:
+    with pytest.raises(ValidationError) as raised:
+        Settings(output="xml", tag=".bad", repository=123, registry_password=456)
+    problems = dict(field_problems(raised.value))
+    assert problems["output"] == "FLUX_CI_OUTPUT: Input should be 'table', 'json' or 'markdown' (got 'xml')"
+    assert problems["tag"] == (
+        "FLUX_CI_TAG: '.bad': not a valid OCI tag "
+        "(letters, digits, _ . -, at most 128, not starting with . or -)"
+    )  # a rule's own message says what is wrong: no "(got ...)"
+    assert problems["repository"] == "FLUX_CI_REPOSITORY: Input should be a valid string"  # never echoed
+    assert "456" not in problems["registry_password"]

@@ -411,7 +411,7 @@ def _obj(kind: str, generation: int | None = 1, **status: Any) -> dict[str, Any]
 def _cond(
     kind: str, status: str, reason: str = "", message: str = "", generation: int | None = 1
 ) -> dict[str, Any]:
-    cond = {"type": kind, "status": status, "reason": reason, "message": message}
+    cond: dict[str, Any] = {"type": kind, "status": status, "reason": reason, "message": message}
     if generation is not None:
         cond["observedGeneration"] = generation
     return cond
@@ -584,7 +584,7 @@ def test_next_attempt_of_a_kustomization(spec: dict[str, Any], status: dict[str,
 
 
 FIVE = {"interval": "5m"}
-UPGRADED = {"history": [{}]}
+UPGRADED: dict[str, Any] = {"history": [{}]}
 
 
 @pytest.mark.parametrize(
@@ -604,3 +604,94 @@ UPGRADED = {"history": [{}]}
 )  # fmt: skip
 def test_next_attempt_of_a_helmrelease(spec: dict[str, Any], status: dict[str, Any], expected: str) -> None:
     assert v.next_attempt({"kind": "HelmRelease", "spec": spec, "status": status}) == expected
+
+
+def test_more_request_time_forms_and_the_same_instant_written_twice() -> None:
+    assert v.request_time("2026-12-07 20:20:09 +0000") == datetime(2026, 12, 7, 20, 20, 9, tzinfo=UTC)
+    ours = Expectation(D, requested_at="2026-12-07T20:20:09Z")
+    same_instant = _obj("Kustomization", lastHandledReconcileAt="2026-12-07T20:20:09.000000000Z")
+    assert ours.acknowledged(same_instant)  # another writer, the same moment: not before ours
+    assert not ours.acknowledged({"kind": "Kustomization"})  # no status at all
+    assert not v.reconciled({"metadata": {"generation": 1}})
+
+
+def test_a_helmrelease_that_names_the_digest_only_in_its_chart_version() -> None:
+    # Edited: the status of a helm-controller that writes no lastAttemptedRevisionDigest; the chart
+    # version `<version>+<first 12 hex>` is then the only place naming the digest.
+    history = [{"ociDigest": f"latest@{D}", "status": "deployed"}]
+    upgraded = [_cond("Ready", "True", "UpgradeSucceeded", "upgraded")]
+    release = _obj("HelmRelease", observedGeneration=1, lastAttemptedRevision="0.1.0+" + D[7:19],
+                   history=history, conditions=upgraded)  # fmt: skip
+    assert v.applied(release, D)
+    assert v.consumer_verdict(release, Expectation(D)).phase is v.Phase.DONE
+    thirteen = {**release, "status": {**release["status"], "lastAttemptedRevision": "0.1.0+" + D[7:20]}}
+    assert not v.applied(thirteen, D)  # twelve hex, as helm-controller writes them, no more
+    failed = {**release, "status": {**release["status"], "history": [{**history[0], "status": "failed"}],
+              "conditions": [_cond("Ready", "False", "UpgradeFailed", "boom"),
+                             _cond("Reconciling", "True", "ProgressingWithRetry", "retrying")]}}  # fmt: skip
+    verdict = v.consumer_verdict(failed, Expectation(D))
+    assert (verdict.phase, verdict.message) == (
+        v.Phase.FAILED,
+        "boom (retrying)",
+    )  # a HelmRelease retries too
+    assert v.consumer_verdict(_obj("Kustomization", observedGeneration=1), Expectation(D)).message == (
+        "waiting to be reconciled"
+    )
+    plain = _obj(
+        "Kustomization", observedGeneration=1, conditions=[_cond("Ready", "Unknown", "Progressing", "")]
+    )
+    assert v.consumer_verdict(plain, Expectation(D)).message == "waiting for the new revision"
+
+
+def test_a_helmrelease_still_upgrading_is_not_yet_an_older_release_kept() -> None:
+    release, digest = _helm("no-digest-tracking")
+    kept = v.consumer_verdict(release, _expect(digest))
+    assert kept.terminal
+    assert kept.message == (
+        "helm-controller attempted this digest but released nothing new: the chart version did not "
+        "change and chart digest tracking is off (DisableChartDigestTracking), so the running "
+        "release is still an older artifact. Bump the chart version, or enable digest tracking"
+    )
+    upgrading = copy.deepcopy(release)
+    upgrading["status"]["conditions"].append(_cond("Reconciling", "True", "Progressing", "upgrading"))
+    assert v.consumer_verdict(upgrading, _expect(digest)).phase is v.Phase.WAITING
+    released = copy.deepcopy(release)
+    released["status"]["history"][0]["ociDigest"] = f"latest@{digest}"
+    assert not v._helm_kept_older_release(released, digest, "True")
+
+
+def test_a_failure_before_the_attempt_is_one_only_where_a_message_names_the_digest() -> None:
+    def failing(ready_message: str, reconciling_message: str) -> dict[str, Any]:
+        conditions = [_cond("Ready", "False", "ArtifactFailed", ready_message),
+                      _cond("Reconciling", "True", "ProgressingWithRetry", reconciling_message)]  # fmt: skip
+        return _obj("Kustomization", lastAttemptedRevision=f"latest@{E}", conditions=conditions)
+
+    assert v._attempt_failed(failing(f"path not found in latest@{D}", "retrying"), D)
+    assert v._attempt_failed(failing("path not found", f"retrying latest@{D}"), D)
+    assert not v._attempt_failed(failing("path not found", "retrying"), D)  # an older attempt's failure
+    attempted = failing("apply failed", "retrying")
+    attempted["status"]["lastAttemptedRevision"] = f"latest@{D}"
+    assert not v._attempt_failed(attempted, D)  # retrying, naming no revision: not yet judged
+    attempted["status"]["conditions"][1]["message"] = f"retrying latest@{D}"
+    assert v._attempt_failed(attempted, D)
+    finished = failing("apply failed", "")
+    finished["status"]["lastAttemptedRevision"] = f"latest@{D}"
+    finished["status"]["conditions"].pop()
+    assert v._attempt_failed(finished, D)
+
+
+def test_next_attempt_without_spec_or_status() -> None:
+    assert v.next_attempt({"kind": "Kustomization"}) == "Flux retries every its interval"
+    assert v.next_attempt({"kind": "HelmRelease"}) == "Flux retries every its interval"
+    spec = {"interval": "1m", "install": {"remediation": {"retries": 3}}}
+    assert v.next_attempt({"kind": "HelmRelease", "spec": spec}) == (
+        "Flux retries every 1m; install remediation retries left: 3"
+    )
+
+
+def test_the_failure_message_leaves_out_a_reconciling_condition_without_words() -> None:
+    obj = _obj(
+        "Kustomization",
+        conditions=[{"type": "Reconciling", "status": "True", "reason": "ProgressingWithRetry"}],
+    )
+    assert v._failure_message(obj, "apply failed") == "apply failed"
