@@ -120,3 +120,22 @@ def test_extra_tags_digests_sources_and_choices() -> None:
     assert values.choice(None) is None
     assert values.comma_list(" a, ,b ") == ["a", "b"]
     assert values.comma_list(["x"]) == ["x"]
+
+
+def test_where_a_tag_or_digest_is_looked_for_in_a_repository() -> None:
+    tagged = "must not include a tag or digest (set FLUX_CI_TAG instead)"
+    assert _refused(values.oci_repository, "r.example/app@latest") == f"'r.example/app@latest' {tagged}"
+    component = "must be lowercase letters and digits, separated by one of . _ -"
+    # A colon in an earlier path component is a bad component, not a tag: only the last may carry one.
+    assert (
+        _refused(values.oci_repository, "r.example/a:b/c")
+        == f"'r.example/a:b/c': path component 'a:b' {component}"
+    )
+    assert _refused(values.oci_repository, "r.example/a/b:c/d") == (
+        f"'r.example/a/b:c/d': path component 'b:c' {component}"
+    )
+    assert (
+        _refused(values.oci_repository, "r.example/apX")
+        == f"'r.example/apX': path component 'apX' {component}"
+    )
+    assert values.receiver_url("https://h.example/X") == "https://h.example/X"  # only slashes are trimmed

@@ -170,3 +170,10 @@ def test_each_clusters_outcome_carries_its_error_whole() -> None:
     )
     dry.finished = True
     assert dry.outcome().status is ClusterStatus.DRY_RUN
+
+
+def test_every_cluster_that_succeeded_is_named() -> None:
+    clusters = fleet.clusters_of(_context("a,b,c"), Report("deploy"))
+    clusters[0].error = ConsumerFailedError("broken")
+    clusters[1].finished = clusters[2].finished = True
+    assert fleet.combined(clusters).message == "cluster a: broken\nsucceeded in: b, c"

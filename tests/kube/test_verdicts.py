@@ -695,3 +695,13 @@ def test_the_failure_message_leaves_out_a_reconciling_condition_without_words() 
         conditions=[{"type": "Reconciling", "status": "True", "reason": "ProgressingWithRetry"}],
     )
     assert v._failure_message(obj, "apply failed") == "apply failed"
+
+
+def test_objects_without_status_or_history_are_judged_not_crashed_on() -> None:
+    assert not v.applied({"kind": "HelmRelease"}, D)
+    assert not v.applied({"kind": "Kustomization"}, D)
+    assert not v._helm_kept_older_release({"kind": "HelmRelease"}, D, "True")
+    # A HelmRelease that attempted the digest and has no history yet: the attempt is the release.
+    first = _obj("HelmRelease", lastAttemptedRevisionDigest=f"latest@{D}")
+    assert v.applied(first, D)
+    assert not v.applied(first, E)
