@@ -247,6 +247,8 @@ def test_a_source_failing_after_our_request_fails_fast(manifests: Path) -> None:
     failing["spec"]["url"] = REPOSITORY
 
     def refuse(cluster: FakeCluster, requested: Obj, token: str) -> None:
+        # A fake source-controller following kubectl/ocirepository-auth-failed.json: one state, the
+        # refusal, written after the request (in the background, as FakeCluster runs every answer).
         failing["status"]["lastHandledReconcileAt"] = token  # as source-controller records it
         cluster.put(copy.deepcopy(failing))
 

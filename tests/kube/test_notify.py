@@ -313,6 +313,7 @@ def test_a_source_failing_after_the_receivers_request_fails_fast(stand_in: Stand
     failing["spec"]["url"] = REPOSITORY
 
     def refuse(cluster: FakeCluster, requested: Obj, token: str) -> None:
+        # A fake source-controller following kubectl/ocirepository-auth-failed.json (one state).
         refused = copy.deepcopy(failing)
         refused["metadata"]["annotations"] = requested["metadata"]["annotations"]
         refused["status"]["lastHandledReconcileAt"] = token  # the token notification-controller wrote
