@@ -23,7 +23,7 @@ DEMO_CONTROLLERS := source-controller kustomize-controller
 DEMO_TOOLS := etcd kube-apiserver kubectl flux oras $(DEMO_CONTROLLERS)
 SANDBOX_TOOLS := $(DEMO_TOOLS) helm-controller notification-controller
 
-.PHONY: help install tools test unit e2e lint lock demo bench image sandbox-up sandbox-down clean
+.PHONY: help install tools test unit e2e lint lock mutation demo bench image sandbox-up sandbox-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ unit: install ## run the unit tests only (no binaries needed)
 
 e2e: install tools ## run the end-to-end tests only
 	$(PY) -m pytest -m e2e $(ARGS)
+
+mutation: install ## mutation testing of the decision modules with the unit tests (minutes; not in `make test`)
+	$(PY) -m tests.mutation
 
 lint: install ## ruff and mypy --strict; hadolint on the Dockerfile, shellcheck on the CI scripts
 	$(PY) -m ruff check .
@@ -81,4 +84,4 @@ image: ## build the drop-in CI image ($(IMAGE)) with docker or podman, whichever
 	  $(IMAGE_BUILD_FLAGS) .
 
 clean: sandbox-down ## remove the venv and caches (keeps the built tools)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache mutants

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the real flux, oras, cosign, kubectl, etcd, kube-apiserver, source-controller,
-# kustomize-controller, helm-controller and notification-controller from their Go modules into a
-# cache outside the repository.
+# kustomize-controller, helm-controller and notification-controller (and toxiproxy, for the fault
+# tests) from their Go modules into a cache outside the repository.
 #
 #   .ci/build-tools.sh [TOOL...]      (default: every tool)
 #
@@ -38,7 +38,7 @@ JOBS=${BUILD_TOOLS_JOBS:-2}
 mkdir -p "$TOOLS_DIR" "$BUILD_DIR"
 
 all_tools=(oras cosign etcd flux source-controller kustomize-controller helm-controller notification-controller
-  kube-apiserver kubectl)
+  kube-apiserver kubectl toxiproxy)
 
 version_of() {
   case $1 in
@@ -51,6 +51,7 @@ version_of() {
     notification-controller) echo "$NOTIFICATION_CONTROLLER_VERSION" ;;
     kube-apiserver | kubectl) echo "$KUBERNETES_VERSION" ;;
     etcd) echo "$ETCD_VERSION" ;;
+    toxiproxy) echo "$TOXIPROXY_VERSION" ;;
     *) echo "build-tools: unknown tool '$1' (known: ${all_tools[*]})" >&2; return 2 ;;
   esac
 }
@@ -113,6 +114,14 @@ build_oras() {
 
 build_cosign() {
   go_install "$1" "github.com/sigstore/cosign/v2/cmd/cosign@v$COSIGN_VERSION"
+}
+
+build_toxiproxy() {
+  # The server command, named for what it is; its version stamped as upstream's release does.
+  GOBIN="$1" GOFLAGS="$GOFLAGS -mod=mod" go install -trimpath \
+    -ldflags="-s -w -X github.com/Shopify/toxiproxy/v2.Version=$TOXIPROXY_VERSION" \
+    "github.com/Shopify/toxiproxy/v2/cmd/server@v$TOXIPROXY_VERSION"
+  mv "$1/server" "$1/toxiproxy"
 }
 
 build_flux() {
@@ -246,6 +255,7 @@ build_one() {
     etcd) build_etcd "$out.tmp" ;;
     kube-apiserver) build_kube_apiserver "$out.tmp" ;;
     kubectl) build_kubectl "$out.tmp" ;;
+    toxiproxy) build_toxiproxy "$out.tmp" ;;
     *-controller) build_controller "$tool" "$out.tmp" "$version" ;;
   esac
   rm -rf "$out" && mv "$out.tmp" "$out" # appears only when complete

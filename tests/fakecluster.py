@@ -2,8 +2,11 @@
 
 It is a fake, named as one: it answers the kubectl argv flux-ci sends (SelfSubjectAccessReview
 batches, lists, gets, annotate, watches) from objects held in memory, and lets a test play the
-controllers' part in `on_annotate`. The objects come from golden files of the real controllers;
-the real API server and controllers are exercised in tests/e2e/.
+controllers' part in `on_annotate`, which runs in a thread of its own once `kubectl annotate` has
+returned, as a real controller answers after the request (tests/fakecontrollers.py replays what the
+real controllers recorded). Like the API server, every write is one watch event, delivered in order
+to every watch. The objects come from golden files of the real controllers; the real API server and
+controllers are exercised in tests/e2e/.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from flux_ci.tools.kubectl import RECEIVERS, RECONCILE_ANNOTATION, RESOURCES
 from flux_ci.tools.output import TraceOutput
 from flux_ci.tools.runner import CommandResult
 from tests import golden
+from tests.fakecontrollers import in_background
 from tests.fakes import Call, FakeRunner
 
 Obj = dict[str, Any]
@@ -43,8 +47,9 @@ class FakeCluster(FakeRunner):
         self.denied = set(denied)  # (verb, resource, namespace "" = cluster-wide)
         self.helm_installed = False
         self.on_annotate: Callable[[FakeCluster, Obj, str], None] = no_controller
+        self.controllers: list[threading.Thread] = []  # the answers to requests, each in its thread
         self._changed = threading.Condition()
-        self._version = 0
+        self._events: list[tuple[tuple[str, str, str], Obj]] = []  # every write, in order
         self._closed = False
         for obj in objects:
             self.put(obj)
@@ -52,11 +57,17 @@ class FakeCluster(FakeRunner):
     # -- the cluster --------------------------------------------------------------------------
 
     def put(self, obj: Obj) -> None:
+        """Write an object: its new state, and one watch event."""
         meta = obj["metadata"]
+        key = (obj["kind"], meta["namespace"], meta["name"])
         with self._changed:
-            self.objects[(obj["kind"], meta["namespace"], meta["name"])] = obj
-            self._version += 1
+            self.objects[key] = obj
+            self._events.append((key, copy.deepcopy(obj)))
             self._changed.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def get(self, kind: str, namespace: str, name: str) -> Obj:
         return self.objects[(kind, namespace, name)]
@@ -112,21 +123,24 @@ class FakeCluster(FakeRunner):
                     self._changed.wait(timeout=0.05)
             return
         kind, namespace = KINDS[args[2]], _namespace(args)
-        seen: dict[tuple[str, str, str], str] = {}
+
+        def wanted(key: tuple[str, str, str]) -> bool:
+            return key[0] == kind and (namespace is None or key[1] == namespace)
+
+        with self._changed:  # as kubectl's watch: the current objects first, then every write
+            cursor = len(self._events)
+            current = [copy.deepcopy(obj) for key, obj in sorted(self.objects.items()) if wanted(key)]
+        for obj in current:
+            yield from _pretty({"type": "ADDED", "object": obj})
         while not self._closed:
             with self._changed:
-                version = self._version
-                changed = [
-                    (key, obj) for key, obj in sorted(self.objects.items())
-                    if key[0] == kind and (namespace is None or key[1] == namespace)
-                    and seen.get(key) != json.dumps(obj, sort_keys=True)
-                ]  # fmt: skip
-            for key, obj in changed:
-                seen[key] = json.dumps(obj, sort_keys=True)
-                yield from _pretty({"type": "MODIFIED", "object": obj})
-            with self._changed:
-                if self._version == version and not self._closed:
+                events = self._events[cursor:]
+                cursor += len(events)
+                if not events and not self._closed:
                     self._changed.wait(timeout=0.05)
+            for key, obj in events:
+                if wanted(key):
+                    yield from _pretty({"type": "MODIFIED", "object": obj})
 
     def stop_all(self) -> None:
         super().stop_all()
@@ -188,9 +202,11 @@ class FakeCluster(FakeRunner):
         token = args[-1].split("=", 1)[1]
         names = [a for a in args[3:] if not a.startswith("-") and "=" not in a]
         for name in names:
-            obj = self.objects[(kind, namespace, name)]
-            obj.setdefault("metadata", {}).setdefault("annotations", {})[RECONCILE_ANNOTATION] = token
-            self.on_annotate(self, obj, token)
+            requested = copy.deepcopy(self.objects[(kind, namespace, name)])
+            requested.setdefault("metadata", {}).setdefault("annotations", {})[RECONCILE_ANNOTATION] = token
+            self.put(requested)
+            # The controller answers later, in its own time: never inside the request.
+            self.controllers.append(in_background(self, self.on_annotate, requested, token))
         return self._ok(argv, "")
 
     @staticmethod

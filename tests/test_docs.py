@@ -305,6 +305,7 @@ def test_versions_table_matches_the_versions_file() -> None:
         "COSIGN_VERSION": "cosign",
         "KUBERNETES_VERSION": "kube-apiserver, kubectl",
         "ETCD_VERSION": "etcd",
+        "TOXIPROXY_VERSION": "toxiproxy",
     }
     versions = _versions()
     assert set(versions) == set(tools), "a new pin needs its row in docs/development.md"
@@ -312,6 +313,49 @@ def test_versions_table_matches_the_versions_file() -> None:
     rows = dict(re.findall(r"^\| ([^|]+?) \| ([^|]+?) \|", table, re.MULTILINE))
     for key, tool in tools.items():
         assert rows.get(tool) == versions[key], f"{tool}: {rows.get(tool)} documented, {versions[key]} pinned"
+
+
+# --- the contract, test by test ----------------------------------------------------------------------
+
+_CONTRACT_RULE = re.compile(r"^(\d+)\. \*\*(.+?)\*\*", re.MULTILINE)
+_CONTRACT_ROW = re.compile(r"^\| (\d+) \| (.+?) \| (.+) \|$", re.MULTILINE)
+_TEST_ID = re.compile(r"`(tests/e2e/[\w/]+\.py)::(test_\w+)`")
+
+
+def contract_rules() -> dict[int, str]:
+    """The README's numbered contract: number → its bold title."""
+    return {int(number): title for number, title in _CONTRACT_RULE.findall(_section(README, "The contract"))}
+
+
+def contract_coverage(table: str) -> dict[int, list[tuple[str, str]]]:
+    """docs/contract.md: rule number → the (file, test) pairs its rows name."""
+    covered: dict[int, list[tuple[str, str]]] = {}
+    for number, _clause, cell in _CONTRACT_ROW.findall(table):
+        covered.setdefault(int(number), []).extend(_TEST_ID.findall(cell))
+    return covered
+
+
+def test_every_rule_of_the_contract_has_end_to_end_tests_that_exist() -> None:
+    rules = contract_rules()
+    assert sorted(rules) == list(range(1, len(rules) + 1)), "the contract's rules are numbered 1..n"
+    covered = contract_coverage(_doc("contract.md"))
+    assert sorted(covered) == sorted(rules), "docs/contract.md: a row for every rule, and no other"
+    for number, tests in covered.items():
+        assert tests, f"rule {number} ({rules[number]}) names no end-to-end test"
+        for path, name in tests:
+            source = (ROOT / path).read_text()
+            assert re.search(rf"^def {name}\(", source, re.MULTILINE), (
+                f"rule {number}: {path}::{name} does not exist"
+            )
+            assert "pytestmark = pytest.mark.e2e" in source, f"{path} is not an end-to-end test file"
+
+
+def test_the_contract_table_check_fails_on_a_rule_without_tests_or_a_missing_test() -> None:
+    good = "| 1 | a | `tests/e2e/test_deploy.py::test_deploy_applies_exactly_the_pushed_digest` |\n"
+    assert contract_coverage(good) == {
+        1: [("tests/e2e/test_deploy.py", "test_deploy_applies_exactly_the_pushed_digest")]
+    }
+    assert contract_coverage("| 2 | b | none yet |\n") == {2: []}
 
 
 def test_ci_runs_the_readme_test_command() -> None:

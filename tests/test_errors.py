@@ -12,6 +12,7 @@ from flux_ci.errors import (
     RegistryError,
     SignalInterruptError,
     SourceFailedError,
+    SupersededError,
     ToolError,
 )
 
@@ -39,3 +40,24 @@ def test_each_error_carries_its_documented_exit_code(error: type[FluxCIError], c
 def test_signal_interrupts_use_the_shell_convention() -> None:
     assert SignalInterruptError("SIGTERM", ExitCode.SIGTERM).exit_code == 143
     assert SignalInterruptError("SIGINT", ExitCode.SIGINT).exit_code == 130
+
+
+def test_each_error_keeps_what_the_boundary_reports() -> None:
+    assert RegistryError("down", retryable=True).retryable
+    assert not RegistryError("refused").retryable
+    assert ClusterError("gone", retryable=True).retryable
+    assert not ClusterError("forbidden").retryable
+    assert ClusterError("gone").args == ("gone",)
+    assert RegistryError("down").args == ("down",)
+    superseded = SupersededError("newer", by_digest="sha256:" + "a" * 64)
+    assert (superseded.message, superseded.args, superseded.by_digest) == (
+        "newer",
+        ("newer",),
+        "sha256:" + "a" * 64,
+    )
+    assert superseded.exit_code == 9
+    interrupted = SignalInterruptError("SIGTERM", ExitCode.SIGTERM)
+    assert (interrupted.message, str(interrupted), interrupted.code_name) == (
+        "interrupted by SIGTERM", "interrupted by SIGTERM", "sigterm",
+    )  # fmt: skip
+    assert not interrupted.retryable

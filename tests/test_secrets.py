@@ -19,6 +19,7 @@ from flux_ci.secrets import (
     is_secret_variable,
     redact_url,
     secret_values,
+    split_userinfo,
     url_credentials,
     without_userinfo,
 )
@@ -326,3 +327,52 @@ def test_child_environment_is_an_allowlist_without_secrets() -> None:
 def test_a_short_job_secret_does_not_evict_ordinary_variables() -> None:
     child = child_environment({"PATH": "/usr/local/bin:/usr/bin", "CI_JOB_TOKEN": "bin"})
     assert child == {"PATH": "/usr/local/bin:/usr/bin"}
+
+
+# --- each masking rule pinned (make mutation) ------------------------------------------------------
+
+
+def test_every_escaped_form_is_masked_whole() -> None:
+    secret = 'pa"ss/wörd\\1'  # a quote, a slash, a non-ASCII letter, a backslash: every escaper differs
+    masker = Masker([secret])
+    assert masker.mask(json.dumps(secret)) == '"****"'
+    assert masker.mask(json.dumps(secret, ensure_ascii=False)) == '"****"'
+    assert masker.mask(repr(secret)) == "'****'"
+    assert masker.mask(quote(secret, safe="")) == "****"
+    assert masker.mask(base64.b64encode(secret.encode()).decode()) == "****"
+
+
+def test_the_longest_secret_is_masked_first_whatever_their_order() -> None:
+    masker = Masker(["s3cret-token", "s3cret-token-longer"])
+    assert masker.mask("a s3cret-token-longer b") == "a **** b"
+
+
+def test_a_login_registers_the_password_itself_and_reveal_registers_what_it_gives() -> None:
+    masker = Masker()
+    masker.add_login("ci", "hunter2-secret")
+    assert masker.mask("pw hunter2-secret") == "pw ****"
+
+    class Given:
+        def get_secret_value(self) -> str:
+            return "revealed-value-1"
+
+    assert masker.reveal(Given()) == "revealed-value-1"
+    assert masker.mask("x revealed-value-1") == "x ****"
+
+
+def test_secret_variable_names_are_compared_upper_cased() -> None:
+    assert is_secret_variable("aws_secret_access_key")
+    assert is_secret_variable("ci_job_token")
+
+
+def test_userinfo_ends_at_the_authoritys_last_at_and_every_url_counts() -> None:
+    assert split_userinfo("https://u:p@ss@host.example/x@y") == ("https://", "u:p@ss", "host.example/x@y")
+    found = url_credentials("a https://u:first-secret@h1 b https://v:second-secret@h2")
+    assert found == ["first-secret", "second-secret"]
+    assert url_credentials("https://abcdefgh@host") == ["abcdefgh"]  # 8 characters: a token
+    assert url_credentials("https://abcdefg@host") == []  # 7: a user name such as `git`
+
+
+def test_a_job_secret_of_exactly_eight_characters_is_looked_for_inside_values() -> None:
+    env = {"CI_JOB_TOKEN": "abcdefgh", "PATH": "/opt/abcdefgh/bin", "HOME": "/home/ci"}
+    assert child_environment(env) == {"HOME": "/home/ci"}

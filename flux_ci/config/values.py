@@ -160,3 +160,95 @@ def parse_object_ref(text: str, default_namespace: str) -> ObjectRef:
     check_namespace(namespace, text)
     check_name(parts[-1], text)
     return ObjectRef(kind, namespace, parts[-1])
+
+
+# --- the settings' own rules (Settings' validators hand their values here) --------------------------
+
+
+def source_url(value: str) -> str:
+    # Only URLs with a scheme: `git@host:group/app` names a user, not a credential.
+    if "://" in value and has_userinfo(value):
+        msg = f"{CREDENTIALS_IN_URL}: the source annotation is public, give the URL without them"
+        raise ValueError(msg)
+    return value
+
+
+def public_url(value: str) -> str:
+    """A pipeline or job URL recorded on the artifact: its annotations are public."""
+    if has_userinfo(value):
+        msg = f"{CREDENTIALS_IN_URL}: the artifact's annotations are public, give the URL without them"
+        raise ValueError(msg)
+    return value
+
+
+def extra_tags(value: list[str]) -> list[str]:
+    """FLUX_CI_EXTRA_TAGS: valid tags, each once; `none` alone means none."""
+    words = [tag.lower() for tag in value]
+    if words == ["none"]:
+        return []
+    if "none" in words:
+        msg = f"{','.join(value)!r}: none means no extra tags and must stand alone"
+        raise ValueError(msg)
+    if not value:
+        msg = "is empty: list tags such as latest,main, or write none"
+        raise ValueError(msg)
+    check_tags(value)
+    return list(dict.fromkeys(value))
+
+
+def digest(value: str) -> str:
+    if not DIGEST.match(value):
+        msg = f"{value!r} is not a sha256:<64 hex> digest"
+        raise ValueError(msg)
+    return value
+
+
+def choice(value: Any) -> Any:
+    """One of a few words, whatever its case and surrounding blanks."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def wait_for(value: list[str]) -> list[str]:
+    """FLUX_CI_WAIT_FOR: Kind/namespace/name items, every bad one named; `none` alone means none."""
+    words = [item.lower() for item in value]
+    if words == ["none"]:
+        return []
+    if "none" in words:
+        msg = f"{','.join(value)!r}: none means wait for no consumer and must stand alone"
+        raise ValueError(msg)
+    if not value:
+        msg = "is empty: list Kind/namespace/name items, or write none"
+        raise ValueError(msg)
+    errors = []
+    for item in value:
+        try:
+            parse_object_ref(item, "flux-system")
+        except ValueError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ValueError("; ".join(errors))
+    return value
+
+
+def kube_contexts(value: str) -> str:
+    """FLUX_CI_KUBE_CONTEXT: one name or several, comma-separated, none empty or twice."""
+    names = [name.strip() for name in value.split(",")]
+    if not all(names):
+        msg = f"{value!r}: a comma-separated list of kube context names must not hold an empty name"
+        raise ValueError(msg)
+    if len(set(names)) != len(names):
+        msg = f"{value!r} names a context twice"
+        raise ValueError(msg)
+    return ",".join(names)
+
+
+def namespaced_name(value: str) -> str:
+    """`[namespace/]name` (FLUX_CI_OCIREPOSITORY, FLUX_CI_RECEIVER)."""
+    namespace, slash, name = value.rpartition("/")
+    if value.count("/") > 1 or (slash and not namespace) or not name:
+        msg = f"{value!r} must be [namespace/]name"
+        raise ValueError(msg)
+    if slash:
+        check_namespace(namespace, value)
+    check_name(name, value)
+    return value

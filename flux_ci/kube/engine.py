@@ -158,9 +158,9 @@ class Observer:
             ref = failed[0]
             message = f"{waiting.verdicts[ref].message} (still failing at the deadline, {seconds:g}s)"
             return waiting.targets[ref].fail(ref, message)
-        faults = [ref for ref in pending if (verdict := waiting.verdicts.get(ref)) and verdict.fault]
+        faults = [ref for ref in pending if ref in waiting.faults]
         if faults and len(faults) == len(pending):
-            lines = "; ".join(f"{ref}: {waiting.verdicts[ref].fault}" for ref in faults)
+            lines = "; ".join(f"{ref}: {waiting.faults[ref]}" for ref in faults)
             return RegistryError(
                 f"source-controller could not fetch the artifact by the deadline ({seconds:g}s): the "
                 f"registry kept failing transiently (Flux keeps retrying; run the job again): {lines}",
@@ -189,6 +189,9 @@ class _Waiting:
         self.what = what
         self.latest = latest
         self.verdicts: dict[ObjectRef, Verdict] = {}
+        # The last transient registry fault each source reported: between its retries it shows
+        # "building artifact" (Reconciling), and at the deadline the fault, not that, is the cause.
+        self.faults: dict[ObjectRef, str] = {}
         self.started = time.monotonic()
         self.last_change = self.started
         self._noted_unacknowledged: set[ObjectRef] = set()
@@ -209,6 +212,10 @@ class _Waiting:
         verdict = target.judge(obj)
         previous = self.verdicts.get(ref)
         self.verdicts[ref] = verdict
+        if verdict.fault:
+            self.faults[ref] = verdict.fault
+        elif verdict.phase is not Phase.WAITING:
+            self.faults.pop(ref, None)
         changed = previous != verdict
         if changed:
             self.last_change = time.monotonic()

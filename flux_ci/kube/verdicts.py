@@ -80,7 +80,6 @@ class Expectation:
             self.trail.append(value)
         return self
 
-    @property
     def later(self) -> set[str]:
         """Requests written on the object after ours."""
         if self.requested_at not in self.trail:
@@ -94,7 +93,7 @@ class Expectation:
         handled = str(obj.get("status", {}).get("lastHandledReconcileAt") or "")
         if not handled:
             return False
-        if handled == self.requested_at or handled in self.later:
+        if handled == self.requested_at or handled in self.later():
             return True
         ours, theirs = request_time(self.requested_at), request_time(handled)
         return ours is not None and theirs is not None and theirs >= ours

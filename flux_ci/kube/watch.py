@@ -106,7 +106,7 @@ class Watches:
             for event, obj in watch_stream(scoped, kind, namespace):
                 attempt = 0
                 self._heard()
-                self.seen.unreachable.pop(group, None)
+                self._reached(group)
                 self._record(event, obj)
             if not self._active():
                 return
@@ -117,20 +117,32 @@ class Watches:
                 for obj in list_objects(self._ctx, kind, namespace):
                     self._record("MODIFIED", obj)
                 self._heard()
-                self.seen.unreachable.pop(group, None)
+                self._reached(group)
             except ForbiddenError:
                 raise
             except NotInstalledError as exc:
                 # The kind existed a moment ago: an API server that just restarted serves its
                 # custom resources a little after the built-in ones.
-                self.seen.unreachable[group] = exc.message
+                self._lost(group, exc.message)
             except ClusterError as exc:
                 if not exc.retryable:
                     raise
-                self.seen.unreachable[group] = exc.message
+                self._lost(group, exc.message)
             pause = _RESUME_PAUSES_S[min(attempt, len(_RESUME_PAUSES_S) - 1)]
             self.stopped.wait(min(pause, self._ctx.deadline.remaining))
             attempt += 1
+
+    def _lost(self, group: Group, error: str) -> None:
+        """The watch ended and the list that follows failed: say so once per outage (people see
+        why nothing moves), and keep the error for the deadline's message."""
+        first = group not in self.seen.unreachable
+        self.seen.unreachable[group] = error
+        if first:
+            self._ctx.progress.note(f"{_label(group)}: watch lost ({error}); resuming when the API answers")
+
+    def _reached(self, group: Group) -> None:
+        if self.seen.unreachable.pop(group, None) is not None:
+            self._ctx.progress.note(f"{_label(group)}: watch resumed (list, then watch)")
 
     def _scope(self, group: Group) -> CommandRunner:
         with self._scopes_lock:
@@ -201,6 +213,11 @@ class Watches:
             note = self.seen.silent_note
         if first:
             self._ctx.progress.note(note)
+
+
+def _label(group: Group) -> str:
+    kind, namespace = group
+    return f"{kind} in namespace {namespace}" if namespace else f"{kind} in all namespaces"
 
 
 def _clock(monotonic: float) -> str:

@@ -5,7 +5,8 @@ is: it would fail the same way again, and retrying can lock an account.
 
 An attempt given only a share of the time left (`Deadline.attempt`) and cut at its end (a registry
 that accepts the connection and never answers) is transient too: the next attempt gets its share of
-what is left. An attempt cut by the command's deadline itself is the timeout it is (exit 8).
+what is left. An attempt cut by the command's deadline itself is a registry that did not answer in
+time: exit 4, retryable, like any other registry fault.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # then give up: the registry is down, not
 def retrying(ctx: Context, what: str, attempt: Callable[[], CommandResult]) -> CommandResult:
     """Run `attempt` until it succeeds or fails for good; a registry still unreachable when the
     backoff or the deadline runs out is a retryable RegistryError naming its last answer."""
-    result = _attempt(ctx, attempt)
+    result = _attempt(ctx, what, attempt)
     for pause in BACKOFF_S:
         if _final(result):
             return result
@@ -32,20 +33,27 @@ def retrying(ctx: Context, what: str, attempt: Callable[[], CommandResult]) -> C
             break
         ctx.progress.note(f"{what}: registry unreachable ({_why(result)}); retry in {pause:g}s")
         ctx.pause(pause)
-        result = _attempt(ctx, attempt)
+        result = _attempt(ctx, what, attempt)
     if _final(result):
         return result
     message = f"{what} failed: the registry stayed unreachable: {_why(result)}"
     raise RegistryError(message, retryable=True)
 
 
-def _attempt(ctx: Context, attempt: Callable[[], CommandResult]) -> CommandResult | DeadlineExceededError:
-    """The attempt's result, or its cut by its own share of the time left (a hung connection)."""
+def _attempt(
+    ctx: Context, what: str, attempt: Callable[[], CommandResult]
+) -> CommandResult | DeadlineExceededError:
+    """The attempt's result, or its cut by its own share of the time left (a hung connection).
+
+    A registry that never answers (a black hole: the connection open, nothing ever coming back)
+    may hold the last attempt until the command's deadline: that is a registry fault like any
+    other timeout, transient (exit 4, retryable), not a deadline spent waiting for Flux (exit 8)."""
     try:
         return attempt()
     except DeadlineExceededError as exc:
         if ctx.deadline.expired:
-            raise  # the command's own deadline: no time for another attempt
+            message = f"{what} failed: the registry did not answer before the deadline ({exc.message})"
+            raise RegistryError(message, retryable=True) from exc
         return exc
 
 

@@ -154,7 +154,19 @@ def test_flags_mirror_variables(
     monkeypatch.chdir(tmp_path)
     code, out, _ = _run(capsys, "--output", "json", "--timeout", "90s", "deploy")
     assert code == 2
-    assert json.loads(out)["command"] == "deploy"
+    assert json.loads(out)["command"] == "deploy"  # --output json: the report is JSON
+    # A flag wins over its variable: the command's one deadline is the one given on the command line.
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n")
+    for name, value in {
+        "PATH": str(tmp_path / "no-tools"), "FLUX_CI_TIMEOUT": "30s", "FLUX_CI_REPOSITORY": "oci://r.example/app",
+        "FLUX_CI_TAG": "c1", "FLUX_CI_SOURCE": "https://git.example/app", "FLUX_CI_REVISION": "main@sha1:abc",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    code, out, err = _run(capsys, "--output", "json", "--timeout", "90s", "deploy")
+    assert code == 3, err  # no flux on PATH: after the settings were read and the run described
+    start = next(line for line in err.splitlines() if "flux-ci deploy:" in line)
+    assert "; timeout 90s;" in start
 
 
 def test_dotenv_is_written_even_when_settings_are_invalid(

@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,13 @@ from flux_ci.deadline import Deadline
 from flux_ci.errors import (
     ClusterError,
     ConfigError,
+    ConsumerFailedError,
     DeadlineExceededError,
     SourceFailedError,
     SupersededError,
 )
+from flux_ci.kube import verdicts
+from flux_ci.kube.verdicts import Expectation
 from flux_ci.report.models import Report
 from flux_ci.report.progress import Progress
 from flux_ci.secrets import Masker
@@ -41,6 +45,7 @@ from tests.fakecluster import (
     no_controller,
     source_at,
 )
+from tests.fakecontrollers import KUSTOMIZATION_RERUN_FAILS, Controllers, replay
 from tests.golden import obj
 
 NEWER = "sha256:" + "2" * 64
@@ -49,21 +54,10 @@ _kustomization = kustomization_at
 _settings = deploy_settings
 
 
-def _controllers(fetches: str = PUSHED, *, apply: bool = True) -> Any:
-    """Play source- and kustomize-controller: fetch `fetches` on request, then apply it."""
-
-    def react(cluster: FakeCluster, requested: Obj, token: str) -> None:
-        updated = copy.deepcopy(requested)
-        updated["status"]["lastHandledReconcileAt"] = token
-        if requested["kind"] == "OCIRepository":
-            updated["status"]["artifact"]["revision"] = f"latest@{fetches}"
-            cluster.put(updated)
-            if apply:
-                cluster.put(_kustomization(fetches))
-        else:
-            cluster.put(updated)
-
-    return react
+def _controllers(fetches: str = PUSHED, *, apply: bool = True, consumers_fail: bool = False) -> Controllers:
+    """source- and kustomize-controller as the recordings show them: fetch `fetches` on request,
+    then apply it (tests/fakecontrollers.py)."""
+    return Controllers(fetches, apply=apply, consumers_fail=consumers_fail)
 
 
 def _cluster(*objects: Obj, **kwargs: Any) -> FakeCluster:
@@ -253,6 +247,8 @@ def test_a_source_failing_after_our_request_fails_fast(manifests: Path) -> None:
     failing["spec"]["url"] = REPOSITORY
 
     def refuse(cluster: FakeCluster, requested: Obj, token: str) -> None:
+        # A fake source-controller following kubectl/ocirepository-auth-failed.json: one state, the
+        # refusal, written after the request (in the background, as FakeCluster runs every answer).
         failing["status"]["lastHandledReconcileAt"] = token  # as source-controller records it
         cluster.put(copy.deepcopy(failing))
 
@@ -351,3 +347,54 @@ def test_the_modules_a_deploy_loads_leave_out_what_only_a_failure_or_an_option_n
         }
         == set()
     )
+
+
+# --- the fake controllers replay the recorded stages: a verdict taking an old state fails here ------
+
+
+def test_a_rerun_whose_asked_apply_fails_is_exit_7_not_the_earlier_success(manifests: Path) -> None:
+    # The consumer is Ready with the digest from before the re-run's request; kustomize-controller,
+    # asked again, fails (recorded: an object edited by hand and made immutable). Taking the state
+    # from before the request for the answer would exit 0.
+    cluster = _cluster(_source(PUSHED), _kustomization(PUSHED))
+    cluster.on_annotate = _controllers(consumers_fail=True)
+    with pytest.raises(ConsumerFailedError, match="dry-run failed"):
+        _deploy(cluster, _settings(manifests))
+
+
+def test_a_consumer_of_an_older_generation_is_not_done_until_the_current_one_is_reconciled(
+    manifests: Path,
+) -> None:
+    # Without `patch` on consumers its current state decides: Ready with the digest, but for the
+    # generation before a spec change. kustomize-controller then reconciles the new spec and fails
+    # (replayed on its own, no request). Trusting the older generation would exit 0.
+    changed = _kustomization(PUSHED)
+    changed["metadata"]["generation"] = changed["status"]["observedGeneration"] + 1
+    cluster = _cluster(_source(PUSHED), changed, denied=[("patch", KUSTOMIZATIONS, "golden")])
+    key = ("Kustomization", "golden", "app")
+    handled = str(changed["status"].get("lastHandledReconcileAt", ""))
+    controller = threading.Timer(0.3, replay, args=(cluster, key, KUSTOMIZATION_RERUN_FAILS),
+                                 kwargs={"digest": PUSHED, "token": handled})  # fmt: skip
+    controller.start()
+    try:
+        with pytest.raises(ConsumerFailedError, match="dry-run failed"):
+            _deploy(cluster, _settings(manifests))
+    finally:
+        controller.join()
+
+
+def test_the_fake_controllers_catch_a_verdict_that_takes_a_state_from_before_the_request(
+    manifests: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deliberately broken verdict: any state answers the request. The flow test above must fail.
+    monkeypatch.setattr(Expectation, "answered", lambda _self, _obj: True)
+    with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
+        test_a_rerun_whose_asked_apply_fails_is_exit_7_not_the_earlier_success(manifests)
+
+
+def test_the_fake_controllers_catch_a_verdict_that_takes_an_older_generation(
+    manifests: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verdicts, "reconciled", lambda _obj: True)  # broken: any generation will do
+    with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
+        test_a_consumer_of_an_older_generation_is_not_done_until_the_current_one_is_reconciled(manifests)

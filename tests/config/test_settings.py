@@ -4,9 +4,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from flux_ci.config.ci import ci_defaults
-from flux_ci.config.settings import Settings, unknown_variables
+from flux_ci.config.settings import Settings, field_problems, unknown_variables
 from flux_ci.config.values import parse_object_ref
 from flux_ci.errors import ConfigError
 from flux_ci.report.dotenv import to_dotenv
@@ -392,3 +393,16 @@ def test_a_job_timeout_must_be_a_positive_number(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("CI_JOB_TIMEOUT", text)
     with pytest.raises(ConfigError, match="CI_JOB_TIMEOUT"):
         Settings.load()
+
+
+def test_a_problem_echoes_the_value_only_where_it_cannot_hold_a_credential() -> None:
+    with pytest.raises(ValidationError) as raised:
+        Settings(output="xml", tag=".bad", repository=123, registry_password=456)
+    problems = dict(field_problems(raised.value))
+    assert problems["output"] == "FLUX_CI_OUTPUT: Input should be 'table', 'json' or 'markdown' (got 'xml')"
+    assert problems["tag"] == (
+        "FLUX_CI_TAG: '.bad': not a valid OCI tag "
+        "(letters, digits, _ . -, at most 128, not starting with . or -)"
+    )  # a rule's own message says what is wrong: no "(got ...)"
+    assert problems["repository"] == "FLUX_CI_REPOSITORY: Input should be a valid string"  # never echoed
+    assert "456" not in problems["registry_password"]

@@ -129,3 +129,51 @@ def test_a_superseded_cluster_says_by_which_digest() -> None:
     assert report.clusters[0].status is ClusterStatus.SUPERSEDED
     assert report.clusters[0].error is not None
     assert report.clusters[0].error.superseded_by == "sha256:newer"
+
+
+def test_the_combined_message_names_every_cluster_and_the_worst_decides() -> None:
+    ctx = _context("a,b,c")
+    clusters = fleet.clusters_of(ctx, Report("deploy"))
+    clusters[0].error = DeadlineExceededError("slow")
+    clusters[1].error = SourceFailedError("refused")
+    clusters[2].finished = True
+    worst = fleet.combined(clusters)
+    assert isinstance(worst, SourceFailedError)  # 6 is more severe than 8
+    assert worst.message == "cluster a: slow\ncluster b: refused\nsucceeded in: c"
+    assert worst.args == (worst.message,)
+    nobody = fleet.clusters_of(ctx, Report("deploy"))
+    for cluster in nobody:
+        cluster.error = ClusterError(f"{cluster.name} down", retryable=True)
+    assert fleet.combined(nobody).message.endswith("\nsucceeded in: no cluster")
+    assert fleet._rank(ExitCode.SIGTERM) == 0
+    assert fleet._rank(ExitCode.SUPERSEDED) == len(fleet.SEVERITY) - 1
+    assert fleet._rank(ExitCode.OK) == 0  # not a failure: never ranked below one
+
+
+def test_each_clusters_outcome_carries_its_error_whole() -> None:
+    ctx = _context("a,b,c,d")
+    a, b, c, d = fleet.clusters_of(ctx, Report("deploy"))
+    a.error = ClusterError("gone", retryable=True)
+    outcome = a.outcome()
+    assert (outcome.status, outcome.exit_code) == (ClusterStatus.FAILED, 5)
+    assert outcome.error is not None
+    assert (outcome.error.code, outcome.error.message, outcome.error.retryable) == ("cluster", "gone", True)
+    assert outcome.error.superseded_by == ""
+    b.error = SupersededError("newer", by_digest="sha256:" + "b" * 64)
+    assert b.outcome().status is ClusterStatus.SUPERSEDED
+    assert b.outcome().error.superseded_by == "sha256:" + "b" * 64  # type: ignore[union-attr]
+    assert c.outcome().status is ClusterStatus.NOT_DEPLOYED
+    d.finished = True
+    assert d.outcome().status is ClusterStatus.SUCCEEDED
+    dry = fleet.Cluster(
+        "e", Context(Settings(), FakeRunner(dry_run=True), Deadline(5), ctx.progress), Report("deploy")
+    )
+    dry.finished = True
+    assert dry.outcome().status is ClusterStatus.DRY_RUN
+
+
+def test_every_cluster_that_succeeded_is_named() -> None:
+    clusters = fleet.clusters_of(_context("a,b,c"), Report("deploy"))
+    clusters[0].error = ConsumerFailedError("broken")
+    clusters[1].finished = clusters[2].finished = True
+    assert fleet.combined(clusters).message == "cluster a: broken\nsucceeded in: b, c"

@@ -84,3 +84,12 @@ def test_tags_go_back_to_their_own_digests_one_tag_command_each() -> None:
     tagged = [call.argv for call in runner.calls if call.argv[:2] == ("oras", "tag")]
     assert [argv[2] for argv in tagged] == [f"r.example/app@{GOOD}", f"r.example/app@{OTHER}"]
     assert all(call.mutating for call in runner.calls)
+
+
+def test_a_tag_another_pipeline_deleted_is_left_to_it_too() -> None:
+    registry, _ = _registry({"latest": None})
+    planned = rollback.plan(registry, ARTIFACT, [TagMove("latest", GOOD, FAILED)])
+    assert planned.moves == []
+    assert planned.notes == [
+        "tag latest was moved by another pipeline (to nothing) after this run moved it: not moved back"
+    ]

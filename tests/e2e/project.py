@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.sandbox import SandboxClient
+from tests.sandbox.versions import tool_path
 
 ROOT = Path(__file__).parent.parent.parent
 REVISION = "main@sha1:1111111111111111111111111111111111111111"
@@ -183,33 +184,39 @@ class Project:
 
     def resolve(self, tag: str) -> str:
         ref = f"{self.sandbox.registry}/{self.repository}:{tag}"
-        config = self.sandbox.login(self.manifests.parent / "resolve-config")
-        done = self.sandbox.oras(
-            "resolve", ref, "--plain-http", "--registry-config", str(config / "config.json")
-        )
+        done = self.sandbox.oras(*self._resolve_args(ref))
         return done.stdout.strip()
 
-    def pushed(self, tag: str) -> bool:
-        return self.tag_digest(tag) is not None
-
     def tag_digest(self, tag: str) -> str | None:
-        """The digest `tag` names, or None when the registry says it has no such tag (or repository).
-
-        Asked with the sandbox's credentials: the registry answers 401 to an anonymous request whether
-        the tag exists or not. Any answer but the digest or "not found" (401, a refused connection) is
-        an AssertionError, never taken for "nothing was pushed".
-        """
+        """The digest `tag` names, or None when the registry says it has no such tag (see `absent`:
+        any other failure to ask fails the test)."""
         ref = f"{self.sandbox.registry}/{self.repository}:{tag}"
-        config = self.sandbox.login(self.manifests.parent / "resolve-config")
-        args = ("resolve", ref, "--plain-http", "--registry-config", str(config / "config.json"))
-        done = self.sandbox.oras(*args, check=False)
+        done = self.sandbox.oras(*self._resolve_args(ref), check=False)
         if done.returncode == 0:
             return done.stdout.strip()
         # oras 1.3.6, for a missing tag and a missing repository alike:
         # `Error response from registry: failed to resolve digest: <ref>: not found`
-        if done.stderr.strip().endswith(f"{ref}: not found"):
-            return None
-        raise AssertionError(f"could not ask the registry whether {ref} exists: {done.stderr.strip()}")
+        assert done.stderr.rstrip().endswith(": not found"), (
+            f"could not ask the registry about {ref}: {done.stderr}"
+        )
+        return None
+
+    def absent(self, tag: str) -> bool:
+        """Whether the registry says the tag does not exist: the one way a test checks that nothing
+        was pushed. Asked WITH credentials (without them the sandbox registry answers 401 whether
+        or not the tag exists); only oras's `not found` means absent, and any other failure (the
+        registry down, credentials refused) fails the test: "could not ask" is never "absent"."""
+        return self.tag_digest(tag) is None
+
+    def pushed(self, tag: str) -> bool:
+        """The tag exists (the registry answered; see `absent`)."""
+        return not self.absent(tag)
+
+    def _resolve_args(self, ref: str) -> tuple[str, ...]:
+        config = self.manifests.parent / "resolve-config"
+        if not (config / "config.json").exists():  # logged in once: a later question needs no login
+            self.sandbox.login(config)
+        return ("resolve", ref, "--plain-http", "--registry-config", str(config / "config.json"))
 
 
 def child_env(sandbox: SandboxClient, flux_ci_env: Mapping[str, str]) -> dict[str, str]:
@@ -227,6 +234,32 @@ def _passed_on(name: str) -> bool:
     if name.startswith(("CI_", "GITLAB_", "GITHUB_")):
         return False
     return not name.startswith("FLUX_CI_") or name in _SANDBOX_KEEP
+
+
+class Recorder:
+    """A real `kubectl get --watch` of one object kind in the test's namespace, kept whole: what the
+    controllers wrote, in order (and, where a test says so, saved as a golden recording)."""
+
+    def __init__(self, sandbox: SandboxClient, resource: str, namespace: str) -> None:
+        argv = [str(tool_path("kubectl")), f"--context={sandbox.context}", "get", resource,
+                f"--namespace={namespace}", "--output=json", "--watch", "--output-watch-events"]  # fmt: skip
+        self.process = subprocess.Popen(argv, env=sandbox.env, stdout=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def objects(self) -> list[dict[str, Any]]:
+        return [json.loads(line)["object"] for line in list(self.lines) if line.strip()]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self.reader.join(timeout=10)
 
 
 READ_ONLY_USER = "read-only-ci"

@@ -115,7 +115,7 @@ def test_an_unreachable_cluster_is_5_before_anything_is_pushed_and_the_other_is_
     outcomes = {c["context"]: c["status"] for c in report["clusters"]}
     assert outcomes == {project.sandbox.context: "not-deployed", "gone": "failed"}
     assert "cluster gone: " in report["error"]["message"]
-    assert not project.pushed("c1")  # preflight in every cluster comes before the push
+    assert project.absent("c1")  # preflight in every cluster comes before the push
 
 
 def test_doctor_and_status_look_at_every_cluster(

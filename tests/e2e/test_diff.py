@@ -40,7 +40,7 @@ def test_diff_reports_no_change_then_the_drifted_and_created_objects(
     assert "FLUX_CI_CHANGED=true" in dotenv.read_text().splitlines()
 
     # Read-only: nothing pushed, nothing applied.
-    assert not project.pushed("c2")
+    assert project.absent("c2")
     assert project.configmap_greeting() == "hello"
 
     markdown = project.flux_ci("diff", env=project.env(FLUX_CI_TAG="c2", FLUX_CI_OUTPUT="markdown"))

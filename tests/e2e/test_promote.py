@@ -35,7 +35,7 @@ def test_promote_points_stable_at_the_tested_digest_and_waits_for_production(
     staging = project.flux_ci("deploy", env=project.env(FLUX_CI_DOTENV=str(dotenv)))
     assert staging.exit_code == 0, staging.stderr
     digest = staging.json()["artifact"]["digest"]
-    assert not project.pushed("stable")
+    assert project.absent("stable")
 
     # The promote job: the digest from the deploy job's dotenv report, production's moving tag.
     promoted = project.flux_ci(
@@ -79,7 +79,7 @@ def test_promote_refuses_a_digest_the_registry_does_not_hold(project: Project, p
 
     assert run.exit_code == 4, run.stderr
     assert "does not hold" in run.json()["error"]["message"]
-    assert not project.pushed("stable")  # nothing moved
+    assert project.absent("stable")  # nothing moved
 
 
 def test_promote_never_moves_the_immutable_tag(project: Project, production: str) -> None:

@@ -161,7 +161,7 @@ def test_a_read_only_identity_in_annotate_mode_is_pointed_to_receiver_and_none(p
     assert f"may not patch {OCIREPOSITORIES} in namespace {project.namespace}" in message
     assert "FLUX_CI_NOTIFY=receiver" in message
     assert "FLUX_CI_NOTIFY=none" in message
-    assert not project.pushed("c1")
+    assert project.absent("c1")
 
 
 # --- without any cluster access ------------------------------------------------------------------
@@ -198,7 +198,7 @@ def test_without_a_kubeconfig_a_verifying_deploy_fails_before_the_push(
     run = _without_cluster(project, tmp_path, "deploy", **_receiver(project))
     assert run.exit_code == 5, run.stderr  # never a silent "triggered": FLUX_CI_VERIFY=false is explicit
     assert "FLUX_CI_VERIFY=false pushes and triggers the Receiver" in run.json()["error"]["message"]
-    assert not project.pushed("c1")
+    assert project.absent("c1")
 
 
 def test_a_wrong_token_fails_before_the_push_quoting_the_receivers_answer(

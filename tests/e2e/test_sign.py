@@ -98,7 +98,7 @@ def test_an_unsigned_deploy_to_a_verifying_source_exits_2_before_pushing(
     message = run.json()["error"]["message"]
     assert f"OCIRepository/{project.namespace}/app accepts only signed artifacts" in message
     assert "FLUX_CI_SIGN" in message
-    assert not project.pushed("c1")
+    assert project.absent("c1")
 
 
 def test_a_wrong_key_password_exits_2_before_anything_is_pushed(

@@ -61,7 +61,7 @@ def test_no_consumer_is_exit_2_naming_what_was_searched(
     message = run.json()["error"]["message"]
     assert f"no Kustomization or HelmRelease reads OCIRepository/{namespace}/app" in message
     assert "Kustomization: all namespaces" in message
-    assert not project.pushed("c1")
+    assert project.absent("c1")
     opted_out = project.flux_ci("deploy", env=project.env(FLUX_CI_WAIT_FOR="none"))
     assert opted_out.exit_code == 0, opted_out.stderr
     assert opted_out.json()["consumers"] == []
@@ -110,7 +110,7 @@ def test_a_consumer_in_a_namespace_the_identity_cannot_see_is_exit_5_not_success
         message = run.json()["error"]["message"]
         assert "cannot see every Kustomization/HelmRelease" in message
         assert "list/watch kustomizations.kustomize.toolkit.fluxcd.io cluster-wide" in message
-        assert not project.pushed("c1")
+        assert project.absent("c1")
     finally:
         sandbox.delete_namespace(other)
 
@@ -125,8 +125,8 @@ def test_a_missing_patch_right_fails_before_anything_is_pushed(
     assert (
         f"may not patch {OCIREPOSITORIES} in namespace {project.namespace}" in run.json()["error"]["message"]
     )
-    assert not project.pushed("c1")
-    assert not project.pushed("latest")
+    assert project.absent("c1")
+    assert project.absent("latest")
 
 
 # --- 4. sources classified before the push -------------------------------------------------------
@@ -169,13 +169,16 @@ def test_a_newer_push_of_another_pipeline_is_superseded_within_seconds(
         assert newer.exit_code == 0, newer.stderr
         digest = newer.json()["artifact"]["digest"]
         poke = project.flux_ci("reconcile", env=project.env(FLUX_CI_DIGEST=digest))
-        assert poke.exit_code == 0, poke.stderr
+        assert poke.exit_code == 0, poke.stderr  # source-controller now holds the newer digest
+        fetched = time.monotonic()
         run = ours.finish()
+        seen_after = time.monotonic() - fetched
     assert run.exit_code == 9, run.stderr
     report = run.json()
     assert report["status"] == "superseded"
     assert report["error"]["superseded_by"] == digest
-    assert run.seconds < 60
+    # "Within seconds": from the moment Flux held the newer digest, not the whole run.
+    assert seen_after < SLACK_S, f"superseded seen {seen_after:.1f}s after Flux fetched the newer digest"
 
 
 def test_two_pipelines_at_once_never_time_out(project: Project, tmp_path: Path) -> None:
@@ -199,6 +202,7 @@ def test_two_pipelines_at_once_never_time_out(project: Project, tmp_path: Path) 
         thread.start()
     for thread in threads:
         thread.join()
+    assert set(runs) == {"a", "b"}, "a pipeline's thread ended without a run"  # see also filterwarnings
     codes = {name: run.exit_code for name, run in runs.items()}
     assert set(codes.values()) <= {0, 9}, {name: run.stderr[-2000:] for name, run in runs.items()}
     # The last push wins and is applied, and its run says so. The other run may have exit 0 too: its
@@ -286,15 +290,19 @@ def test_an_api_server_restart_mid_wait_is_survived(project: Project, sandbox: S
     project.patch(KUSTOMIZATIONS, "app", {"spec": {"dependsOn": [{"name": "not-yet"}]}})
     running = project.start("-v", "deploy", env=project.env(FLUX_CI_TIMEOUT="90s"))
     running.wait_for_line("▶ wait")
-    sandbox.stop("kube-apiserver")
-    time.sleep(2)
+    sandbox.stop("kube-apiserver")  # returns once its port refuses connections
+    # The watch ends with the connection; the list that follows is refused, and flux-ci says so.
+    lost = f"Kustomization in namespace {project.namespace}: watch lost ("
+    line = running.wait_for_line(lost, timeout=60)
     sandbox.restart("kube-apiserver")
     project.patch(KUSTOMIZATIONS, "app", {"spec": {"dependsOn": None}})
     run = running.finish()
     assert run.exit_code == 0, run.stderr
     digest = run.json()["artifact"]["digest"]
     assert project.kustomization()["status"]["lastAppliedRevision"] == f"latest@{digest}"
-    assert "refused" in run.stderr or "watch" in run.stderr  # it saw the outage and carried on
+    assert "was refused" in line  # kubectl's own words for the list during the outage
+    # ... and carried on: the watch came back, list then watch.
+    assert f"Kustomization in namespace {project.namespace}: watch resumed (list, then watch)" in run.stderr
 
 
 def test_an_api_server_down_at_the_deadline_is_exit_5_with_the_last_error(
@@ -327,13 +335,15 @@ def test_a_registry_back_within_the_deadline_is_retried_into_success(
     project: Project, sandbox: SandboxClient
 ) -> None:
     sandbox.stop("registry")
-    timer = threading.Timer(3.0, sandbox.restart, args=("registry",))
-    timer.start()
     try:
-        run = project.flux_ci("deploy", env=project.env(FLUX_CI_TIMEOUT="60s"))
+        running = project.start("-v", "deploy", env=project.env(FLUX_CI_TIMEOUT="90s"))
+        failed = running.wait_for_line("retry in", timeout=60)  # a registry call failed, to be retried
     finally:
-        timer.join()
+        sandbox.restart("registry")
+    run = running.finish()
     assert run.exit_code == 0, run.stderr
+    assert "connection refused" in failed
+    assert run.json()["artifact"]["digest"] == project.resolve("c1")  # the retried push did land
 
 
 def test_a_wrong_password_is_never_retried(project: Project) -> None:

@@ -12,7 +12,6 @@ import copy
 import json
 import subprocess
 import tarfile
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.e2e.project import (
     KUSTOMIZATIONS,
     READ_ONLY_USER,
     Project,
+    Recorder,
     read_only_role,
 )
 from tests.sandbox import SandboxClient
@@ -35,46 +35,8 @@ pytestmark = pytest.mark.e2e
 GREETING = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\ndata:\n  greeting: {}\n"
 
 
-def _absent(project: Project, tag: str) -> bool:
-    """The registry says the tag does not exist (asked WITH credentials: without them the sandbox
-    registry answers 401 whether or not it exists). Anything but a clear answer fails the test."""
-    ref = f"{project.sandbox.registry}/{project.repository}:{tag}"
-    config = project.sandbox.login(project.manifests.parent / "absent-config") / "config.json"
-    done = project.sandbox.oras("resolve", ref, "--plain-http", "--registry-config", str(config), check=False)
-    if done.returncode == 0:
-        return False
-    assert "not found" in done.stderr, f"could not ask the registry about {ref}: {done.stderr}"
-    return True
-
-
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind), None)
-
-
-class Recorder:
-    """A real `kubectl get --watch` of one object kind in the test's namespace, kept whole: what the
-    controllers wrote, in order (and, where a test says so, saved as a golden recording)."""
-
-    def __init__(self, sandbox: SandboxClient, resource: str, namespace: str) -> None:
-        argv = [str(tool_path("kubectl")), f"--context={sandbox.context}", "get", resource,
-                f"--namespace={namespace}", "--output=json", "--watch", "--output-watch-events"]  # fmt: skip
-        self.process = subprocess.Popen(argv, env=sandbox.env, stdout=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    def objects(self) -> list[dict[str, Any]]:
-        return [json.loads(line)["object"] for line in list(self.lines) if line.strip()]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        self.reader.join(timeout=10)
 
 
 @pytest.fixture
@@ -115,7 +77,7 @@ def test_a_symlink_out_of_the_checkout_is_exit_2_and_nothing_is_pushed(
     run = project.flux_ci("deploy", env=project.env(CI_PROJECT_DIR=str(tmp_path)))
     assert run.exit_code == 2, run.stderr
     assert "symlink registry.json leads out of the checkout" in run.json()["error"]["message"]
-    assert _absent(project, "c1")
+    assert project.absent("c1")
 
 
 def test_the_files_checked_are_the_files_flux_packs(sandbox: SandboxClient, tmp_path: Path) -> None:
@@ -261,7 +223,7 @@ def test_a_second_consumer_hidden_by_namespaced_rbac_is_exit_5_before_the_push(
         message = run.json()["error"]["message"]
         assert f"lacks list/watch {KUSTOMIZATIONS} cluster-wide" in message
         assert f"FLUX_CI_WAIT_FOR (the ones it can see: Kustomization/{project.namespace}/app)" in message
-        assert _absent(project, "c1")
+        assert project.absent("c1")
     finally:
         sandbox.delete_namespace(other)
 
@@ -303,7 +265,7 @@ def test_a_consumer_named_by_mistake_is_exit_2_before_the_push(
     assert run.exit_code == 2, run.stderr
     message = run.json()["error"]["message"]
     assert f"Kustomization/{project.namespace}/other reads OCIRepository/{project.namespace}/other" in message
-    assert _absent(project, "c1")
+    assert project.absent("c1")
     typo = project.flux_ci(
         "deploy", env=project.env(FLUX_CI_WAIT_FOR=f"Kustomization/{project.namespace}/ap")
     )

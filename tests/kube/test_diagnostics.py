@@ -257,6 +257,8 @@ def test_a_consumer_failing_its_health_check_is_diagnosed_and_the_error_kept(tmp
     cluster.answer(["kubectl", "get", "Deployment.apps"], stdout=json.dumps(NO_STATUS).replace(NS, ns))
 
     def controllers(fake: FakeCluster, requested: Obj, token: str) -> None:
+        # Fake controllers following kubectl/events-health-check-failed-kustomization.json: only the
+        # final states (this test is about the diagnostics read after the failure, not the stages).
         fetched = copy.deepcopy(requested)
         fetched["status"]["lastHandledReconcileAt"] = token
         fetched["status"]["artifact"]["revision"] = f"latest@{PUSHED}"

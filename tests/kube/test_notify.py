@@ -35,6 +35,7 @@ from tests.fakecluster import (
     kustomization_at,
     source_at,
 )
+from tests.fakecontrollers import Controllers
 from tests.fakes import FakeRunner
 from tests.golden import obj, text
 from tests.receiver_standin import TOKEN, StandIn
@@ -190,15 +191,8 @@ _kustomization = kustomization_at
 _deploy_settings = deploy_settings
 
 
-def _fetch_and_apply(cluster: FakeCluster, requested: Obj, token: str) -> None:
-    """source-controller and kustomize-controller handling the request the Receiver wrote."""
-    if requested["kind"] != "OCIRepository":
-        return
-    updated = copy.deepcopy(requested)
-    updated["status"]["lastHandledReconcileAt"] = token
-    updated["status"]["artifact"]["revision"] = f"latest@{PUSHED}"
-    cluster.put(updated)
-    cluster.put(_kustomization(PUSHED))
+# source-controller and kustomize-controller handling the request the Receiver wrote, as recorded.
+_fetch_and_apply = Controllers(PUSHED)
 
 
 def _cluster(*objects: Obj, denied: list[tuple[str, str, str]] | None = None) -> FakeCluster:
@@ -239,6 +233,7 @@ def test_a_source_failing_after_the_receivers_request_fails_fast(stand_in: Stand
     failing["spec"]["url"] = REPOSITORY
 
     def refuse(cluster: FakeCluster, requested: Obj, token: str) -> None:
+        # A fake source-controller following kubectl/ocirepository-auth-failed.json (one state).
         refused = copy.deepcopy(failing)
         refused["metadata"]["annotations"] = requested["metadata"]["annotations"]
         refused["status"]["lastHandledReconcileAt"] = token  # the token notification-controller wrote

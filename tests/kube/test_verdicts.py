@@ -4,13 +4,17 @@ kustomize-controller (tests/data/kubectl); where a test edits one, the edit is n
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
+
+import pytest
 
 from flux_ci.kube import fluxobjects as fo
 from flux_ci.kube import verdicts as v
 from flux_ci.kube.verdicts import Expectation
 from flux_ci.report.models import ObjectRef
-from tests.golden import obj
+from flux_ci.tools import kubectl
+from tests.golden import obj, text
 
 READY_SOURCE = obj("kubectl/ocirepository-ready.json")
 SYNCED = READY_SOURCE["status"]["artifact"]["revision"].split("@", 1)[1]
@@ -361,3 +365,343 @@ def test_what_flux_does_next_names_the_remediation_retries_left() -> None:
     release["status"].pop("history", None)
     assert v.next_attempt(release).endswith("install remediation retries left: 2")
     assert v.next_attempt(KS_READY).startswith("Flux retries every ")
+
+
+def test_helmrelease_of_a_helm_oci_chart_is_done_by_the_charts_own_digest() -> None:
+    # A chart pushed with Helm's media types (a `layerSelector` copies it): the revision names the
+    # chart version, not a tag, and history records the bare digest.
+    release, digest = _helm("oci-chart")
+    assert release["status"]["lastAttemptedRevision"] == "1.2.3+" + digest[7:19]
+    assert v.consumer_verdict(release, _expect(digest)).phase is v.Phase.DONE
+    assert v.consumer_verdict(release, _expect(OTHER)).phase is v.Phase.WAITING
+
+
+def test_helmrelease_whose_source_is_not_ready_waits_for_it_and_never_fails() -> None:
+    # The source follows a tag nothing was pushed to yet: the consumer's failure is its source's,
+    # which flux-ci judges on the source itself.
+    release = obj("kubectl/helmrelease-source-not-ready.json")
+    verdict = v.consumer_verdict(release, _expect(OTHER))
+    assert verdict.phase is v.Phase.WAITING
+    assert verdict.message == fo.condition(release, "Ready")["message"]  # type: ignore[index]
+
+
+def test_the_list_of_helmreleases_holds_every_captured_scenario() -> None:
+    listed = {
+        item["metadata"]["name"]: item for item in kubectl.parse_items(text("kubectl/helmrelease-list.json"))
+    }
+    assert {"ready", "upgraded", "install-failed", "oci-chart", "source-not-ready"} <= set(listed)
+    assert all(item["kind"] == "HelmRelease" for item in listed.values())
+    assert v.consumer_verdict(listed["ready"], _expect(_helm("ready")[1])).phase is v.Phase.DONE
+
+
+# --- each rule pinned on small edited objects (make mutation: every change of a rule fails here) ---
+
+D = "sha256:" + "d" * 64  # the digest this run pushed
+E = "sha256:" + "e" * 64  # another one
+
+
+def _obj(kind: str, generation: int | None = 1, **status: Any) -> dict[str, Any]:
+    """An edited object: only the fields a rule reads."""
+    meta: dict[str, Any] = {"name": "app", "namespace": "ns"}
+    if generation is not None:
+        meta["generation"] = generation
+    return {"kind": kind, "metadata": meta, "spec": {}, "status": status}
+
+
+def _cond(
+    kind: str, status: str, reason: str = "", message: str = "", generation: int | None = 1
+) -> dict[str, Any]:
+    cond: dict[str, Any] = {"type": kind, "status": status, "reason": reason, "message": message}
+    if generation is not None:
+        cond["observedGeneration"] = generation
+    return cond
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-12-07T20:20:09.123456789Z", datetime(2026, 12, 7, 20, 20, 9, 123456, tzinfo=UTC)),
+        ("2026-12-07T22:20:09.5+02:00", datetime(2026, 12, 7, 20, 20, 9, 500000, tzinfo=UTC)),
+        ("2026-12-07T20:20:09Z", datetime(2026, 12, 7, 20, 20, 9, tzinfo=UTC)),
+        (
+            " 2026-12-07 20:20:09.123456789 +0000 UTC m=+4.894838745 ",
+            datetime(2026, 12, 7, 20, 20, 9, 123456, tzinfo=UTC),
+        ),
+        ("2026-12-07 20:20:09 +0000 UTC", datetime(2026, 12, 7, 20, 20, 9, tzinfo=UTC)),
+        ("2026-12-07T20:20:09.123", None),  # no offset: when, in which zone?
+        ("sync-from-the-ui-42", None),
+        ("", None),
+    ],
+)
+def test_request_times_in_every_form_their_writers_use(value: str, expected: datetime | None) -> None:
+    assert v.request_time(value) == expected
+
+
+def test_a_request_is_handled_by_ours_a_later_one_or_a_later_time_never_an_earlier() -> None:
+    ours = "2026-12-07T20:20:09.000000001Z"
+    expect = Expectation(D, requested_at=ours)
+    assert not expect.acknowledged(_obj("Kustomization"))  # nothing handled yet
+    assert not expect.acknowledged(_obj("Kustomization", lastHandledReconcileAt=""))
+    assert expect.acknowledged(_obj("Kustomization", lastHandledReconcileAt=ours))
+    assert expect.acknowledged(_obj("Kustomization", lastHandledReconcileAt="2026-12-07T20:20:09.5Z"))
+    assert not expect.acknowledged(_obj("Kustomization", lastHandledReconcileAt="2026-12-07T20:20:08Z"))
+    assert not expect.acknowledged(_obj("Kustomization", lastHandledReconcileAt="sync-from-the-ui"))
+    assert not Expectation(D).acknowledged(_obj("Kustomization", lastHandledReconcileAt=ours))
+    assert Expectation(D).answered(_obj("Kustomization"))  # nothing asked: the state decides
+    assert not expect.answered(_obj("Kustomization"))
+
+
+def test_a_later_request_is_one_the_watch_showed_after_ours() -> None:
+    expect = Expectation(D, requested_at="ours")
+
+    def annotated(value: str) -> dict[str, Any]:
+        return {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": value}}}
+
+    for value in ("before", "ours", "ours", "ui-1", "ui-1", "ui-2"):
+        assert expect.seeing(annotated(value)) is expect
+    assert expect.trail == ["before", "ours", "ui-1", "ui-2"]  # each change once, in order
+    assert expect.later() == {"ui-1", "ui-2"}
+    assert expect.acknowledged(_obj("Kustomization", lastHandledReconcileAt="ui-2"))
+    assert not expect.acknowledged(_obj("Kustomization", lastHandledReconcileAt="before"))
+    unasked = Expectation(D)
+    unasked.seeing(annotated("someone"))
+    assert unasked.trail == []  # nothing asked: nothing to be later than
+    assert unasked.later() == set()
+    empty = Expectation(D, requested_at="ours")
+    empty.seeing(annotated(""))
+    assert empty.trail == []
+
+
+def test_current_and_reconciled_read_the_generation_each_field_names() -> None:
+    stale = _obj("Kustomization", 2, observedGeneration=1, conditions=[_cond("Ready", "True", generation=1)])
+    assert not v.current(stale, "Ready")
+    assert not v.reconciled(stale)
+    fresh = _obj("Kustomization", 2, observedGeneration=2, conditions=[_cond("Ready", "True", generation=2)])
+    assert v.current(fresh, "Ready")
+    assert v.reconciled(fresh)
+    unstamped = _obj("Kustomization", 2, conditions=[_cond("Ready", "True", generation=None)])
+    assert v.current(unstamped, "Ready")  # a condition without its own generation is the current one
+    assert not v.reconciled(unstamped)
+    bare = {"kind": "Kustomization"}  # no metadata, no status: nothing says it is stale
+    assert v.current(bare, "Ready")
+    assert v.reconciled(bare)
+
+
+def test_stalled_counts_only_for_the_current_generation_and_says_why() -> None:
+    stalled = _cond("Stalled", "True", "InvalidCELExpression", " bad expr \n", generation=2)
+    assert v.stalled_now(_obj("Kustomization", 2, conditions=[stalled])) == "bad expr"
+    assert v.stalled_now(_obj("Kustomization", 3, conditions=[stalled])) is None
+    silent = {**stalled, "message": ""}
+    ready = _cond("Ready", "False", "Failed", "the ready message", generation=2)
+    assert v.stalled_now(_obj("Kustomization", 2, conditions=[silent, ready])) == "the ready message"
+    assert v.stalled_now(_obj("Kustomization", 2, conditions=[{**stalled, "status": "False"}])) is None
+
+
+def test_source_verdicts_and_the_words_they_say() -> None:
+    fetched = _obj("OCIRepository", artifact={"revision": f"latest@{D}"}, conditions=[_cond("Ready", "True")])
+    done = v.source_verdict(fetched, Expectation(D))
+    assert (done.phase, done.message) == (v.Phase.DONE, f"fetched latest@{D}")
+    assert not done.terminal
+    stalled = _obj("OCIRepository", conditions=[_cond("Stalled", "True", "X", "gave up")])
+    failed = v.source_verdict(stalled, Expectation(D))
+    assert (failed.phase, failed.message, failed.terminal) == (v.Phase.FAILED, "gave up", True)
+    nothing = v.source_verdict(_obj("OCIRepository"), Expectation(D))
+    assert (nothing.phase, nothing.message) == (v.Phase.WAITING, "waiting to be reconciled")
+    handled = "2026-12-07T20:20:09Z"
+    ready = [_cond("Ready", "True", "Succeeded", "")]
+    other = _obj("OCIRepository", lastHandledReconcileAt=handled, observedGeneration=1,
+                 artifact={"revision": f"stable@{E}"}, conditions=ready)  # fmt: skip
+    wrong = v.source_verdict(other, Expectation(D, tags=("latest",), requested_at=handled))
+    assert (wrong.phase, wrong.message) == (
+        v.Phase.FAILED,
+        f"fetched stable@{E} after the reconcile request, not {D}",
+    )
+    behind = {**other, "status": {**other["status"], "observedGeneration": 0}}
+    assert (
+        v.source_verdict(behind, Expectation(D, tags=("latest",), requested_at=handled)).phase
+        is v.Phase.WAITING
+    )
+    unready = {
+        **other,
+        "status": {**other["status"], "conditions": [_cond("Ready", "Unknown", "Progressing", "")]},
+    }
+    waiting = v.source_verdict(unready, Expectation(D, tags=("latest",), requested_at=handled))
+    assert (waiting.phase, waiting.message) == (v.Phase.WAITING, "waiting for source-controller")
+    moved = _obj(
+        "OCIRepository", artifact={"revision": f"latest@{E}"}, conditions=[_cond("Ready", "True", "", "")]
+    )
+    held = v.source_verdict(moved, Expectation(D, tags=("latest",)))
+    assert (held.message, held.moved, held.settled) == (f"holds latest@{E}", ("latest", E), False)
+
+
+def test_a_source_failing_transiently_waits_with_the_fault_and_a_refusal_fails() -> None:
+    handled = "2026-12-07T20:20:09Z"
+
+    def fetch_failed(message: str, generation: int = 1) -> dict[str, Any]:
+        ready = _cond("Ready", "False", "OCIArtifactPullFailed", message, generation=generation)
+        return _obj("OCIRepository", lastHandledReconcileAt=handled, conditions=[ready])
+
+    expect = Expectation(D, requested_at=handled)
+    transient = v.source_verdict(fetch_failed("GET …: 503 Service Unavailable"), expect)
+    assert (transient.phase, transient.message, transient.fault) == (
+        v.Phase.WAITING, "GET …: 503 Service Unavailable", "GET …: 503 Service Unavailable",
+    )  # fmt: skip
+    refused = v.source_verdict(fetch_failed("GET …: 403 Forbidden"), expect)
+    assert (refused.phase, refused.fault, refused.terminal) == (v.Phase.FAILED, "", False)
+    older = fetch_failed("GET …: 403 Forbidden", generation=0)  # a failure of the spec before
+    assert v.source_verdict(older, expect).phase is v.Phase.WAITING
+    named = v.source_verdict(fetch_failed(f"pull {D}: 403 Forbidden"), Expectation(D))  # not asked, named
+    assert named.phase is v.Phase.FAILED
+
+
+def test_the_failure_message_adds_what_kustomize_controller_retries() -> None:
+    ready = "kustomization path not found"
+
+    def failing(reconciling: dict[str, Any] | None) -> dict[str, Any]:
+        conditions = [_cond("Ready", "False", "ArtifactFailed", ready)] + (
+            [reconciling] if reconciling else []
+        )
+        return _obj("Kustomization", conditions=conditions)
+
+    retrying = _cond("Reconciling", "True", "ProgressingWithRetry", " retrying latest@x \n")
+    assert v._failure_message(failing(retrying), ready) == f"{ready} (retrying latest@x)"
+    assert v._failure_message(failing({**retrying, "reason": "Progressing"}), ready) == ready
+    assert v._failure_message(failing({**retrying, "message": ready}), ready) == ready
+    assert v._failure_message(failing({**retrying, "message": ""}), ready) == ready
+    assert v._failure_message(failing(None), ready) == ready
+
+
+@pytest.mark.parametrize(
+    ("spec", "status", "expected"),
+    [
+        ({"retryInterval": "2m", "interval": "10m"}, {}, "Flux retries every 2m"),
+        ({"interval": "10m"}, {}, "Flux retries every 10m"),
+        ({}, {}, "Flux retries every its interval"),
+    ],
+)
+def test_next_attempt_of_a_kustomization(spec: dict[str, Any], status: dict[str, Any], expected: str) -> None:
+    assert v.next_attempt({"kind": "Kustomization", "spec": spec, "status": status}) == expected
+
+
+FIVE = {"interval": "5m"}
+UPGRADED: dict[str, Any] = {"history": [{}]}
+
+
+@pytest.mark.parametrize(
+    ("spec", "status", "expected"),
+    [
+        (FIVE, {}, "Flux retries every 5m"),
+        ({"interval": "5m", "install": {"remediation": {"retries": 3}}}, {"installFailures": 1},
+         "Flux retries every 5m; install remediation retries left: 2"),
+        ({"interval": "5m", "install": {"remediation": {"retries": 0}}}, {},
+         "Flux retries every 5m; install remediation retries left: 0"),
+        ({**FIVE, "upgrade": {"remediation": {"retries": 2}}}, {**UPGRADED, "upgradeFailures": 5},
+         "Flux retries every 5m; upgrade remediation retries left: 0"),
+        ({**FIVE, "upgrade": {"remediation": {"retries": -1}}}, {**UPGRADED, "upgradeFailures": 7},
+         "Flux retries every 5m; upgrade remediation retries left: unlimited"),
+        ({**FIVE, "install": {"remediation": {"retries": 3}}}, UPGRADED, "Flux retries every 5m"),
+    ],
+)  # fmt: skip
+def test_next_attempt_of_a_helmrelease(spec: dict[str, Any], status: dict[str, Any], expected: str) -> None:
+    assert v.next_attempt({"kind": "HelmRelease", "spec": spec, "status": status}) == expected
+
+
+def test_more_request_time_forms_and_the_same_instant_written_twice() -> None:
+    assert v.request_time("2026-12-07 20:20:09 +0000") == datetime(2026, 12, 7, 20, 20, 9, tzinfo=UTC)
+    ours = Expectation(D, requested_at="2026-12-07T20:20:09Z")
+    same_instant = _obj("Kustomization", lastHandledReconcileAt="2026-12-07T20:20:09.000000000Z")
+    assert ours.acknowledged(same_instant)  # another writer, the same moment: not before ours
+    assert not ours.acknowledged({"kind": "Kustomization"})  # no status at all
+    assert not v.reconciled({"metadata": {"generation": 1}})
+
+
+def test_a_helmrelease_that_names_the_digest_only_in_its_chart_version() -> None:
+    # Edited: the status of a helm-controller that writes no lastAttemptedRevisionDigest; the chart
+    # version `<version>+<first 12 hex>` is then the only place naming the digest.
+    history = [{"ociDigest": f"latest@{D}", "status": "deployed"}]
+    upgraded = [_cond("Ready", "True", "UpgradeSucceeded", "upgraded")]
+    release = _obj("HelmRelease", observedGeneration=1, lastAttemptedRevision="0.1.0+" + D[7:19],
+                   history=history, conditions=upgraded)  # fmt: skip
+    assert v.applied(release, D)
+    assert v.consumer_verdict(release, Expectation(D)).phase is v.Phase.DONE
+    thirteen = {**release, "status": {**release["status"], "lastAttemptedRevision": "0.1.0+" + D[7:20]}}
+    assert not v.applied(thirteen, D)  # twelve hex, as helm-controller writes them, no more
+    failed = {**release, "status": {**release["status"], "history": [{**history[0], "status": "failed"}],
+              "conditions": [_cond("Ready", "False", "UpgradeFailed", "boom"),
+                             _cond("Reconciling", "True", "ProgressingWithRetry", "retrying")]}}  # fmt: skip
+    verdict = v.consumer_verdict(failed, Expectation(D))
+    assert (verdict.phase, verdict.message) == (
+        v.Phase.FAILED,
+        "boom (retrying)",
+    )  # a HelmRelease retries too
+    assert v.consumer_verdict(_obj("Kustomization", observedGeneration=1), Expectation(D)).message == (
+        "waiting to be reconciled"
+    )
+    plain = _obj(
+        "Kustomization", observedGeneration=1, conditions=[_cond("Ready", "Unknown", "Progressing", "")]
+    )
+    assert v.consumer_verdict(plain, Expectation(D)).message == "waiting for the new revision"
+
+
+def test_a_helmrelease_still_upgrading_is_not_yet_an_older_release_kept() -> None:
+    release, digest = _helm("no-digest-tracking")
+    kept = v.consumer_verdict(release, _expect(digest))
+    assert kept.terminal
+    assert kept.message == (
+        "helm-controller attempted this digest but released nothing new: the chart version did not "
+        "change and chart digest tracking is off (DisableChartDigestTracking), so the running "
+        "release is still an older artifact. Bump the chart version, or enable digest tracking"
+    )
+    upgrading = copy.deepcopy(release)
+    upgrading["status"]["conditions"].append(_cond("Reconciling", "True", "Progressing", "upgrading"))
+    assert v.consumer_verdict(upgrading, _expect(digest)).phase is v.Phase.WAITING
+    released = copy.deepcopy(release)
+    released["status"]["history"][0]["ociDigest"] = f"latest@{digest}"
+    assert not v._helm_kept_older_release(released, digest, "True")
+
+
+def test_a_failure_before_the_attempt_is_one_only_where_a_message_names_the_digest() -> None:
+    def failing(ready_message: str, reconciling_message: str) -> dict[str, Any]:
+        conditions = [_cond("Ready", "False", "ArtifactFailed", ready_message),
+                      _cond("Reconciling", "True", "ProgressingWithRetry", reconciling_message)]  # fmt: skip
+        return _obj("Kustomization", lastAttemptedRevision=f"latest@{E}", conditions=conditions)
+
+    assert v._attempt_failed(failing(f"path not found in latest@{D}", "retrying"), D)
+    assert v._attempt_failed(failing("path not found", f"retrying latest@{D}"), D)
+    assert not v._attempt_failed(failing("path not found", "retrying"), D)  # an older attempt's failure
+    attempted = failing("apply failed", "retrying")
+    attempted["status"]["lastAttemptedRevision"] = f"latest@{D}"
+    assert not v._attempt_failed(attempted, D)  # retrying, naming no revision: not yet judged
+    attempted["status"]["conditions"][1]["message"] = f"retrying latest@{D}"
+    assert v._attempt_failed(attempted, D)
+    finished = failing("apply failed", "")
+    finished["status"]["lastAttemptedRevision"] = f"latest@{D}"
+    finished["status"]["conditions"].pop()
+    assert v._attempt_failed(finished, D)
+
+
+def test_next_attempt_without_spec_or_status() -> None:
+    assert v.next_attempt({"kind": "Kustomization"}) == "Flux retries every its interval"
+    assert v.next_attempt({"kind": "HelmRelease"}) == "Flux retries every its interval"
+    spec = {"interval": "1m", "install": {"remediation": {"retries": 3}}}
+    assert v.next_attempt({"kind": "HelmRelease", "spec": spec}) == (
+        "Flux retries every 1m; install remediation retries left: 3"
+    )
+
+
+def test_the_failure_message_leaves_out_a_reconciling_condition_without_words() -> None:
+    obj = _obj(
+        "Kustomization",
+        conditions=[{"type": "Reconciling", "status": "True", "reason": "ProgressingWithRetry"}],
+    )
+    assert v._failure_message(obj, "apply failed") == "apply failed"
+
+
+def test_objects_without_status_or_history_are_judged_not_crashed_on() -> None:
+    assert not v.applied({"kind": "HelmRelease"}, D)
+    assert not v.applied({"kind": "Kustomization"}, D)
+    assert not v._helm_kept_older_release({"kind": "HelmRelease"}, D, "True")
+    # A HelmRelease that attempted the digest and has no history yet: the attempt is the release.
+    first = _obj("HelmRelease", lastAttemptedRevisionDigest=f"latest@{D}")
+    assert v.applied(first, D)
+    assert not v.applied(first, E)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import sys
 from pathlib import Path
 
@@ -180,12 +179,18 @@ def test_markdown_output_is_the_summary(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no manifests: a configuration error, exit 2
     monkeypatch.setenv("FLUX_CI_OUTPUT", "markdown")
+    # The files a GitHub runner names, but not GITHUB_ACTIONS=true: outside Actions they are not ours.
+    output, summary = tmp_path / "output", tmp_path / "summary"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     code = main(["deploy"])
-    out, _ = capsys.readouterr()
+    out, err = capsys.readouterr()
     assert code == 2
     assert out.startswith("### ❌ flux-ci deploy: failed")
     assert "**Error** (exit 2, `config`, not retryable)" in out
-    assert "GITHUB_ACTIONS" not in os.environ  # so nothing was written anywhere else
+    assert not output.exists()  # the Markdown went to stdout, and nowhere else
+    assert not summary.exists()
+    assert "::error" not in err
 
 
 def test_outputs_name_the_clusters_and_the_rollback() -> None:

@@ -28,6 +28,7 @@ PINNED_TOOLS: dict[str, str] = {
     "kustomize-controller": "KUSTOMIZE_CONTROLLER_VERSION",
     "helm-controller": "HELM_CONTROLLER_VERSION",
     "notification-controller": "NOTIFICATION_CONTROLLER_VERSION",
+    "toxiproxy": "TOXIPROXY_VERSION",  # the fault tests' TCP proxy (tests/sandbox/faults.py)
 }
 
 # argv that prints a version, and the pattern that pulls the bare version out of its output.
@@ -38,6 +39,7 @@ _VERSION_PROBES: dict[str, tuple[tuple[str, ...], str]] = {
     "kubectl": (("version", "--client"), r"^Client Version: v?(\S+)"),
     "kube-apiserver": (("--version",), r"^Kubernetes v?(\S+)"),
     "etcd": (("--version",), r"^etcd Version: (\S+)"),
+    "toxiproxy": (("--version",), r"^toxiproxy-server version v?(\S+)"),
     "docker-registry": (("--version",), r"(\d+\.\d+\.\d+\S*)\s*$"),
 }
 

@@ -77,6 +77,9 @@ def test_parse_list_and_single_object() -> None:
     assert [item["metadata"]["name"] for item in items] == ["app"]
     single = kubectl.parse_items(text("kubectl/ocirepository-ready.json"))
     assert single[0]["kind"] == "OCIRepository"
+    consumers = kubectl.parse_items(text("kubectl/kustomizations-list.json"))
+    assert consumers
+    assert {item["kind"] for item in consumers} == {"Kustomization"}
 
 
 def test_watch_stream_splits_into_objects_whatever_the_line_breaks() -> None:

@@ -70,3 +70,10 @@ def test_a_missing_manifest_and_an_unknown_repository_are_told_apart_from_failur
     unknown = text("oras/repo-tags-unknown-repository.stderr")
     assert oras.repository_unknown(unknown)
     assert not oras.repository_unknown(text("oras/tag-no-credentials.stderr"))
+
+
+def test_not_found_is_the_registrys_answer_for_a_tag_or_a_digest() -> None:
+    assert oras.not_found(text("oras/resolve-not-found.stderr"))
+    assert oras.not_found(text("oras/resolve-digest-not-found.stderr"))
+    assert not oras.not_found(text("oras/login-unreachable.stderr"))  # could not ask is not absent
+    assert not oras.not_found(text("oras/tag-no-credentials.stderr"))
