@@ -33,7 +33,7 @@ from tests.e2e.test_pipelines import (
     _sample_report,
     schema_errors,
 )
-from tests.sandbox import SandboxClient
+from tests.sandbox import SandboxClient, unique_name
 
 TEMPLATES = ROOT / "templates"
 DOCS = ROOT / "docs" / "gitlab-components.md"
@@ -187,6 +187,16 @@ def _project(tmp_path: Path, sandbox: SandboxClient, pipeline: str, manifests: s
     return GitLabProject.create(tmp_path, sandbox, files)
 
 
+def _ci_job_context(sandbox: SandboxClient, namespace: str) -> str:
+    """A GitLab agent's impersonated CI job: examples/rbac/flux-ci.yaml in the namespace, and
+    examples/rbac/flux-ci-cluster-read.yaml, so no consumer of the sources is invisible (a user of
+    its own: the cluster-wide grant must not reach other tests' identities)."""
+    user = unique_name("gitlab:ci_job")
+    context = sandbox.namespaced_context(namespace, user=user)
+    sandbox.grant_cluster_read(user)
+    return context
+
+
 def _common(namespace: str, context: str) -> dict[str, Any]:
     return {"kube_context": context, "namespace": namespace, "environment": "sandbox", "timeout": "120s"}
 
@@ -197,7 +207,7 @@ def test_doctor_deploy_and_wait_components_in_one_pipeline(
 ) -> None:
     """doctor before the deploy, wait after it reading the deploy's digest from its dotenv report."""
     sandbox.deploy_oci(namespace, "app", f"{repository}/manifests", tag="latest", target_namespace=namespace)
-    context = sandbox.namespaced_context(namespace)
+    context = _ci_job_context(sandbox, namespace)
     common = _common(namespace, context)
     pipeline = "\n".join(
         [
@@ -236,7 +246,7 @@ def test_promote_component_moves_stable_to_the_digest_the_deploy_pushed(
     manifests = f"{repository}/manifests"
     sandbox.deploy_oci(namespace, "staging", manifests, tag="latest", target_namespace=staging)
     sandbox.deploy_oci(namespace, "app", manifests, tag="stable", target_namespace=namespace)
-    context = sandbox.namespaced_context(namespace)
+    context = _ci_job_context(sandbox, namespace)
     common = _common(namespace, context)
     pipeline = "\n".join(
         [

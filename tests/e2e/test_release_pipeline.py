@@ -104,8 +104,13 @@ class ReleaseRepository:
         variables_file = self.root / ".gitlab-ci-local-variables.yml"
         variables_file.unlink(missing_ok=True)
         variables_file.touch(mode=0o600)
+        # Each one typed `variable`: gitlab-ci-local takes an untyped value that starts with / for a
+        # File variable and copies the file it names (TOOLS_CONTEXT names a directory).
         variables_file.write_text(
-            "".join(f"{key}: {json.dumps(value)}\n" for key, value in variables.items())
+            "".join(
+                f"{key}: {json.dumps({'type': 'variable', 'values': {'*': value}})}\n"
+                for key, value in variables.items()
+            )
         )
         # The jobs' tools, as the images of GitLab's jobs hold them: cosign (the flux-ci image) and syft.
         cosign = tool_path("cosign").parent

@@ -35,12 +35,14 @@ def _receiver(project: Project, receiver_type: str = "generic", name: str = "ci"
     }
 
 
-def _read_only(project: Project) -> str:
+def _read_only(project: Project) -> dict[str, str]:
+    """A namespaced identity that may not read Receivers; it reads only its own namespace, so its
+    consumer is named (FLUX_CI_WAIT_FOR), else the sources' other possible readers are invisible."""
     context = project.sandbox.namespaced_context(
         project.namespace, user=READ_ONLY_USER, role_yaml=read_only_role()
     )
     assert not project.sandbox.can_i(context, "get", RECEIVERS, namespace=project.namespace)
-    return context
+    return {"FLUX_CI_KUBE_CONTEXT": context, "FLUX_CI_WAIT_FOR": f"Kustomization/{project.namespace}/app"}
 
 
 def _latest_pushed(project: Project, tmp_path: Path) -> str:
@@ -119,7 +121,7 @@ def test_a_wrong_token_asked_of_the_webhook_exits_2_before_the_push(
 ) -> None:
     latest = _latest_pushed(project, tmp_path)
     variables = _receiver(project, receiver_type) | {"FLUX_CI_RECEIVER_TOKEN": "not-the-receivers-token"}
-    env = project.env(FLUX_CI_TAG="c2", FLUX_CI_KUBE_CONTEXT=_read_only(project), **variables)
+    env = project.env(FLUX_CI_TAG="c2", **_read_only(project), **variables)
     run = project.flux_ci("-v", "deploy", env=env)
     assert run.exit_code == 2, run.stderr
     # Asked again only while a Receiver could still be starting (its last pause is up to 5 s).
@@ -136,7 +138,7 @@ def test_the_right_token_asked_of_the_webhook_deploys_and_the_question_annotated
     project: Project, sandbox: SandboxClient
 ) -> None:
     variables = _receiver(project)
-    env = project.env(FLUX_CI_KUBE_CONTEXT=_read_only(project), **variables)
+    env = project.env(**_read_only(project), **variables)
     run = project.flux_ci("-v", "deploy", env=env)
     assert run.exit_code == 0, run.stderr
     assert (
