@@ -13,6 +13,7 @@ from pydantic_settings import PydanticBaseSettingsSource
 from flux_ci.secrets import without_userinfo
 
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 CI_FALLBACKS: dict[str, str] = {
     "repository": "CI_REGISTRY_IMAGE",
@@ -23,6 +24,7 @@ CI_FALLBACKS: dict[str, str] = {
     "registry_password": "CI_REGISTRY_PASSWORD",
     "kube_context": "KUBE_CONTEXT",
     "trace": "CI_DEBUG_TRACE",
+    "deploy_freeze": "CI_DEPLOY_FREEZE",
 }
 
 # flux2 cmd/flux/trigger_receiver.go `defaultOIDCTokenEnvVar`: FLUX_CI_RECEIVER_OIDC_TOKEN's fallback.
@@ -56,6 +58,10 @@ def _gitlab_defaults(env: Mapping[str, str]) -> dict[str, str]:
     if (debug := env.get("CI_DEBUG_TRACE")) is not None:
         # CI_DEBUG_TRACE is "true" or absent; anything unexpected means off rather than an error.
         out["trace"] = "true" if debug.strip().lower() in _TRUE else "false"
+    if freeze := env.get("CI_DEPLOY_FREEZE"):
+        # GitLab sets it ("true") only while a deploy freeze period of the project is on: its
+        # presence is the freeze, whatever the value, unless the value plainly says false.
+        out["deploy_freeze"] = "false" if freeze.strip().lower() in _FALSE else "true"
     return out
 
 

@@ -20,6 +20,7 @@ from flux_ci.report.models import (
     Rollback,
     SourceState,
     Status,
+    WaveOutcome,
 )
 
 # By the status's value, so a status added later still renders (with the neutral mark).
@@ -56,6 +57,9 @@ def to_markdown(report: Report) -> str:
         blocks.append(_table(("cluster", *headers) if several else headers, objects))
     if report.clusters:
         blocks.append(_table(("cluster", "status", "exit code"), [_cluster_row(c) for c in report.clusters]))
+    if report.waves:
+        headers = ("wave", "clusters", "status", "seconds", "soak")
+        blocks.append(_table(headers, [_wave_row(w) for w in report.waves]))
     if report.rollback is not None:
         blocks.append(_rollback(report.rollback))
     if report.checks:
@@ -77,6 +81,12 @@ def to_markdown(report: Report) -> str:
 
 def _cluster_row(c: ClusterOutcome) -> tuple[str, ...]:
     return (_code(c.context), _cell(str(c.status)), str(c.exit_code))
+
+
+def _wave_row(w: WaveOutcome) -> tuple[str, ...]:
+    seconds = f"{w.seconds:.1f}" if w.started_at else "-"
+    soak = f"{w.soak_s:.1f}" if w.soak_s else "-"
+    return (_code(w.tag), ", ".join(_code(c) for c in w.clusters), _cell(str(w.status)), seconds, soak)
 
 
 def _rollback(r: Rollback) -> str:

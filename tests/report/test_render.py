@@ -13,6 +13,8 @@ from flux_ci.report.models import (
     Step,
     StepStatus,
     TagMove,
+    WaveOutcome,
+    WaveStatus,
 )
 from flux_ci.report.render import DOTENV_LIMIT, to_dotenv, to_json, to_table
 
@@ -153,3 +155,38 @@ def test_the_dotenv_tag_is_the_immutable_one_never_a_moved_tag() -> None:
     assert "FLUX_CI_TAG=" not in to_dotenv(promoted)  # a bare digest was promoted: no tag of its own
     deployed = _report(tag_moves=[TagMove("latest", "sha256:old", DIGEST)])
     assert "FLUX_CI_TAG=abc123\n" in to_dotenv(deployed)
+
+
+WAVES = [
+    WaveOutcome("canary", ("stg",), WaveStatus.ROLLED_BACK, "2026-12-07T10:00:00.123Z", 1.234, 30.0),
+    WaveOutcome("eu", ("prod-eu-1", "prod-eu-2"), WaveStatus.FAILED, "2026-12-07T10:00:31.500Z", 2.5),
+    WaveOutcome("stable", ("prod-us",), WaveStatus.NOT_STARTED),
+]
+
+
+def test_each_wave_is_in_the_json_the_table_and_the_dotenv() -> None:
+    report = _report(waves=WAVES, status=Status.FAILED, exit_code=7)
+    assert json.loads(to_json(report))["waves"] == [
+        {"tag": "canary", "clusters": ["stg"], "status": "rolled_back",
+         "started_at": "2026-12-07T10:00:00.123Z", "seconds": 1.234, "soak_s": 30.0},
+        {"tag": "eu", "clusters": ["prod-eu-1", "prod-eu-2"], "status": "failed",
+         "started_at": "2026-12-07T10:00:31.500Z", "seconds": 2.5, "soak_s": 0.0},
+        {"tag": "stable", "clusters": ["prod-us"], "status": "not-started", "started_at": "", "seconds": 0.0,
+         "soak_s": 0.0},
+    ]  # fmt: skip
+    table = to_table(report)
+    assert "wave canary (stg): rolled_back in 1.2s, soaked 30.0s\n" in table
+    assert "wave eu (prod-eu-1, prod-eu-2): failed in 2.5s\n" in table
+    assert "wave stable (prod-us): not-started\n" in table
+    dotenv = to_dotenv(report)
+    assert "FLUX_CI_WAVE_FAILED=eu\n" in dotenv
+    assert "FLUX_CI_WAVES_SUCCEEDED" not in dotenv  # empty: none still stands (canary was rolled back)
+    succeeded = [WaveOutcome(w.tag, w.clusters, WaveStatus.SUCCEEDED) for w in WAVES]
+    assert "FLUX_CI_WAVES_SUCCEEDED=canary,eu,stable\n" in to_dotenv(_report(waves=succeeded))
+
+
+def test_without_waves_there_is_no_wave_anywhere() -> None:
+    report = _report()
+    assert json.loads(to_json(report))["waves"] == []
+    assert "wave " not in to_table(report)
+    assert "FLUX_CI_WAVE" not in to_dotenv(report)
