@@ -129,3 +129,16 @@ def test_a_superseded_cluster_says_by_which_digest() -> None:
     assert report.clusters[0].status is ClusterStatus.SUPERSEDED
     assert report.clusters[0].error is not None
     assert report.clusters[0].error.superseded_by == "sha256:newer"
+
+
+def test_one_cluster_of_one_wave_is_deployed_to_as_that_cluster_with_its_wave_tag() -> None:
+    progress = Progress(Masker(), out=io.StringIO())
+    ctx = Context(Settings(waves="canary=stg"), FakeRunner(), Deadline(60), progress)
+    report = Report("deploy")
+    (cluster,) = fleet.clusters_of(ctx, report)
+    assert cluster.report is report
+    assert (cluster.name, cluster.ctx.settings.kube_context, cluster.ctx.settings.extra_tags) == (
+        "stg",
+        "stg",
+        ["canary"],
+    )

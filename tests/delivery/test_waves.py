@@ -285,3 +285,29 @@ def _resolved(digest: str) -> Any:
     from flux_ci.tools.runner import CommandResult  # noqa: PLC0415
 
     return CommandResult(("oras", "resolve"), 0, f"{digest}\n", "", 0.01)
+
+
+def test_a_dry_run_moves_no_tag_and_starts_no_wave(manifests: Path) -> None:
+    cluster = _cluster()
+    cluster.dry_run = True
+    report = _deploy(cluster, _settings(manifests, digest=PUSHED, wave_soak=30, timeout=60))
+    assert report.error is None
+    assert [c.split()[:2] for c in cluster.mutations()].count(["oras", "tag"]) == 2  # printed, never run
+    assert cluster.changes() == []
+    assert [w.status for w in report.waves] == [WaveStatus.NOT_STARTED, WaveStatus.NOT_STARTED]
+    assert [step.name for step in report.steps if step.name == "soak"] == ["soak"]  # skipped, said so
+
+
+def test_a_tag_the_registry_refuses_to_move_fails_its_wave_with_exit_4(manifests: Path) -> None:
+    from flux_ci.errors import RegistryError  # noqa: PLC0415
+    from flux_ci.tools.runner import CommandResult  # noqa: PLC0415
+
+    cluster = _cluster()
+    refused = "Error: failed to tag: denied: requested access to the resource is denied\n"
+    cluster.answers.insert(0, (("oras", "tag"), CommandResult(("oras", "tag"), 1, "", refused, 0.01)))
+    report = Report("deploy")
+    with pytest.raises(RegistryError) as caught:
+        _deploy_into(report, cluster, _settings(manifests))
+    assert caught.value.message.startswith("wave canary (stg) failed: ")
+    assert [w.status for w in report.waves] == [WaveStatus.FAILED, WaveStatus.NOT_STARTED]
+    assert not any(c.startswith("kubectl") and "annotate" in c for c in cluster.commands())
