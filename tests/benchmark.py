@@ -252,12 +252,13 @@ def _step_medians(runs: list[Outcome]) -> str:
 
 
 def fleet_sections(bench: Bench, rounds: int) -> list[Section]:
-    """Last: the further clusters' controllers would slow every other scenario down."""
-    sections = [fleet_scenario.grow(bench)]
+    """Last: the further clusters' controllers would slow every other scenario down. The waves
+    first, with two clusters only; then the fleet of eight."""
+    sections = [fleet_scenario.waves(bench, fleet_scenario.grown(bench, 2), rounds)]
+    sections.append(fleet_scenario.grow(bench))
     fleet = fleet_scenario.fleet(bench)
     try:
         sections.append(fleet_scenario.one_deploy(bench, fleet, rounds))
-        sections.append(fleet_scenario.waves(bench, fleet.clients, rounds))
     finally:
         fleet.close()
     return sections

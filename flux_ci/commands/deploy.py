@@ -39,7 +39,7 @@ def run_deploy(ctx: Context, report: Report) -> None:
     with notify.unverified_hint(ctx), prepared(ctx, report, tools, tags=pushed_tags, digest=None) as run:
         if s.waves:  # push the immutable tag alone; each wave moves its own tag in turn
             artifact = report.artifact = push(ctx, run.registry)
-            _waves().deliver(ctx, report, run, artifact, lambda tags: remember(ctx, run.registry, tags))
+            _waves().deliver(ctx, report, run, artifact, partial(remember, ctx, run.registry))
             return
         recorded = remember(ctx, run.registry, moving_tags(s))
         artifact = report.artifact = push(ctx, run.registry)

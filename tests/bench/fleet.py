@@ -48,21 +48,28 @@ class Fleet:
             watch.close()
 
 
+def grown(bench: Bench, size: int) -> list[SandboxClient]:
+    """The sandbox with `size` clusters; a client of each."""
+    state = bench.client.state
+    if state.clusters < size:
+        _say(f"starting clusters {state.clusters + 1} to {size}")
+        add_cluster(state, up_to=size, report=_say)
+    return [SandboxClient(state, cluster=number) for number in range(1, size + 1)]
+
+
 def grow(bench: Bench, size: int = MAX_CLUSTERS) -> Section:
     """Start the further clusters; their start time and memory (RSS of their five processes)."""
     state = bench.client.state
-    _say(f"starting clusters {state.clusters + 1} to {size}")
-    began = time.monotonic()
-    add_cluster(state, up_to=size, report=_say)
-    took = time.monotonic() - began
+    grown(bench, size)
     further = all_clusters(size)[1:]
     seconds = [state.startup_seconds.get(cluster.process_name("cluster"), math.nan) for cluster in further]
+    took = sum(seconds)
     memory = [_cluster_rss_kib(state, cluster.suffix) / MIB for cluster in further]
     total = sum(_rss_kib(record.pid) for record in state.processes) / MIB
     figures = [
         Figure("further cluster start-up, median", median(seconds), "s", samples=len(seconds)),
         Figure("further cluster start-up, max", max(seconds, default=math.nan), "s"),
-        Figure(f"clusters 2-{size} started, in all", took, "s"),
+        Figure(f"clusters 2-{size} started one after the other, in all", took, "s"),
         Figure("further cluster RSS (etcd, API server, 3 controllers), median", median(memory), "MiB"),
         Figure(f"whole sandbox RSS, {size} clusters", total, "MiB"),
     ]
@@ -71,8 +78,7 @@ def grow(bench: Bench, size: int = MAX_CLUSTERS) -> Section:
 
 
 def fleet(bench: Bench, size: int = MAX_CLUSTERS) -> Fleet:
-    state = bench.client.state
-    clients = [SandboxClient(state, cluster=number) for number in range(1, size + 1)]
+    clients = grown(bench, size)
     app = _spread(bench, clients, "fleet", tags=["latest"] * size)
     return Fleet(app, clients, [_watch(bench, client, "fleet") for client in clients])
 
@@ -112,7 +118,7 @@ def _fleet_section(results: dict[int, list[tuple[Outcome, float | None]]]) -> Se
             Figure(f"{n} A exit - last Ready, median", median(after), "s"),
             Figure(f"{n} peak RSS of flux-ci (VmHWM), max", peak, "MiB", PEAK_RSS_MIB),
             Figure(f"{n} kubectl processes at once per cluster, max", kubectl, "", KUBECTL_PER_CLUSTER),
-            Figure(f"{n} kubectl watches at once per cluster, max", watches, ""),
+            Figure(f"{n} kubectl watches at once per cluster, max", watches, "", KUBECTL_PER_CLUSTER),
         ]
         notes += [f"{size} cluster(s) failed: {o.error}" for o, _ in runs if not o.ok]
         if observed:
@@ -171,6 +177,8 @@ def _waves_section(rows: list[tuple[Outcome, Outcome, float | None]]) -> Section
         Figure("two waves - one cluster - wave 2's apply, max", max(added, default=math.nan), "s"),
     ]
     notes = [f"failed: {o.error}" for s, w, _ in rows for o in (s, w) if not o.ok]
+    notes.append(f"one cluster, steps (median s): {_steps([s for s, _, _ in ok])}")
+    notes.append(f"two waves, steps (median s, both clusters): {_steps([w for _, w, _ in ok])}")
     notes.append(
         "pairs alternated round after round; a wave's apply is from its started_at to its cluster's "
         "independent watch seeing the Kustomization Ready with the digest"
@@ -239,6 +247,15 @@ def _rss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def _steps(outcomes: Sequence[Outcome]) -> str:
+    durations: dict[str, list[float]] = {}
+    for outcome in outcomes:
+        for step in outcome.report.get("steps") or []:
+            if isinstance(step, dict) and isinstance(step.get("duration_s"), int | float):
+                durations.setdefault(str(step.get("name")), []).append(float(step["duration_s"]))
+    return ", ".join(f"{name} {median(values):.2f}" for name, values in durations.items())
 
 
 def _brief(outcome: Outcome) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 CONTEXT = "flux-ci-sandbox"
 # Each further cluster is etcd, an API server and source-, kustomize- and helm-controller: about
-# 300 MB and a few seconds of start-up (measured by `make bench`, docs/performance.md).
+# 570 MiB and 11 s of start-up on a loaded 2-core machine (`make bench`, docs/performance.md).
 MAX_CLUSTERS = 8
 # The registry serves every cluster: its process has no cluster suffix.
 SHARED_COMPONENTS = ("registry",)
