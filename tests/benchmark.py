@@ -16,9 +16,11 @@ sampling cross-checks it), its own CPU (utime+stime of the Python process, read 
 is a zombie), its peak RSS (VmHWM) and the children it started (trace lines; distinct pids seen in
 /proc). Two scale scenarios (S1: one source, 50 consumers; S2: 10 sources, 5 consumers each) compare
 flux-ci's exit with the moment the last consumer is Ready with the digest, count its concurrent
-watches (/proc every 10 ms) and check that every consumer really applied the digest. Micro-benchmarks
-need no sandbox: runner overhead, `--help` startup, decoding one large watch event. flux_ci's
-bytecode is compiled first, as an install has it.
+watches (/proc every 10 ms) and check that every consumer really applied the digest. The fleet
+scenario (tests/bench/fleet.py) grows the sandbox to 8 clusters and deploys to 1, 4 and 8 of them at
+once, then times two waves against one cluster. Micro-benchmarks need no sandbox: runner overhead,
+`--help` startup, decoding one large watch event. flux_ci's bytecode is compiled first, as an install
+has it.
 
 Results go to stdout and to a JSON file (`--json`, default `bench-results.json`). Every child and
 every wait has a timeout, so a broken sandbox ends the benchmark instead of hanging it.
@@ -36,9 +38,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tests.bench import fleet as fleet_scenario
 from tests.bench.chains import chains
 from tests.bench.figures import Figure, Section, median, percentile
 from tests.bench.micro import decode_event, help_startup, library_import_cpu, runner_overhead
@@ -59,6 +62,9 @@ class Plan:
     scale: bool
     chains: bool = True
     chain_rounds: int = 3
+    fleet: bool = True
+    fleet_rounds: int = 5
+    only_fleet: bool = False
 
 
 def main() -> None:
@@ -70,6 +76,9 @@ def main() -> None:
     )
     parser.add_argument("--no-scale", action="store_true", help="skip the 50-consumer scenarios")
     parser.add_argument("--no-chains", action="store_true", help="skip the dependsOn chain scenarios")
+    parser.add_argument("--no-fleet", action="store_true", help="skip the 8-cluster fleet and the waves")
+    parser.add_argument("--fleet-only", action="store_true", help="only the fleet and the waves")
+    parser.add_argument("--fleet-rounds", type=int, default=5, help="rounds of the fleet and the waves")
     args = parser.parse_args()
     if args.quick:
         plan = Plan(
@@ -81,6 +90,8 @@ def main() -> None:
             rounds=args.rounds, lag_samples=20, scale_rounds=2, micro_runs=50, scale=not args.no_scale,
             chains=not args.no_chains, chain_rounds=3,
         )  # fmt: skip
+    fleet_rounds = min(args.fleet_rounds, 2) if args.quick else args.fleet_rounds
+    plan = replace(plan, fleet=not args.no_fleet, fleet_rounds=fleet_rounds, only_fleet=args.fleet_only)
     started = time.monotonic()
     sections = run(plan)
     _write(args.json, plan, sections, time.monotonic() - started)
@@ -99,23 +110,28 @@ def run(plan: Plan) -> list[Section]:
     _say("compiling flux_ci's bytecode")
     compileall.compile_dir(ROOT / "flux_ci", quiet=1)
     # Before the sandbox starts: the machine is quiet, so these measure flux-ci, not the controllers.
-    add(runner_overhead(plan.micro_runs))
-    add(help_startup(max(plan.micro_runs // 3, 10)))
-    add(decode_event())
+    if not plan.only_fleet:
+        add(runner_overhead(plan.micro_runs))
+        add(help_startup(max(plan.micro_runs // 3, 10)))
+        add(decode_event())
     with tempfile.TemporaryDirectory(prefix="flux-ci-bench-") as tmp:
         state_dir = Path(tmp) / "sandbox"
         _say("starting the sandbox")
         try:
             client = SandboxClient(up(state_dir, die_with_parent=True))
             bench = Bench(client, Path(tmp))
-            for section in compare(bench, plan):
-                add(section)
-            if plan.scale:
+            if not plan.only_fleet:
+                for section in compare(bench, plan):
+                    add(section)
+            if plan.scale and not plan.only_fleet:
                 add(scale(bench, "s1", sources=1, per_source=50, rounds=plan.scale_rounds))
                 add(scale(bench, "s2", sources=10, per_source=5, rounds=plan.scale_rounds))
-            if plan.chains:
+            if plan.chains and not plan.only_fleet:
                 for links in (3, 5):
                     add(chains(bench, links, plan.chain_rounds, _say))
+            if plan.fleet or plan.only_fleet:
+                for section in fleet_sections(bench, plan.fleet_rounds):
+                    add(section)
         finally:
             _say("stopping the sandbox")
             down(state_dir)
@@ -239,6 +255,22 @@ def _step_medians(runs: list[Outcome]) -> str:
             if isinstance(step, dict) and isinstance(step.get("duration_s"), (int, float)):
                 durations.setdefault(str(step.get("name")), []).append(float(step["duration_s"]))
     return ", ".join(f"{name} {median(values):.2f}" for name, values in durations.items()) or "none reported"
+
+
+# --- a fleet in one job -------------------------------------------------------------------
+
+
+def fleet_sections(bench: Bench, rounds: int) -> list[Section]:
+    """Last: the further clusters' controllers would slow every other scenario down. The waves
+    first, with two clusters only; then the fleet of eight."""
+    sections = [fleet_scenario.waves(bench, fleet_scenario.grown(bench, 2), rounds)]
+    sections.append(fleet_scenario.grow(bench))
+    fleet = fleet_scenario.fleet(bench)
+    try:
+        sections.append(fleet_scenario.one_deploy(bench, fleet, rounds))
+    finally:
+        fleet.close()
+    return sections
 
 
 # --- scale ----------------------------------------------------------------------------------

@@ -79,6 +79,8 @@ def _variable_table(text: str) -> dict[str, tuple[str, str]]:
 
 
 def _duration(seconds: float) -> str:
+    if seconds == 0:
+        return "0"
     for unit, size in (("h", 3600), ("m", 60)):
         if seconds % size == 0:
             return f"{int(seconds // size)}{unit}"

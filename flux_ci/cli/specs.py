@@ -25,7 +25,7 @@ _COMMON_EXITS = "and any command: 1 internal error, 130/143 interrupted"
 _PUSH_VARIABLES = (
     "FLUX_CI_PATH, FLUX_CI_REPOSITORY, FLUX_CI_TAG, FLUX_CI_EXTRA_TAGS, FLUX_CI_SOURCE, FLUX_CI_REVISION, "
     "FLUX_CI_IGNORE_PATHS, FLUX_CI_REPRODUCIBLE, FLUX_CI_ALLOW_EMPTY, FLUX_CI_PIPELINE_URL, FLUX_CI_JOB_URL, "
-    "FLUX_CI_PIPELINE_USER"
+    "FLUX_CI_PIPELINE_USER, FLUX_CI_WAVES"
 )
 _REGISTRY_VARIABLES = "FLUX_CI_REGISTRY_USER, FLUX_CI_REGISTRY_PASSWORD, FLUX_CI_INSECURE_REGISTRY"
 _CLUSTER_VARIABLES = "FLUX_CI_OCIREPOSITORY, FLUX_CI_NAMESPACE, FLUX_CI_KUBE_CONTEXT"
@@ -33,6 +33,10 @@ _DEPLOY_VARIABLES = (
     "FLUX_CI_WAIT_FOR, FLUX_CI_REQUIRE_HEALTH, FLUX_CI_OCIREPOSITORY, FLUX_CI_NAMESPACE, FLUX_CI_KUBE_CONTEXT"
 )
 _ROLLBACK_VARIABLES = "FLUX_CI_ROLLBACK, FLUX_CI_ROLLBACK_TIMEOUT"
+# What moves the clusters: in waves, and never during a deploy freeze (GitLab's CI_DEPLOY_FREEZE).
+_DELIVERY_VARIABLES = (
+    "FLUX_CI_WAVES, FLUX_CI_WAVE_SOAK, FLUX_CI_DEPLOY_FREEZE (CI_DEPLOY_FREEZE), FLUX_CI_IGNORE_FREEZE"
+)
 _NOTIFY_VARIABLES = (
     "FLUX_CI_NOTIFY, FLUX_CI_RECEIVER_URL, FLUX_CI_RECEIVER, FLUX_CI_RECEIVER_TOKEN, "
     "FLUX_CI_RECEIVER_TYPE, FLUX_CI_RECEIVER_OIDC_TOKEN, FLUX_CI_VERIFY"
@@ -88,21 +92,24 @@ COMMANDS = (
     ),
     CommandSpec(
         "deploy",
-        "Push, reconcile and wait: the whole deployment, under one deadline.",
+        "Push, reconcile and wait: the whole deployment, under one deadline (in waves with FLUX_CI_WAVES).",
         f"{_PUSH_VARIABLES}, {_DEPLOY_VARIABLES}, {_REGISTRY_VARIABLES}, {_NOTIFY_VARIABLES}, "
-        f"{_ROLLBACK_VARIABLES}",
-        "0 applied (with FLUX_CI_VERIFY=false: triggered, nothing verified), 2 configuration, 3 tool, "
-        "4 registry, 5 cluster, 6 source failed, 7 consumer failed, 8 timed out, 9 superseded",
+        f"{_ROLLBACK_VARIABLES}, {_DELIVERY_VARIABLES}",
+        "0 applied (with FLUX_CI_VERIFY=false: triggered, nothing verified), 2 configuration (also: a "
+        "deploy freeze), 3 tool, 4 registry, 5 cluster, 6 source failed, 7 consumer failed (also: during "
+        "a wave's soak), 8 timed out, 9 superseded",
         tools=("flux", "oras", "kubectl"),
     ),
     CommandSpec(
         "promote",
-        "Point FLUX_CI_EXTRA_TAGS at a digest pushed before (FLUX_CI_DIGEST, or FLUX_CI_TAG's), and wait "
-        "until the clusters following those tags applied it. Nothing is packaged or pushed.",
+        "Point FLUX_CI_EXTRA_TAGS (or each wave's tag in turn) at a digest pushed before (FLUX_CI_DIGEST, "
+        "or FLUX_CI_TAG's), and wait until the clusters following those tags applied it. Nothing is "
+        "packaged or pushed.",
         f"FLUX_CI_DIGEST, FLUX_CI_TAG, FLUX_CI_EXTRA_TAGS, FLUX_CI_REPOSITORY, {_DEPLOY_VARIABLES}, "
-        f"{_REGISTRY_VARIABLES}, {_NOTIFY_VARIABLES}, {_ROLLBACK_VARIABLES}",
-        "0 applied, 2 configuration, 3 tool, 4 registry (including: the digest is not there), 5 cluster, "
-        "6 source failed, 7 consumer failed, 8 timed out, 9 superseded",
+        f"{_REGISTRY_VARIABLES}, {_NOTIFY_VARIABLES}, {_ROLLBACK_VARIABLES}, {_DELIVERY_VARIABLES}",
+        "0 applied, 2 configuration (also: a deploy freeze), 3 tool, 4 registry (including: the digest is "
+        "not there), 5 cluster, 6 source failed, 7 consumer failed (also: during a wave's soak), "
+        "8 timed out, 9 superseded",
         tools=("oras", "kubectl"),
     ),
     CommandSpec(

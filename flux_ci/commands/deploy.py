@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
+from types import ModuleType
 
 from flux_ci.config.plan import moving_tags, pushed_tags
 from flux_ci.context import Context
@@ -26,7 +28,8 @@ def run_push(ctx: Context, report: Report) -> None:
 
 
 def run_deploy(ctx: Context, report: Report) -> None:
-    """push → reconcile → wait; every cluster is checked first so a hopeless deploy pushes nothing."""
+    """push → reconcile → wait (wave by wave with FLUX_CI_WAVES); every cluster is checked first so a
+    hopeless deploy pushes nothing."""
     if not ctx.settings.verify:  # no cluster access at all: push, trigger the Receiver, verify nothing
         receiver_preflight.preflight(ctx, read=False)
         run_push(ctx, report)
@@ -34,12 +37,17 @@ def run_deploy(ctx: Context, report: Report) -> None:
             notify.trigger_only(ctx, report, report.artifact)
         return
     tools = ["flux", "oras", "kubectl"]
-    tags = pushed_tags(ctx.settings)
+    s = ctx.settings
     before: Applied | None = None
     try:
-        with notify.unverified_hint(ctx), prepared(ctx, report, tools, tags=tags, digest=None) as run:
+        # Each cluster's sources follow its own tags (a wave's cluster, its wave's tag: `for_cluster`).
+        with notify.unverified_hint(ctx), prepared(ctx, report, tools, tags=pushed_tags, digest=None) as run:
             before = applied(run)
-            recorded = remember(ctx, run.registry, moving_tags(ctx.settings))
+            if s.waves:  # push the immutable tag alone; each wave moves its own tag in turn
+                artifact = report.artifact = push(ctx, run.registry)
+                _waves().deliver(ctx, report, run, artifact, partial(remember, ctx, run.registry))
+                return
+            recorded = remember(ctx, run.registry, moving_tags(s))
             artifact = report.artifact = push(ctx, run.registry)
             report.tag_moves = [replace(move, after=artifact.digest) for move in recorded]
             _deliver(ctx, report, run, artifact, recorded)
@@ -48,13 +56,15 @@ def run_deploy(ctx: Context, report: Report) -> None:
 
 
 def run_promote(ctx: Context, report: Report) -> None:
-    """Point the moving tags (FLUX_CI_EXTRA_TAGS) at a digest pushed and tested before, then wait
-    with the same exactness as deploy. Nothing is packaged, and the immutable tag never changes."""
+    """Point the moving tags (FLUX_CI_EXTRA_TAGS, or each wave's in turn) at a digest pushed and tested
+    before, then wait with the same exactness as deploy. Nothing is packaged, and the immutable tag
+    never changes."""
     s = ctx.settings
     moving = moving_tags(s)
     tools = ["oras", "kubectl"] if s.verify else ["oras"]
     with open_registry(ctx) as registry:
-        artifact = report.artifact = _promoted(ctx, registry, moving)
+        # With FLUX_CI_WAVES the artifact gains each wave's tag as that wave moves it.
+        artifact = report.artifact = _promoted(ctx, registry, () if s.waves else moving)
         if not s.verify:
             require_tools(ctx.runner, ctx.prefetched, tools)
             receiver_preflight.preflight(ctx, read=False)
@@ -63,8 +73,14 @@ def run_promote(ctx: Context, report: Report) -> None:
             return
         before: Applied | None = None
         try:
-            with prepared(ctx, report, tools, tags=moving, digest=artifact.digest, registry=registry) as run:
+            with prepared(
+                ctx, report, tools, tags=moving_tags, digest=artifact.digest, registry=registry
+            ) as run:
                 before = applied(run)
+                if s.waves:
+                    remembered = partial(remember, ctx, registry, always=True)
+                    _waves().deliver(ctx, report, run, artifact, remembered)
+                    return
                 recorded = remember(ctx, registry, moving, always=True)
                 _move_tags(ctx, registry, artifact, moving)
                 report.tag_moves = [replace(move, after=artifact.digest) for move in recorded]
@@ -109,6 +125,12 @@ def remember(ctx: Context, registry: Registry, tags: Sequence[str], *, always: b
     for move in moves:
         ctx.progress.note(f"tag {move.tag} points to {move.before or 'nothing'} before this run")
     return moves
+
+
+def _waves() -> ModuleType:
+    from flux_ci.delivery import waves  # noqa: PLC0415 - FLUX_CI_WAVES only
+
+    return waves
 
 
 def _promoted(ctx: Context, registry: Registry, moving: Sequence[str]) -> Artifact:

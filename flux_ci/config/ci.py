@@ -22,6 +22,7 @@ from flux_ci.report.models import Provenance
 from flux_ci.secrets import without_userinfo
 
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 CI_FALLBACKS: dict[str, str] = {
     "repository": "CI_REGISTRY_IMAGE",
@@ -35,6 +36,7 @@ CI_FALLBACKS: dict[str, str] = {
     "pipeline_url": "CI_PIPELINE_URL",
     "job_url": "CI_JOB_URL",
     "pipeline_user": "GITLAB_USER_LOGIN",
+    "deploy_freeze": "CI_DEPLOY_FREEZE",
 }
 
 # The traceability annotations: one prefix of flux-ci's own (OCI annotation keys are reverse-DNS
@@ -123,6 +125,10 @@ def _gitlab_defaults(env: Mapping[str, str]) -> dict[str, str]:
     if (debug := env.get("CI_DEBUG_TRACE")) is not None:
         # CI_DEBUG_TRACE is "true" or absent; anything unexpected means off rather than an error.
         out["trace"] = "true" if debug.strip().lower() in _TRUE else "false"
+    if freeze := env.get("CI_DEPLOY_FREEZE"):
+        # GitLab sets it ("true") only while a deploy freeze period of the project is on: its
+        # presence is the freeze, whatever the value, unless the value plainly says false.
+        out["deploy_freeze"] = "false" if freeze.strip().lower() in _FALSE else "true"
     return out
 
 

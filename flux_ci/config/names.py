@@ -29,6 +29,8 @@ _REPORT_VARIABLES = frozenset(
         "FLUX_CI_CLUSTERS_FAILED",
         "FLUX_CI_PREVIOUS_DIGEST",
         "FLUX_CI_DOTENV_TRUNCATED",
+        "FLUX_CI_WAVES_SUCCEEDED",
+        "FLUX_CI_WAVE_FAILED",
     }
 )
 

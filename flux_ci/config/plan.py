@@ -19,6 +19,7 @@ from typing import Any
 from flux_ci.config.ci import RECEIVER_OIDC_TOKEN_VARIABLE
 from flux_ci.config.manifests import FLUX_DEFAULT_IGNORES, ManifestError, Scan, scan
 from flux_ci.config.names import Problem, config_message, missing_message, variable_name
+from flux_ci.config.rollout import freeze, no_waves, wave_tags, waves
 from flux_ci.config.settings import Settings
 from flux_ci.config.signing import key_problem
 from flux_ci.deadline import Fitted
@@ -70,14 +71,18 @@ def check(settings: Settings, command: str) -> None:
 
 
 def pushed_tags(settings: Settings) -> list[str]:
-    """The immutable tag first, then the moving ones, without repeats."""
+    """The immutable tag first, then the moving ones, without repeats. With FLUX_CI_WAVES the push
+    carries the immutable tag alone: each wave moves its own tag when its turn comes."""
     tags = [settings.tag] if settings.tag else []
-    return list(dict.fromkeys([*tags, *settings.extra_tags]))
+    moving = [] if settings.waves else settings.extra_tags
+    return list(dict.fromkeys([*tags, *moving]))
 
 
 def moving_tags(settings: Settings) -> list[str]:
-    """The tags a deploy or promotion moves: every extra tag but the immutable one, which names one
-    artifact for ever."""
+    """The tags a deploy or promotion moves: every wave's tag (FLUX_CI_WAVES), else every extra tag
+    but the immutable one, which names one artifact for ever."""
+    if settings.waves:
+        return [wave.tag for wave in settings.wave_plan]
     return [tag for tag in settings.extra_tags if tag != settings.tag]
 
 
@@ -109,6 +114,9 @@ def describe(settings: Settings, command: str, deadline: Fitted | None = None) -
         parts.insert(3, f"digest {settings.digest}")
     if settings.sign != "none" and command in ("push", "deploy"):
         parts.append(f"signed with {settings.sign}")
+    if settings.waves and command in ("deploy", "promote"):
+        soak = f", each soaked {settings.wave_soak:g}s before the next" if settings.wave_soak else ""
+        parts[0] = f"waves {'; '.join(map(str, settings.wave_plan))}{soak}"
     if settings.rollback and command in ("deploy", "promote"):
         parts.append(f"rollback on failure within {settings.rollback_timeout:g}s")
     return f"flux-ci {command}: " + "; ".join(parts)
@@ -249,11 +257,12 @@ def _clusters(settings: Settings) -> list[Problem]:
     """Several contexts: each cluster is asked through its own API, which only the annotation does."""
     if len(settings.kube_contexts) < 2 or settings.notify_mode == "annotate":
         return []
+    named_by = "FLUX_CI_WAVES" if settings.waves else "FLUX_CI_KUBE_CONTEXT"
     message = (
-        f"FLUX_CI_KUBE_CONTEXT names several clusters, and FLUX_CI_NOTIFY is {settings.notify_mode}: "
+        f"{named_by} names several clusters, and FLUX_CI_NOTIFY is {settings.notify_mode}: "
         "a Receiver URL reaches one cluster only; use FLUX_CI_NOTIFY=annotate (the default)"
     )
-    return [("kube_context", message)]
+    return [("waves" if settings.waves else "kube_context", message)]
 
 
 def _rollback(settings: Settings) -> list[Problem]:
@@ -321,13 +330,15 @@ def _unwritable(path: Path) -> str | None:
 Need = Callable[[Settings], list[Problem]]
 # The commands that package FLUX_CI_PATH: they check the manifests too (`inspect_manifests`).
 _PACKAGES = frozenset({"push", "deploy", "diff"})
-_PUSH: tuple[Need, ...] = (_push_inputs, _credentials, _signing, _dotenv)
+_PUSH: tuple[Need, ...] = (_push_inputs, _credentials, _signing, _dotenv, wave_tags)
+# What moves the clusters: also refused during a deploy freeze.
+_DELIVERS: tuple[Need, ...] = (freeze, _receiver, _unverified, _clusters, _rollback, waves)
 _NEEDS: dict[str, tuple[Need, ...]] = {
     "push": _PUSH,
-    "deploy": (*_PUSH, _receiver, _unverified, _clusters, _rollback),
-    "promote": (_promote_inputs, _credentials, _dotenv, _receiver, _unverified, _clusters, _rollback),
-    "reconcile": (_digest, _sources, _credentials, _dotenv, _receiver, _unverified, _clusters),
-    "wait": (_digest, _wait_sources, _credentials, _dotenv, _receiver, _verified),
+    "deploy": (*_PUSH, *_DELIVERS),
+    "promote": (_promote_inputs, _credentials, _dotenv, wave_tags, *_DELIVERS),
+    "reconcile": (_digest, _sources, _credentials, _dotenv, _receiver, _unverified, _clusters, no_waves),
+    "wait": (_digest, _wait_sources, _credentials, _dotenv, _receiver, _verified, no_waves),
     "status": (_sources, _dotenv),
     "history": (_sources, _credentials, _dotenv),  # read-only: the registry too
     "diff": (_sources, _dotenv),  # read-only: no registry, no notification

@@ -28,7 +28,9 @@ from flux_ci.config.names import PREFIX, Problem, config_message, missing_messag
 from flux_ci.config.values import (
     CommaList,
     Duration,
+    SoakDuration,
     StrictBool,
+    Wave,
     check_namespace,
     check_tags,
     choice,
@@ -38,6 +40,7 @@ from flux_ci.config.values import (
     namespaced_name,
     oci_repository,
     parse_object_ref,
+    parse_waves,
     public_url,
     receiver_url,
     source_url,
@@ -116,6 +119,15 @@ class Settings(BaseSettings):
     history: int = 10
     # A consumer whose Ready covers only the apply (no wait, no health checks) is exit 2 before the push.
     require_health: StrictBool = False
+    # Progressive delivery for deploy and promote (delivery/waves.py): `TAG=CONTEXT[,CONTEXT...];...`,
+    # one wave after the other. A wave's tag moves only once every earlier wave applied the artifact
+    # (and stayed healthy for wave_soak); it replaces extra_tags and kube_context for the command.
+    waves: str | None = None
+    wave_soak: SoakDuration = 0.0
+    # The job runs in a deploy freeze period (GitLab sets CI_DEPLOY_FREEZE): deploy and promote refuse
+    # before anything is pushed, unless ignore_freeze.
+    deploy_freeze: StrictBool = False
+    ignore_freeze: StrictBool = False
     # cosign's own variables, not FLUX_CI_ ones: the PEM private key (or the path of a file holding
     # it, as GitLab's file variables give it) and its password.
     cosign_private_key: SecretStr | None = Field(default=None, validation_alias="COSIGN_PRIVATE_KEY")
@@ -233,6 +245,11 @@ class Settings(BaseSettings):
     def _kube_context(cls, value: str | None) -> str | None:
         return None if value is None else kube_contexts(value)
 
+    @field_validator("waves")
+    @classmethod
+    def _waves(cls, value: str | None) -> str | None:
+        return None if value is None else ";".join(map(str, parse_waves(value)))
+
     @field_validator("receiver_url")
     @classmethod
     def _receiver_url(cls, value: str | None) -> str | None:
@@ -244,13 +261,25 @@ class Settings(BaseSettings):
         return None if value is None else namespaced_name(value)
 
     @property
+    def wave_plan(self) -> tuple[Wave, ...]:
+        """The waves of FLUX_CI_WAVES, in order (none when it is unset)."""
+        return parse_waves(self.waves) if self.waves else ()
+
+    @property
     def kube_contexts(self) -> list[str | None]:
-        """The clusters to act on: each context named in FLUX_CI_KUBE_CONTEXT, else the current one."""
+        """The clusters to act on: every wave's (FLUX_CI_WAVES), else each context named in
+        FLUX_CI_KUBE_CONTEXT, else the current one."""
+        if self.waves:
+            return [name for wave in self.wave_plan for name in wave.contexts]
         return list(self.kube_context.split(",")) if self.kube_context else [None]
 
     def for_cluster(self, context: str | None) -> Settings:
-        """These settings for one of the clusters (the kube context it names)."""
-        return self.model_copy(update={"kube_context": context})
+        """These settings for one of the clusters (the kube context it names). A cluster of a wave
+        is deployed to as if alone: its context, and its wave's tag as the one moving tag."""
+        wave = next((wave for wave in self.wave_plan if context in wave.contexts), None)
+        if wave is None:
+            return self.model_copy(update={"kube_context": context})
+        return self.model_copy(update={"kube_context": context, "extra_tags": [wave.tag], "waves": None})
 
     def wait_for_refs(self) -> list[ObjectRef] | None:
         """The consumers named in FLUX_CI_WAIT_FOR; None means find them automatically."""

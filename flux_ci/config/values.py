@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -69,9 +70,62 @@ def duration(value: Any) -> Any:
     return seconds
 
 
+def soak(value: Any) -> Any:
+    """A duration that may be 0 (no soak), else as long as a deadline may be."""
+    seconds = parse_duration(value) if isinstance(value, str) else value
+    _, high = _TIMEOUT_RANGE_S
+    if isinstance(seconds, int | float) and not (math.isfinite(seconds) and 0 <= seconds <= high):
+        msg = f"{value!r} must be 0 or a duration up to 168h, such as 30s, 5m or 1h"
+        raise ValueError(msg)
+    return seconds
+
+
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(comma_list)]
 StrictBool = Annotated[bool, BeforeValidator(strict_bool)]
 Duration = Annotated[float, BeforeValidator(duration)]
+SoakDuration = Annotated[float, BeforeValidator(soak)]
+
+
+@dataclass(frozen=True)
+class Wave:
+    """One wave of FLUX_CI_WAVES: the moving tag its clusters follow, and their kube contexts."""
+
+    tag: str
+    contexts: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.tag}={','.join(self.contexts)}"
+
+
+def parse_waves(text: str) -> tuple[Wave, ...]:
+    """`TAG=CONTEXT[,CONTEXT...];...` → the waves in order. A ValueError names every fault: a wave
+    without `=`, a tag that is no OCI tag, an empty context, a tag or a context given twice (a
+    cluster follows one wave's tag, and a wave's tag moves once)."""
+    waves, problems = [], []
+    for part in (item.strip() for item in text.split(";")):
+        if not part:
+            continue
+        tag, equals, contexts = (piece.strip() for piece in part.partition("="))
+        names = [name.strip() for name in contexts.split(",")]
+        if not equals or not tag or not all(names):
+            problems.append(f"{part!r} is not TAG=CONTEXT[,CONTEXT...]")
+            continue
+        if not _TAG.match(tag):
+            problems.append(f"{tag!r} is not a valid OCI tag")
+        waves.append(Wave(tag, tuple(names)))
+    if not waves and not problems:
+        problems.append("names no wave: write TAG=CONTEXT[,CONTEXT...] separated by ;")
+    tags = [wave.tag for wave in waves]
+    everywhere = [name for wave in waves for name in wave.contexts]
+    problems += [f"tag {tag!r} is given to two waves" for tag in _twice(tags)]
+    problems += [f"context {name!r} is in two waves (or twice in one)" for name in _twice(everywhere)]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return tuple(waves)
+
+
+def _twice(items: list[str]) -> list[str]:
+    return sorted({item for item in items if items.count(item) > 1})
 
 
 def oci_repository(text: str) -> str:

@@ -79,7 +79,9 @@ def clusters_of(ctx: Context, report: Report) -> list[Cluster]:
     """The run's clusters. One context: the command's own context and report, unchanged."""
     contexts = ctx.settings.kube_contexts
     if len(contexts) == 1:
-        return [Cluster(contexts[0] or "", ctx, report)]
+        # One wave of one cluster (FLUX_CI_WAVES) is that cluster alone, with its wave's tag.
+        alone = replace(ctx, settings=ctx.settings.for_cluster(contexts[0])) if ctx.settings.waves else ctx
+        return [Cluster(contexts[0] or "", alone, report)]
     return [
         Cluster(
             name,

@@ -8,10 +8,11 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flux_ci.context import Context
 from flux_ci.delivery import fleet
-from flux_ci.delivery.observe import observing
+from flux_ci.delivery.observe import hand_over, observing
 from flux_ci.kube import fluxobjects as fo
 from flux_ci.kube import notify, receiver_preflight
 from flux_ci.kube.discovery import Found, discover
@@ -19,6 +20,9 @@ from flux_ci.kube.engine import Observer
 from flux_ci.registry.client import Registry, open_registry
 from flux_ci.report.models import Report
 from flux_ci.tools.toolcheck import require_tools
+
+if TYPE_CHECKING:
+    from flux_ci.config.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,10 @@ class Prepared:
     registry: Registry
     ready: list[Ready]
 
+    def only(self, contexts: Sequence[str]) -> Prepared:
+        """The same run, for the clusters of these kube contexts alone (one wave's)."""
+        return Prepared(self.registry, [ready for ready in self.ready if ready.cluster.name in contexts])
+
     def each(self, ctx: Context, work: Callable[[Ready], object]) -> None:
         """`work` in every cluster at once (see `fleet.each`); each cluster it ends is finished."""
 
@@ -47,13 +55,18 @@ class Prepared:
         fleet.each(ctx, [ready.cluster for ready in self.ready], finished)
 
 
+# The tags a cluster's sources may follow: the same for every cluster, or read from each cluster's
+# own settings (a cluster of a wave follows its wave's tag, see `Settings.for_cluster`).
+Tags = Sequence[str] | Callable[["Settings"], Sequence[str]]
+
+
 @contextmanager
 def prepared(
     ctx: Context,
     report: Report,
     tools: Sequence[str],
     *,
-    tags: Sequence[str],
+    tags: Tags,
     digest: str | None,
     consumers: bool = True,
     patches: bool | None = None,
@@ -72,7 +85,8 @@ def prepared(
     asks_consumers = notify.annotates(ctx) and consumers
 
     def find(cluster: fleet.Cluster) -> Found:
-        found = discover_step(cluster.ctx, cluster.report, tags=tags, digest=digest, needs_patch=needs_patch,
+        its = tags(cluster.ctx.settings) if callable(tags) else tags
+        found = discover_step(cluster.ctx, cluster.report, tags=its, digest=digest, needs_patch=needs_patch,
                               asks_consumers=asks_consumers, consumers=consumers)  # fmt: skip
         if asks_receiver:
             receiver_preflight.preflight(cluster.ctx)
@@ -90,11 +104,24 @@ def prepared(
                 for cluster, its in zip(clusters, found, strict=True)
             ]
             yield Prepared(logged_in, ready)
+            hand_over_all(ready)
     finally:
         # Never wait here for threads whose children a signal is stopping: the CLI boundary stops
         # every child (SIGKILL after the grace) whatever happens.
         pool.shutdown(wait=False, cancel_futures=True)
         fleet.merge(report, clusters)
+
+
+def hand_over_all(ready: Sequence[Ready]) -> None:
+    """Every cluster's watches stopped at once, and their rows written. One after the other, each
+    stop waits for its own kubectl children to exit: with a fleet, that wait would add up after the
+    last cluster was done."""
+    left = [one for one in ready if not one.observer.reported]
+    if len(left) < 2:
+        return  # one cluster: `observing` hands it over as it ends
+    with ThreadPoolExecutor(max_workers=len(left), thread_name_prefix="hand-over") as pool:
+        for done in [pool.submit(hand_over, one.cluster.report, one.found, one.observer) for one in left]:
+            done.result()
 
 
 def discover_step(

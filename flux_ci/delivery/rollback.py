@@ -6,7 +6,7 @@ Before a deploy or promotion moves a tag, `remember` records the digest it point
 before (it is left as it is, with a note), and never a tag another pipeline moved since this run
 moved it (the superseded rule: that newer artifact is theirs to judge). `roll_back` then points the
 tags at their earlier digests and waits, under a deadline of its own, until every cluster applied
-that artifact again.
+that artifact again; with FLUX_CI_WAVES wave by wave, the last one first (`roll_back_in_turn`).
 """
 
 from __future__ import annotations
@@ -71,32 +71,53 @@ def move_back(registry: Registry, repository: str, moves: Sequence[TagMove]) -> 
         registry.tag(repository, digest, tags)
 
 
+@dataclass(frozen=True)
+class Stage:
+    """Clusters rolled back together, and where the tags their sources follow pointed before."""
+
+    ready: Sequence[Ready]
+    recorded: Sequence[TagMove]
+
+
 def roll_back(
     ctx: Context, report: Report, run: Prepared, artifact: Artifact, recorded: Sequence[TagMove]
 ) -> Rollback:
-    """Move the tags back and wait, under a deadline of its own (FLUX_CI_ROLLBACK_TIMEOUT), until
-    every cluster applied the earlier artifact again. Never raises a failure of its own: the run's
-    exit code stays the original failure's, and the report says how the rollback ended."""
+    """Every tag back, and every cluster back to the earlier artifact (see `roll_back_in_turn`)."""
+    return roll_back_in_turn(ctx, report, run.registry, artifact, [Stage(run.ready, recorded)])
+
+
+def roll_back_in_turn(
+    ctx: Context, report: Report, registry: Registry, artifact: Artifact, stages: Sequence[Stage]
+) -> Rollback:
+    """Stage after stage (FLUX_CI_WAVES: the last wave first), move the tags back and wait until the
+    stage's clusters applied the earlier artifact again, all under one deadline of its own
+    (FLUX_CI_ROLLBACK_TIMEOUT). Never raises a failure of its own: the run's exit code stays the
+    original failure's, and the report says how the rollback ended (a failure stops it there)."""
     began = time.monotonic()
     back = replace(ctx, deadline=Deadline(ctx.settings.rollback_timeout), cancelled=threading.Event())
-    registry = run.registry.using(back)
+    registry = registry.using(back)
     status, to_digest, message = RollbackStatus.FAILED, "", ""
-    tags: tuple[str, ...] = ()
+    tags: list[str] = []
+    notes: list[str] = []
     try:
         with back.progress.step("rollback", artifact.digest):
-            planned = plan(registry, artifact, recorded)
-            for note in planned.notes:
-                back.progress.note(note)
-            report.notes += planned.notes
-            if not planned.moves:
-                status = RollbackStatus.SKIPPED
-                message = "; ".join(planned.notes) or "no moving tag to move back (FLUX_CI_EXTRA_TAGS=none)"
-            else:
-                tags = tuple(move.tag for move in planned.moves)
-                to_digest = planned.moves[0].after
+            for stage in stages:
+                planned = plan(registry, artifact, stage.recorded)
+                for note in planned.notes:
+                    back.progress.note(note)
+                notes += planned.notes
+                report.notes += planned.notes
+                if not planned.moves:
+                    continue
                 move_back(registry, artifact.repository, planned.moves)
+                tags += [move.tag for move in planned.moves]
+                to_digest = to_digest or planned.moves[0].after
                 for digest, group in targets(planned.moves).items():
-                    _settle_back(back, run, registry, Artifact(artifact.repository, group, digest))
+                    _settle_back(back, stage.ready, registry, Artifact(artifact.repository, group, digest))
+            if not tags:
+                status = RollbackStatus.SKIPPED
+                message = "; ".join(notes) or "no moving tag to move back (FLUX_CI_EXTRA_TAGS=none)"
+            else:
                 status = RollbackStatus.ROLLED_BACK
                 message = f"{', '.join(tags)} point to {to_digest} again, and it is applied and Ready"
     except SupersededError as exc:
@@ -104,17 +125,18 @@ def roll_back(
     except FluxCIError as exc:
         message = f"the rollback failed: {exc.message}"
     back.progress.note(f"rollback {status}: {message}")
-    return Rollback(status, artifact.digest, to_digest, tags, message, round(time.monotonic() - began, 3))
+    took = round(time.monotonic() - began, 3)
+    return Rollback(status, artifact.digest, to_digest, tuple(tags), message, took)
 
 
-def _settle_back(ctx: Context, run: Prepared, registry: Registry, previous: Artifact) -> None:
+def _settle_back(ctx: Context, ready: Sequence[Ready], registry: Registry, previous: Artifact) -> None:
     """Every cluster's sources following the moved-back tags fetch the earlier digest, and their
     consumers apply it; the failed run's watches give way to new ones under the rollback's deadline."""
 
     def back(cluster: fleet.Cluster) -> None:
-        ready = next(ready for ready in run.ready if ready.cluster.name == cluster.name)
-        found = _following(ready, previous.tags)
-        hand_over(cluster.report, ready.found, ready.observer)  # the failed run's rows, now, for good
+        its = next(one for one in ready if one.cluster.name == cluster.name)
+        found = _following(its, previous.tags)
+        hand_over(cluster.report, its.found, its.observer)  # the failed run's rows, now, for good
         if not found.sources:
             return
         with observing(cluster.ctx, cluster.report, found) as observer:
@@ -125,11 +147,11 @@ def _settle_back(ctx: Context, run: Prepared, registry: Registry, previous: Arti
 
     clusters = [
         fleet.Cluster(
-            ready.cluster.name,
-            replace(ready.cluster.ctx, deadline=ctx.deadline, cancelled=threading.Event()),
-            ready.cluster.report,
+            one.cluster.name,
+            replace(one.cluster.ctx, deadline=ctx.deadline, cancelled=threading.Event()),
+            one.cluster.report,
         )
-        for ready in run.ready
+        for one in ready
     ]
     fleet.each(ctx, clusters, back)
 

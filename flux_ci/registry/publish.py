@@ -88,7 +88,7 @@ def push(ctx: Context, registry: Registry) -> Artifact:
         with ctx.progress.step("tag", ", ".join(plan.tags[1:])):
             registry.tag(plan.repository, digest, plan.tags[1:])
     else:
-        ctx.progress.skip("tag", "FLUX_CI_EXTRA_TAGS is none")
+        ctx.progress.skip("tag", "each wave moves its own tag" if s.waves else "FLUX_CI_EXTRA_TAGS is none")
     return artifact
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from flux_ci.report.models import ClusterStatus, Report
+from flux_ci.report.models import ClusterStatus, Report, WaveStatus
 
 _DOTENV_UNSAFE = re.compile(r"[\s'\"\\#]")
 DOTENV_LIMIT = 5 * 1024  # bytes: the file must be smaller
@@ -109,4 +109,6 @@ def report_values(report: Report) -> dict[str, str]:
         "FLUX_CI_CLUSTERS": ",".join(c.context for c in report.clusters),
         "FLUX_CI_CLUSTERS_SUCCEEDED": report.clusters_with(ClusterStatus.SUCCEEDED),
         "FLUX_CI_CLUSTERS_FAILED": report.clusters_with(ClusterStatus.FAILED, ClusterStatus.SUPERSEDED),
+        "FLUX_CI_WAVES_SUCCEEDED": report.waves_with(WaveStatus.SUCCEEDED),
+        "FLUX_CI_WAVE_FAILED": report.waves_with(WaveStatus.FAILED),
     }

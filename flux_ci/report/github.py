@@ -36,6 +36,8 @@ OUTPUT_NAMES = {
     "FLUX_CI_ROLLBACK_STATUS": "rollback-status",
     "FLUX_CI_CLUSTERS_SUCCEEDED": "clusters-succeeded",
     "FLUX_CI_CLUSTERS_FAILED": "clusters-failed",
+    "FLUX_CI_WAVES_SUCCEEDED": "waves-succeeded",
+    "FLUX_CI_WAVE_FAILED": "wave-failed",
 }
 
 

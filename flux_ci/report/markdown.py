@@ -22,6 +22,7 @@ from flux_ci.report.models import (
     Rollback,
     SourceState,
     Status,
+    WaveOutcome,
 )
 
 # By the status's value, so a status added later still renders (with the neutral mark).
@@ -52,8 +53,7 @@ def to_markdown(report: Report) -> str:
         blocks.append(_table(("", ""), [row for row in rows if row[1]]))
     several = bool(report.clusters)
     blocks += _objects(report, several=several)
-    if report.clusters:
-        blocks.append(_table(("cluster", "status", "exit code"), [_cluster_row(c) for c in report.clusters]))
+    blocks += _outcomes(report)
     if report.history:
         blocks += _history(report.history, several=several)
     if report.rollback is not None:
@@ -77,6 +77,17 @@ def to_markdown(report: Report) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+def _outcomes(report: Report) -> list[str]:
+    """A row per cluster of several, then a row per wave."""
+    blocks = []
+    if report.clusters:
+        blocks.append(_table(("cluster", "status", "exit code"), [_cluster_row(c) for c in report.clusters]))
+    if report.waves:
+        headers = ("wave", "clusters", "status", "seconds", "soak")
+        blocks.append(_table(headers, [_wave_row(w) for w in report.waves]))
+    return blocks
+
+
 def _objects(report: Report, *, several: bool) -> list[str]:
     """The sources and consumers as they are, and who pushed what each source holds."""
     blocks = []
@@ -93,6 +104,12 @@ def _objects(report: Report, *, several: bool) -> list[str]:
 
 def _cluster_row(c: ClusterOutcome) -> tuple[str, ...]:
     return (_code(c.context), _cell(str(c.status)), str(c.exit_code))
+
+
+def _wave_row(w: WaveOutcome) -> tuple[str, ...]:
+    seconds = f"{w.seconds:.1f}" if w.started_at else "-"
+    soak = f"{w.soak_s:.1f}" if w.soak_s else "-"
+    return (_code(w.tag), ", ".join(_code(c) for c in w.clusters), _cell(str(w.status)), seconds, soak)
 
 
 def _rollback(r: Rollback) -> str:

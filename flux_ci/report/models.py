@@ -253,6 +253,25 @@ class Rollback:
     duration_s: float = 0.0
 
 
+class WaveStatus(StrEnum):
+    SUCCEEDED = "succeeded"  # its tag points to the digest, its clusters applied it (and it soaked)
+    FAILED = "failed"  # the wave that ended the run (FLUX_CI_WAVE_FAILED)
+    NOT_STARTED = "not-started"  # an earlier wave failed: its tag never moved
+    ROLLED_BACK = "rolled_back"  # it had succeeded; FLUX_CI_ROLLBACK put its tag back after a failure
+
+
+@dataclass(frozen=True)
+class WaveOutcome:
+    """One wave of FLUX_CI_WAVES: its tag, its clusters and how it ended."""
+
+    tag: str
+    clusters: tuple[str, ...]
+    status: WaveStatus
+    started_at: str = ""  # when its tag moved, RFC 3339 UTC ("" if it never started)
+    seconds: float = 0.0  # from moving its tag until its clusters applied the digest (or failed)
+    soak_s: float = 0.0  # how long its consumers were then watched, healthy, before the next wave
+
+
 @dataclass
 class Report:
     """Everything one flux-ci command found out; the renderers turn it into table, JSON or dotenv."""
@@ -283,10 +302,16 @@ class Report:
     # `history`: each consumer's last entries, newest first.
     history: list[HistoryEntry] = field(default_factory=list)
     deadline: DeadlineInfo | None = None  # None: the command never got as far as its deadline
+    # FLUX_CI_WAVES: every wave, in order, with how it ended.
+    waves: list[WaveOutcome] = field(default_factory=list)
 
     def clusters_with(self, *statuses: ClusterStatus) -> str:
         """The contexts of the clusters that ended so, as a comma list (dotenv, action outputs)."""
         return ",".join(c.context for c in self.clusters if c.status in statuses)
+
+    def waves_with(self, *statuses: WaveStatus) -> str:
+        """The tags of the waves that ended so, as a comma list (dotenv, action outputs)."""
+        return ",".join(wave.tag for wave in self.waves if wave.status in statuses)
 
     def immutable_tag(self) -> str:
         """The artifact's own tag: the first that this run did not move (a promotion of a bare digest

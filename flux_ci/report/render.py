@@ -26,6 +26,7 @@ from flux_ci.report.models import (
     SourceState,
     Status,
     Step,
+    WaveOutcome,
 )
 
 # GitLab's dotenv report (`Ci::ParseDotenvArtifactService`): one KEY=value a line, no quotes, spaces
@@ -50,6 +51,7 @@ def to_json(report: Report) -> str:
         "clusters": [_cluster(c) for c in report.clusters],
         "tag_moves": [asdict(move) for move in report.tag_moves],
         "rollback": _rollback(report.rollback),
+        "waves": [_wave(w) for w in report.waves],
         "scope": list(report.scope),
         "notes": list(report.notes),
         "steps": [_step(s) for s in report.steps],
@@ -97,6 +99,17 @@ def _cluster(c: ClusterOutcome) -> dict[str, Any]:
         "status": str(c.status),
         "exit_code": c.exit_code,
         "error": asdict(c.error) if c.error else None,
+    }
+
+
+def _wave(w: WaveOutcome) -> dict[str, Any]:
+    return {
+        "tag": w.tag,
+        "clusters": list(w.clusters),
+        "status": str(w.status),
+        "started_at": w.started_at,
+        "seconds": w.seconds,
+        "soak_s": w.soak_s,
     }
 
 
@@ -203,8 +216,7 @@ def to_table(report: Report) -> str:
         blocks.append(tabulate(rows, tablefmt="plain"))
     several = bool(report.clusters)
     blocks += _object_blocks(report, several=several)
-    if report.clusters:
-        blocks.append("\n".join(_cluster_line(c) for c in report.clusters))
+    blocks += _outcomes(report)
     if report.history:
         from flux_ci.report.timeline import history_tables  # noqa: PLC0415 - `history` only
 
@@ -324,11 +336,31 @@ def _short_digest(text: str) -> str:
     return _DIGEST.sub(r"\1…", text)
 
 
+def _outcomes(report: Report) -> list[str]:
+    """One line per cluster of several, then one line per wave."""
+    blocks = []
+    if report.clusters:
+        blocks.append("\n".join(_cluster_line(c) for c in report.clusters))
+    if report.waves:
+        blocks.append("\n".join(_short(wave_line(w), TABLE_WIDTH) for w in report.waves))
+    return blocks
+
+
 def _cluster_line(c: ClusterOutcome) -> str:
     line = f"cluster {c.context}: {c.status}"
     if c.error is not None:
         line += f" (exit {c.exit_code}, {c.error.code})"
     return _short(line, TABLE_WIDTH)
+
+
+def wave_line(w: WaveOutcome) -> str:
+    """One wave as people read it: `wave canary (staging): succeeded in 1.2s, soaked 30.0s`."""
+    line = f"wave {w.tag} ({', '.join(w.clusters)}): {w.status}"
+    if w.started_at:
+        line += f" in {w.seconds:.1f}s"
+    if w.soak_s:
+        line += f", soaked {w.soak_s:.1f}s"
+    return line
 
 
 def _rollback_line(r: Rollback) -> str:

@@ -37,6 +37,8 @@ class Observed:
     first_child_s: float | None = None  # seen in /proc
     children: set[int] = field(default_factory=set)  # distinct direct children seen in /proc
     max_watches: int = 0  # most `kubectl ... --watch` children alive at one sample
+    max_kubectl: int = 0  # most kubectl children (watches or not) alive at one sample
+    peak_kubectl: list[str] = field(default_factory=list)  # what they were: `<verb> <resource>`, at the peak
     peak_rss_kib: int = 0  # VmHWM of the process itself, not of its children
     cpu_s: float | None = None  # utime + stime of the process itself (all its threads)
 
@@ -124,7 +126,8 @@ class _ProcTable:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self._others: set[int] = set()
-        self._children: dict[int, bool] = {}  # pid -> is a `--watch` or `--watch-only`
+        self._children: dict[int, tuple[bool, bool]] = {}  # pid -> (is kubectl, is a `--watch`)
+        self._argv: dict[int, list[str]] = {}
 
     def sample(self, run: Observed) -> None:
         alive = {int(name) for name in os.listdir("/proc") if name.isdigit()}
@@ -134,13 +137,18 @@ class _ProcTable:
             if fields is None or int(fields[1]) != self.pid:
                 self._others.add(pid)
                 continue
-            self._children[pid] = False
+            self._children[pid] = (False, False)
             run.children.add(pid)
             if run.first_child_s is None:
                 run.first_child_s = time.monotonic() - run.started_at
         # Read every sample: a child seen between fork and exec still shows flux-ci's own command line.
-        self._children = {pid: _is_watch(_cmdline(pid)) for pid in self._children if pid in alive}
-        run.max_watches = max(run.max_watches, sum(self._children.values()))
+        self._argv = {pid: _cmdline(pid) for pid in self._children if pid in alive}
+        self._children = {pid: _kind(argv) for pid, argv in self._argv.items()}
+        run.max_watches = max(run.max_watches, sum(watch for _, watch in self._children.values()))
+        kubectl = [pid for pid, (is_kubectl, _) in self._children.items() if is_kubectl]
+        if len(kubectl) > run.max_kubectl:
+            run.max_kubectl = len(kubectl)
+            run.peak_kubectl = sorted(_what(self._argv[pid]) for pid in kubectl)
         run.peak_rss_kib = max(run.peak_rss_kib, _vm_hwm_kib(self.pid))
 
 
@@ -152,9 +160,17 @@ def _stat(pid: int) -> list[str] | None:
         return None
 
 
-def _is_watch(argv: list[str]) -> bool:
-    """A `kubectl get --watch` (the objects) or `--watch-only` (the events)."""
-    return "--watch" in argv or "--watch-only" in argv
+def _kind(argv: list[str]) -> tuple[bool, bool]:
+    """(a kubectl, a `kubectl get --watch` of the objects or `--watch-only` of the events)."""
+    kubectl = bool(argv) and Path(argv[0]).name == "kubectl"
+    return kubectl, kubectl and ("--watch" in argv or "--watch-only" in argv)
+
+
+def _what(argv: list[str]) -> str:
+    """`get kustomizations... --watch`, shortly: the verb and what it acts on."""
+    words = [word for word in argv[1:] if not word.startswith("--context=")]
+    watch = " --watch" if "--watch" in argv or "--watch-only" in argv else ""
+    return " ".join(words[:2]) + watch
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -185,10 +201,13 @@ class ReadyWatch:
     Records when each (name, lastAppliedRevision) was first seen Ready, on the benchmark's clock.
     """
 
-    def __init__(self, kubectl: str, namespace: str, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, kubectl: str, namespace: str, env: Mapping[str, str], context: str | None = None
+    ) -> None:
         self.seen: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
-        argv = [kubectl, "get", "kustomizations.kustomize.toolkit.fluxcd.io", "-n", namespace,
+        on = [f"--context={context}"] if context else []
+        argv = [kubectl, *on, "get", "kustomizations.kustomize.toolkit.fluxcd.io", "-n", namespace,
                 "-o", "json", "--watch"]  # fmt: skip
         self._process = subprocess.Popen(
             argv, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -96,20 +96,15 @@ class Bench:
         return app
 
     def _source(self, namespace: str, name: str, repository: str, secret: str | None) -> dict[str, Any]:
-        spec: dict[str, Any] = {
-            "interval": "10m",  # nothing moves unless a deploy asks
-            "url": self.client.oci_url(repository),
-            "ref": {"tag": TAG},
-            "insecure": True,  # the sandbox registry speaks plain HTTP
-        }
-        if secret:
-            spec["secretRef"] = {"name": secret}
-        return _object("source.toolkit.fluxcd.io/v1", "OCIRepository", namespace, name, spec)
+        return source_object(self.client, namespace, name, repository, secret)
 
     # -- the variants -------------------------------------------------------------------------
 
-    def flux_ci(self, app: App, label: str, *, sample: bool = True) -> Outcome:
-        """A: `flux-ci -v deploy` (the trace counts and times its children)."""
+    def flux_ci(
+        self, app: App, label: str, *, sample: bool = True, extra: Mapping[str, str] | None = None
+    ) -> Outcome:
+        """A: `flux-ci -v deploy` (the trace counts and times its children); `extra`: more variables
+        (the clusters of a fleet, waves)."""
         _write_change(app, label)
         env = self.env | {
             "FLUX_CI_REPOSITORY": self.client.oci_url(app.repository),
@@ -121,6 +116,7 @@ class Bench:
             "FLUX_CI_TIMEOUT": "120s",
             "FLUX_CI_OUTPUT": "json",
             "PYTHONPATH": str(ROOT),
+            **(extra or {}),
         }
         argv = [sys.executable, "-m", "flux_ci", "-v", "deploy"]
         run = observe(argv, env=env, cwd=self.work, timeout=DEPLOY_TIMEOUT_S, sample=sample)
@@ -238,6 +234,29 @@ def _flux_ci_error(run: Observed, report: Mapping[str, Any]) -> str:
     message = error.get("message") if isinstance(error, dict) else None
     tail = " | ".join(line for _, line in run.trace[-3:])
     return f"exit {run.exit_code}: {message or tail or 'no report'}"
+
+
+def source_object(
+    client: SandboxClient, namespace: str, name: str, repository: str, secret: str | None, *, tag: str = TAG
+) -> dict[str, Any]:
+    """An OCIRepository following `tag` of the repository, fetching only when asked."""
+    spec: dict[str, Any] = {
+        "interval": "10m",  # nothing moves unless a deploy asks
+        "url": client.oci_url(repository),
+        "ref": {"tag": tag},
+        "insecure": True,  # the sandbox registry speaks plain HTTP
+    }
+    if secret:
+        spec["secretRef"] = {"name": secret}
+    return _object("source.toolkit.fluxcd.io/v1", "OCIRepository", namespace, name, spec)
+
+
+def kustomization_object(namespace: str, name: str, source: str) -> dict[str, Any]:
+    return _kustomization(namespace, name, source, "")
+
+
+def write_change(app: App, label: str) -> None:
+    _write_change(app, label)
 
 
 def _kustomization(namespace: str, name: str, source: str, prefix: str) -> dict[str, Any]:

@@ -177,3 +177,16 @@ def test_every_cluster_that_succeeded_is_named() -> None:
     clusters[0].error = ConsumerFailedError("broken")
     clusters[1].finished = clusters[2].finished = True
     assert fleet.combined(clusters).message == "cluster a: broken\nsucceeded in: b, c"
+
+
+def test_one_cluster_of_one_wave_is_deployed_to_as_that_cluster_with_its_wave_tag() -> None:
+    progress = Progress(Masker(), out=io.StringIO())
+    ctx = Context(Settings(waves="canary=stg"), FakeRunner(), Deadline(60), progress)
+    report = Report("deploy")
+    (cluster,) = fleet.clusters_of(ctx, report)
+    assert cluster.report is report
+    assert (cluster.name, cluster.ctx.settings.kube_context, cluster.ctx.settings.extra_tags) == (
+        "stg",
+        "stg",
+        ["canary"],
+    )

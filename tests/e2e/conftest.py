@@ -14,8 +14,13 @@ from tests.sandbox.procs import sigterm_as_interrupt
 
 SANDBOX_KEY = pytest.StashKey[SandboxClient]()
 SECOND_CLUSTER_KEY = pytest.StashKey[SandboxClient]()
+THIRD_CLUSTER_KEY = pytest.StashKey[SandboxClient]()
 # Whose controller logs a failing test's report gets: the clusters whose fixture it uses.
-_LOGGED_CLUSTERS = ((SANDBOX_KEY, "sandbox"), (SECOND_CLUSTER_KEY, "second_cluster"))
+_LOGGED_CLUSTERS = (
+    (SANDBOX_KEY, "sandbox"),
+    (SECOND_CLUSTER_KEY, "second_cluster"),
+    (THIRD_CLUSTER_KEY, "third_cluster"),
+)
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +57,16 @@ def second_cluster(sandbox: SandboxClient, request: pytest.FixtureRequest) -> It
     request.config.stash[SECOND_CLUSTER_KEY] = client
     yield client
     del request.config.stash[SECOND_CLUSTER_KEY]
+
+
+@pytest.fixture(scope="session")
+def third_cluster(second_cluster: SandboxClient, request: pytest.FixtureRequest) -> Iterator[SandboxClient]:
+    """The sandbox's third cluster (context `flux-ci-sandbox-3`), for a fleet sharded over jobs: like
+    the second, started when a test first asks, and stopped with the sandbox."""
+    client = second_cluster.start_cluster(3)
+    request.config.stash[THIRD_CLUSTER_KEY] = client
+    yield client
+    del request.config.stash[THIRD_CLUSTER_KEY]
 
 
 @pytest.fixture

@@ -210,6 +210,8 @@ def test_the_action_deploys_and_writes_outputs_summary_and_groups(project: Proje
         "rollback-status": "",
         "clusters-succeeded": "",
         "clusters-failed": "",
+        "waves-succeeded": "",
+        "wave-failed": "",
     }
     summary = (tmp_path / "step_summary").read_text(encoding="utf-8")
     assert summary.startswith("### ✅ flux-ci deploy: succeeded")

@@ -52,6 +52,8 @@ def test_outputs_are_the_dotenv_facts_under_the_action_names() -> None:
         "rollback-status": "",
         "clusters-succeeded": "",
         "clusters-failed": "",
+        "waves-succeeded": "",
+        "wave-failed": "",
     }
     empty = github.outputs(Report(command="deploy", status=Status.FAILED, exit_code=2))
     assert empty["digest"] == empty["url"] == empty["tag"] == ""

@@ -20,6 +20,8 @@ from flux_ci.report.models import (
     Status,
     Step,
     StepStatus,
+    WaveOutcome,
+    WaveStatus,
 )
 
 DIGEST = "sha256:" + "ab" * 32
@@ -200,3 +202,15 @@ def test_a_deadline_fitted_to_the_ci_job_is_said() -> None:
         _report(deadline=DeadlineInfo(13.0, "job"))
     )
     assert "deadline" not in to_markdown(_report(deadline=DeadlineInfo(300.0, "timeout")))
+
+
+def test_one_row_per_wave() -> None:
+    waves = [
+        WaveOutcome("canary", ("stg",), WaveStatus.SUCCEEDED, "2026-12-07T10:00:00Z", 1.25, 30.0),
+        WaveOutcome("stable", ("prod_us",), WaveStatus.NOT_STARTED),
+    ]
+    text = to_markdown(_report(waves=waves))
+    assert "| wave | clusters | status | seconds | soak |" in text
+    assert "| `canary` | `stg` | succeeded | 1.2 | 30.0 |" in text
+    assert "| `stable` | `prod_us` | not-started | - | - |" in text
+    assert "| wave |" not in to_markdown(_report())

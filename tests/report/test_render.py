@@ -20,6 +20,8 @@ from flux_ci.report.models import (
     Step,
     StepStatus,
     TagMove,
+    WaveOutcome,
+    WaveStatus,
 )
 from flux_ci.report.render import to_json, to_table
 
@@ -351,3 +353,38 @@ def test_the_table_says_when_the_ci_job_decided_the_deadline() -> None:
     fitted = to_table(_report(deadline=DeadlineInfo(13.0, "job")))
     assert "deadline: 13s, fitted to the CI job's end" in fitted.splitlines()
     assert "deadline" not in to_table(_report(deadline=DeadlineInfo(300.0, "timeout")))
+
+
+WAVES = [
+    WaveOutcome("canary", ("stg",), WaveStatus.ROLLED_BACK, "2026-12-07T10:00:00.123Z", 1.234, 30.0),
+    WaveOutcome("eu", ("prod-eu-1", "prod-eu-2"), WaveStatus.FAILED, "2026-12-07T10:00:31.500Z", 2.5),
+    WaveOutcome("stable", ("prod-us",), WaveStatus.NOT_STARTED),
+]
+
+
+def test_each_wave_is_in_the_json_the_table_and_the_dotenv() -> None:
+    report = _report(waves=WAVES, status=Status.FAILED, exit_code=7)
+    assert json.loads(to_json(report))["waves"] == [
+        {"tag": "canary", "clusters": ["stg"], "status": "rolled_back",
+         "started_at": "2026-12-07T10:00:00.123Z", "seconds": 1.234, "soak_s": 30.0},
+        {"tag": "eu", "clusters": ["prod-eu-1", "prod-eu-2"], "status": "failed",
+         "started_at": "2026-12-07T10:00:31.500Z", "seconds": 2.5, "soak_s": 0.0},
+        {"tag": "stable", "clusters": ["prod-us"], "status": "not-started", "started_at": "", "seconds": 0.0,
+         "soak_s": 0.0},
+    ]  # fmt: skip
+    table = to_table(report)
+    assert "wave canary (stg): rolled_back in 1.2s, soaked 30.0s\n" in table
+    assert "wave eu (prod-eu-1, prod-eu-2): failed in 2.5s\n" in table
+    assert "wave stable (prod-us): not-started\n" in table
+    dotenv = to_dotenv(report)
+    assert "FLUX_CI_WAVE_FAILED=eu\n" in dotenv
+    assert "FLUX_CI_WAVES_SUCCEEDED" not in dotenv  # empty: none still stands (canary was rolled back)
+    succeeded = [WaveOutcome(w.tag, w.clusters, WaveStatus.SUCCEEDED) for w in WAVES]
+    assert "FLUX_CI_WAVES_SUCCEEDED=canary,eu,stable\n" in to_dotenv(_report(waves=succeeded))
+
+
+def test_without_waves_there_is_no_wave_anywhere() -> None:
+    report = _report()
+    assert json.loads(to_json(report))["waves"] == []
+    assert "wave " not in to_table(report)
+    assert "FLUX_CI_WAVE" not in to_dotenv(report)

@@ -4,9 +4,9 @@ docker-registry (htpasswd auth) + etcd + kube-apiserver + source-controller + ku
 + helm-controller + notification-controller (its Receiver webhooks on 127.0.0.1), all the pinned
 real binaries, started as local processes. Never imported by
 flux_ci. SandboxClient also injects faults (pause, stop, restart a component) and hands out
-namespaced RBAC identities. A second cluster (`up(clusters=2)`, or `add_cluster` /
-`SandboxClient.start_second_cluster` on a running sandbox) shares the registry: context
-`flux-ci-sandbox-2`, processes named `<component>-2` (see clusters.py).
+namespaced RBAC identities. Further clusters, up to 8 (`up(clusters=N)`, or `add_cluster` /
+`SandboxClient.start_cluster(N)` on a running sandbox) share the registry: context
+`flux-ci-sandbox-N`, processes named `<component>-N` (see clusters.py).
 """
 
 from __future__ import annotations

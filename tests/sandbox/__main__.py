@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         choices=range(1, MAX_CLUSTERS + 1),
         default=1,
-        help="Kubernetes clusters sharing the registry (2: context flux-ci-sandbox-2 as well)",
+        help="Kubernetes clusters sharing the registry (N > 1: contexts flux-ci-sandbox-2 to -N as well)",
     )
     start.add_argument(
         "--controllers",

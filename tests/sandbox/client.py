@@ -132,13 +132,17 @@ class SandboxClient:
         return cls(state, cluster)
 
     def start_second_cluster(self) -> SandboxClient:
-        """Start the sandbox's second cluster unless it runs; a client bound to it.
+        """Start the sandbox's second cluster unless it runs; a client bound to it."""
+        return self.start_cluster(2)
 
-        It joins this sandbox (same state, same registry), so `down` and the test session's end
-        stop it with everything else.
+    def start_cluster(self, number: int) -> SandboxClient:
+        """Start the sandbox's clusters up to `number` unless they run; a client bound to that one.
+
+        They join this sandbox (same state, same registry), so `down` and the test session's end
+        stop them with everything else.
         """
-        lifecycle.add_cluster(self.state)
-        return SandboxClient(self.state, cluster=2)
+        lifecycle.add_cluster(self.state, up_to=number)
+        return SandboxClient(self.state, cluster=number)
 
     # -- running the real tools -------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """Which Kubernetes cluster of the sandbox a component, a file or a kube context belongs to.
 
-The sandbox runs one cluster, or two sharing the one registry. Cluster 1 keeps the names it has
-always had (`kube-apiserver`, `<state dir>/kubeconfig`, context `flux-ci-sandbox`), so nothing that
-knows only one cluster changes; cluster N > 1 adds `-N` to its process names and its context and
-keeps its files under `<state dir>/cluster-N/`.
+The sandbox runs one cluster, or up to `MAX_CLUSTERS` sharing the one registry (a fleet for the
+benchmark). Cluster 1 keeps the names it has always had (`kube-apiserver`, `<state dir>/kubeconfig`,
+context `flux-ci-sandbox`), so nothing that knows only one cluster changes; cluster N > 1 adds `-N` to
+its process names and its context and keeps its files under `<state dir>/cluster-N/`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import re
 from dataclasses import dataclass
 
 CONTEXT = "flux-ci-sandbox"
-MAX_CLUSTERS = 2
+# Each further cluster is etcd, an API server and source-, kustomize- and helm-controller: about
+# 570 MiB and 11 s of start-up on a loaded 2-core machine (`make bench`, docs/performance.md).
+MAX_CLUSTERS = 8
 # The registry serves every cluster: its process has no cluster suffix.
 SHARED_COMPONENTS = ("registry",)
 _SUFFIX = re.compile(r"-(\d+)$")

@@ -205,7 +205,7 @@ def up(
 ) -> SandboxState:
     """Start the sandbox, or reuse the healthy one already running for this state dir.
 
-    clusters: 2 adds a second Kubernetes cluster (context `flux-ci-sandbox-2`) next to the first.
+    clusters: N > 1 adds further Kubernetes clusters (contexts `flux-ci-sandbox-2` to `-N`).
     controllers: the Flux controllers of the first cluster (in CONTROLLERS' order), e.g. only
     source- and kustomize-controller for `make demo`, which then needs no other binary built.
     die_with_parent: the kernel kills every component when the calling process dies (for test
@@ -234,15 +234,17 @@ def dies_with_parent(state: SandboxState) -> bool:
     return spec is not None and spec.die_with_parent
 
 
-def add_cluster(state: SandboxState, *, report: Report = _quiet) -> SandboxState:
-    """Start the second cluster next to a running one-cluster sandbox (a no-op when it runs).
+def add_cluster(state: SandboxState, *, up_to: int = SECOND.number, report: Report = _quiet) -> SandboxState:
+    """Start further clusters next to a running sandbox until it runs `up_to` (a no-op when it does).
 
     `state` is updated in place and saved, like every change to a running sandbox, so a client
     holding it sees the new processes, and `down` (or the parent's death, when the sandbox dies
     with its parent) stops them with the rest.
     """
+    if not 1 <= up_to <= MAX_CLUSTERS:
+        raise SandboxError(f"the sandbox runs 1 to {MAX_CLUSTERS} clusters, not {up_to}")
     with locked(state.state_dir):
-        if state.clusters >= SECOND.number:
+        if state.clusters >= up_to:
             return state
         # Seeded with what runs already: no port is handed out twice, and the started-file that
         # `down` reads keeps listing every process.
@@ -254,14 +256,15 @@ def add_cluster(state: SandboxState, *, report: Report = _quiet) -> SandboxState
         )
         starter = _Starter(launch, report)
         try:
-            starter.further_cluster(SECOND, state.kubeconfig)
+            for cluster in all_clusters(up_to)[state.clusters :]:
+                starter.further_cluster(cluster, state.kubeconfig)
         except BaseException:
             _stop_started_since(launch, len(state.processes))
             raise
         state.processes = list(launch.started)
         state.ports = launch.ports.given
         state.startup_seconds |= starter.seconds
-        state.clusters = SECOND.number
+        state.clusters = up_to
         save(state)
         write_env_file(state)
     return state
