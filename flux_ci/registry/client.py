@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from flux_ci.context import Context
 from flux_ci.errors import RegistryError
@@ -12,6 +13,8 @@ from flux_ci.registry.credentials import RegistryAuth, registry_login
 from flux_ci.registry.retry import retrying
 from flux_ci.tools import flux, oras
 from flux_ci.tools.runner import CommandResult
+
+T = TypeVar("T")
 
 
 class Registry:
@@ -63,23 +66,14 @@ class Registry:
         separator = "" if reference.startswith("@") else ":"
         full = f"{repository.removeprefix('oci://')}{separator}{reference}"
         argv = oras.resolve_argv(full, self.auth.registry_config, plain_http=self.auth.plain_http)
-        result = self._retry("oras resolve", lambda: self._run(argv))
-        if result.ok:
-            return oras.parse_resolve(result.stdout)
-        if oras.not_found(result.stderr):
-            return None
-        raise oras.failure(f"resolving {full}", result.stderr)
+        return self._read("oras resolve", argv, oras.parse_resolve, f"resolving {full}")
 
     def annotations(self, repository: str, digest: str) -> dict[str, str] | None:
         """The annotations of the manifest `digest`, or None if the registry no longer holds it."""
         reference = f"{repository.removeprefix('oci://')}@{digest}"
         argv = oras.manifest_fetch_argv(reference, self.auth.registry_config, plain_http=self.auth.plain_http)
-        result = self._retry("oras manifest fetch", lambda: self._run(argv))
-        if result.ok:
-            return oras.parse_manifest_annotations(result.stdout)
-        if oras.not_found(result.stderr):
-            return None
-        raise oras.failure(f"fetching the manifest {reference}", result.stderr)
+        what = f"fetching the manifest {reference}"
+        return self._read("oras manifest fetch", argv, oras.parse_manifest_annotations, what)
 
     def tags(self, repository: str) -> list[str]:
         """Every tag of the repository ([] if nothing was ever pushed to it)."""
@@ -108,6 +102,15 @@ class Registry:
         (`Deadline.attempt`): one that hangs is cut and retried (`retry`) while time remains."""
         timeout = self._ctx.deadline.attempt() if timeout is None else timeout
         return self._ctx.runner.run(argv, timeout=timeout, env=env, mutating=mutating)
+
+    def _read(self, what: str, argv: list[str], parse: Callable[[str], T], doing: str) -> T | None:
+        """A read of something the registry may not hold: parsed, or None on oras's `not found`."""
+        result = self._retry(what, lambda: self._run(argv))
+        if result.ok:
+            return parse(result.stdout)
+        if oras.not_found(result.stderr):
+            return None
+        raise oras.failure(doing, result.stderr)
 
     def _retry(self, what: str, attempt: Callable[[], CommandResult]) -> CommandResult:
         return retrying(self._ctx, what, attempt)
