@@ -28,6 +28,24 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+# `make test` runs on pytest-xdist workers (`--dist loadgroup`): each file's tests on one worker, so
+# its module fixtures (a sandbox project, a built image) are made once. The files that run the CI
+# engines share one worker: gitlab-ci-local keeps its per-job scratch files under /tmp named by
+# project and job (two pipelines side by side would share them), and two image builds side by side
+# would only fight for the same cores.
+_ONE_WORKER = "ci-engines"
+_ONE_WORKER_FILES = frozenset(
+    {"test_pipelines.py", "test_components.py", "test_fleet_pipeline.py", "test_release_pipeline.py",
+     "test_image.py", "test_github_action.py"}
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = _ONE_WORKER if item.path.name in _ONE_WORKER_FILES else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test inherits the real CI's tokens or settings; each sets what it needs."""

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 ALLOWLIST = Path(__file__).with_name("skips.toml")
-_SEEN = pytest.StashKey[dict[str, list[str]]]()  # "allowed"/"unexpected" → node ids, for the summary
 
 
 @dataclass(frozen=True)
@@ -55,6 +54,9 @@ def unexpected(nodeid: str, reason: str, allowed: list[AllowedSkip]) -> bool:
     return not any(entry.covers(nodeid, reason) for entry in allowed)
 
 
+_UNEXPECTED = "skipped in CI mode (CI=true), and not on the allowlist"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -62,25 +64,24 @@ def pytest_runtest_makereport(
     report = yield
     if report.skipped and not hasattr(report, "wasxfail") and ci_mode():
         reason = skip_reason(report)
-        empty: dict[str, list[str]] = {"allowed": [], "unexpected": []}
-        seen = item.config.stash.setdefault(_SEEN, empty)
-        bad = unexpected(report.nodeid, reason, allowlist())
-        seen["unexpected" if bad else "allowed"].append(report.nodeid)
-        if bad:
+        if unexpected(report.nodeid, reason, allowlist()):
             report.outcome = "failed"
             report.longrepr = (
-                f"skipped in CI mode (CI=true), and not on the allowlist {ALLOWLIST.name}: {reason}\n"
+                f"{_UNEXPECTED} {ALLOWLIST.name}: {reason}\n"
                 "In CI every test runs: install what it needs (.ci/run), or list it there with why."
             )
     return report
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    """In CI mode, one line: how many tests skipped, on the allowlist and not (each of those failed)."""
+    """In CI mode, one line: how many tests skipped, on the allowlist and not (each of those failed).
+
+    Counted from the reports the terminal shows, so a run split over workers (`pytest -n`) counts
+    every worker's."""
     if ci_mode():
-        empty: dict[str, list[str]] = {"allowed": [], "unexpected": []}
-        seen = config.stash.get(_SEEN, empty)
+        allowed = [r for r in terminalreporter.stats.get("skipped", []) if getattr(r, "skipped", False)]
+        failed = terminalreporter.stats.get("failed", [])
+        bad = [r for r in failed if _UNEXPECTED in getattr(r, "longreprtext", "")]  # xdist adds a line first
         terminalreporter.write_line(
-            f"skips in CI mode: {len(seen['allowed'])} allowlisted ({ALLOWLIST.name}), "
-            f"{len(seen['unexpected'])} unexpected (failed)"
+            f"skips in CI mode: {len(allowed)} allowlisted ({ALLOWLIST.name}), {len(bad)} unexpected (failed)"
         )

@@ -38,9 +38,10 @@ def test_passes():
 """
 
 
-def _inner_run(tmp_path: Path, *, ci: str) -> dict[str, str]:
+def _inner_run(tmp_path: Path, *, ci: str, args: tuple[str, ...] = ()) -> dict[str, str]:
     """The outcome of each test of INNER (passed, failed, error, skipped), run by pytest with this
-    repository's configuration and the skip rule, in a file at the allowlisted test's path."""
+    repository's configuration and the skip rule, in a file at the allowlisted test's path; the
+    run's output is in tmp_path/output.txt."""
     test_file = tmp_path / "tests" / "config" / "test_plan.py"
     test_file.parent.mkdir(parents=True)
     test_file.write_text(INNER.replace("test_an_allowlisted_skip", "test_a_mode_000_directory_is_unreadable"))
@@ -48,10 +49,12 @@ def _inner_run(tmp_path: Path, *, ci: str) -> dict[str, str]:
     env = {**os.environ, "CI": ci, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path),
-         "-p", "tests.skips", "-p", "no:cacheprovider", f"--junitxml={junit}", "tests/config/test_plan.py"],
+         "-p", "tests.skips", "-p", "no:cacheprovider", f"--junitxml={junit}", *args,
+         "tests/config/test_plan.py"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert junit.exists(), done.stdout + done.stderr
+    (tmp_path / "output.txt").write_text(done.stdout)
     outcomes: dict[str, str] = {}
     for case in ElementTree.parse(junit).iter("testcase"):  # noqa: S314 - the file pytest just wrote
         kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
@@ -66,6 +69,14 @@ def test_in_ci_mode_a_skip_fails_unless_allowlisted(tmp_path: Path) -> None:
     assert outcomes["test_skips_for_a_missing_tool"] == "failed"
     assert outcomes["test_a_mode_000_directory_is_unreadable"] == "skipped"
     assert outcomes["test_passes"] == "passed"
+
+
+def test_the_summary_counts_the_skips_of_every_worker(tmp_path: Path) -> None:
+    # `make test` splits the run over workers (pytest-xdist): the count is the controller's.
+    outcomes = _inner_run(tmp_path, ci="true", args=("-n", "2"))
+    assert outcomes["test_skips_for_a_missing_tool"] == "failed"
+    summary = (tmp_path / "output.txt").read_text()
+    assert "skips in CI mode: 1 allowlisted (skips.toml), 1 unexpected (failed)" in summary
 
 
 def test_outside_ci_a_skip_is_a_skip(tmp_path: Path) -> None:
