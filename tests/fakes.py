@@ -9,15 +9,20 @@ is tested against real child processes in tests/tools/test_runner.py, and the re
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
+from flux_ci.config.settings import Settings
+from flux_ci.context import Context
+from flux_ci.deadline import Deadline
 from flux_ci.errors import ExitCode, SignalInterruptError
+from flux_ci.report.progress import Progress
 from flux_ci.secrets import Masker
 from flux_ci.tools.output import TraceOutput
-from flux_ci.tools.runner import CommandResult
+from flux_ci.tools.runner import CommandResult, CommandRunner
 
 Lines = list[str] | Callable[[], list[str]]
 
@@ -139,3 +144,21 @@ class FakeRunner:
             if tuple(argv[: len(prefix)]) == prefix and (not isinstance(answer, CommandResult)) == stream:
                 return answer
         raise AssertionError(f"unexpected {'stream' if stream else 'command'}: {' '.join(argv)}")
+
+
+def make_context(
+    settings: Settings | None = None,
+    runner: CommandRunner | None = None,
+    *,
+    seconds: float | None = None,
+    out: io.StringIO | None = None,
+    masker: Masker | None = None,
+) -> Context:
+    """The one way unit tests build a command's Context: `settings` (default `Settings()`) run through
+    `runner` (default a FakeRunner) under a deadline of `seconds` (default the settings' timeout), its
+    progress lines written to `out` (default a throwaway buffer) through `masker` (default a fresh one;
+    pass the runner's to share it, as the CLI does)."""
+    settings = settings or Settings()
+    deadline = Deadline(settings.timeout if seconds is None else seconds)
+    progress = Progress(masker or Masker(), out=io.StringIO() if out is None else out)
+    return Context(settings, runner or FakeRunner(), deadline, progress)

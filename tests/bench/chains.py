@@ -6,15 +6,20 @@ at Flux's own pace (`--requeue-dependency`, 30 s a link). Figures are printed, n
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 from tests.bench.figures import Figure, Section, median
 from tests.bench.scenarios import KUSTOMIZATIONS, TAG, App, Bench, Outcome, _digest, _Steps
 
 # The floors: a chain of 3 costs at most 2 s more than three independent consumers, of 5 at most 3 s.
 CHAIN_ALLOWANCE_S = {3: 2.0, 5: 3.0}
+# Another checkout (e.g. a worktree of the commit before a change) whose flux-ci also deploys the chain,
+# alternated with this one in the same sandbox: a before/after on one machine in one run.
+BEFORE_TREE = "FLUX_CI_BENCH_BEFORE"
 
 
 def chained(bench: Bench, app: App) -> None:
@@ -53,7 +58,8 @@ def chains(bench: Bench, links: int, rounds: int, say: Callable[[str], None]) ->
     chain = bench.app(f"chain{links}", sources=1, per_source=links)
     loose = bench.app(f"loose{links}", sources=1, per_source=links)
     chained(bench, chain)
-    walls: dict[str, list[float]] = {"chain": [], "independent": [], "W2 chain": []}
+    before = os.environ.get(BEFORE_TREE, "")
+    walls: dict[str, list[float]] = {"chain": [], "independent": [], "W2 chain": [], "chain, before": []}
     notes: list[str] = []
     try:
         for app in (chain, loose):
@@ -64,7 +70,15 @@ def chains(bench: Bench, links: int, rounds: int, say: Callable[[str], None]) ->
                 ("independent", partial(bench.flux_ci, loose, f"{loose.namespace}-r{round_}", sample=False)),
                 ("W2 chain", partial(workaround_chain, bench, chain, f"{chain.namespace}-w{round_}")),
             ]
-            for name, variant in runs[round_ % 3 :] + runs[: round_ % 3]:
+            if before:
+                label = f"{chain.namespace}-b{round_}"
+                # Before dependsOn was followed, a chain moved at Flux's requeue: 30 s a link.
+                run_before = partial(
+                    bench.flux_ci, chain, label, sample=False, root=Path(before), deadline_s=60 * links
+                )
+                runs.append(("chain, before", run_before))
+            turn = round_ % len(runs)
+            for name, variant in runs[turn:] + runs[:turn]:
                 outcome = variant()
                 if outcome.ok:
                     walls[name].append(outcome.wall_s)
@@ -99,6 +113,16 @@ def chains(bench: Bench, links: int, rounds: int, say: Callable[[str], None]) ->
             samples=len(walls["W2 chain"]),
         ),
     ]
+    if walls["chain, before"]:
+        figures.insert(
+            1,
+            Figure(
+                f"A of {before}, {links} links chained, median",
+                median(walls["chain, before"]),
+                "s",
+                samples=len(walls["chain, before"]),
+            ),
+        )
     notes.append("W2 waits for the last link; Flux re-checks a dependant every --requeue-dependency (30 s)")
     return Section(
         f"dependsOn chain of {links} vs {links} independent consumers (one source)", figures, notes

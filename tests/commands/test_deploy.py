@@ -4,7 +4,6 @@ and golden files of real tool output; the real thing is in tests/e2e/."""
 from __future__ import annotations
 
 import copy
-import io
 import json
 import subprocess
 import sys
@@ -17,7 +16,6 @@ import pytest
 from flux_ci.commands import deploy, status
 from flux_ci.config.settings import Settings
 from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.errors import (
     ClusterError,
     ConfigError,
@@ -29,8 +27,6 @@ from flux_ci.errors import (
 from flux_ci.kube import verdicts
 from flux_ci.kube.verdicts import Expectation
 from flux_ci.report.models import Report
-from flux_ci.report.progress import Progress
-from flux_ci.secrets import Masker
 from flux_ci.tools.kubectl import HELMRELEASES, KUSTOMIZATIONS, OCIREPOSITORIES
 from flux_ci.tools.runner import CommandResult
 from tests.fakecluster import (
@@ -46,6 +42,7 @@ from tests.fakecluster import (
     source_at,
 )
 from tests.fakecontrollers import KUSTOMIZATION_RERUN_FAILS, Controllers, replay
+from tests.fakes import make_context
 from tests.golden import obj
 
 NEWER = "sha256:" + "2" * 64
@@ -68,8 +65,7 @@ def _cluster(*objects: Obj, **kwargs: Any) -> FakeCluster:
 
 
 def _context(settings: Settings, runner: FakeCluster, seconds: float | None = None) -> Context:
-    progress = Progress(Masker(), out=io.StringIO())
-    return Context(settings, runner, Deadline(seconds or settings.timeout), progress)
+    return make_context(settings, runner, seconds=seconds)
 
 
 def _deploy(cluster: FakeCluster, settings: Settings, seconds: float | None = None) -> Report:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -11,18 +10,15 @@ import pytest
 from flux_ci.commands import diff
 from flux_ci.config import plan
 from flux_ci.config.settings import Settings
-from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.errors import ClusterError, ConfigError, ExitCode
 from flux_ci.report.dotenv import to_dotenv
 from flux_ci.report.markdown import to_markdown
 from flux_ci.report.models import Change, ChangeKind, ObjectRef, Report
-from flux_ci.report.progress import Progress
 from flux_ci.report.render import to_json, to_table
-from flux_ci.secrets import Masker
 from flux_ci.tools import flux
 from tests import golden
 from tests.fakecluster import KUSTOMIZATION, SOURCE, FakeCluster, answer_deploy_tools, deploy_settings
+from tests.fakes import make_context
 
 KS = ObjectRef("Kustomization", "golden-diff", "app")
 
@@ -78,7 +74,7 @@ def _run(manifests: Path, exit_code: int, stdout: str = "", stderr: str = "") ->
     cluster.answer(["flux", "diff"], stdout=stdout, stderr=stderr, exit_code=exit_code)
     settings = deploy_settings(manifests)
     report = Report("diff")
-    ctx = Context(settings, cluster, Deadline(settings.timeout), Progress(Masker(), out=io.StringIO()))
+    ctx = make_context(settings, cluster)
     diff.run_diff(ctx, report)
     return report, cluster
 

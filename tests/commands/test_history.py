@@ -3,19 +3,15 @@ a FakeRunner answering with real oras output): read-only, newest first, joined w
 
 from __future__ import annotations
 
-import io
 import json
 
 from flux_ci.commands.history import run_history
 from flux_ci.config.settings import Settings
-from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.report.models import Report
-from flux_ci.report.progress import Progress
 from flux_ci.report.render import to_json, to_table
-from flux_ci.secrets import Masker
 from tests import golden
 from tests.fakecluster import FakeCluster
+from tests.fakes import make_context
 
 SOURCE = golden.obj("kubectl/ocirepository-traced.json")
 KUSTOMIZATION = golden.obj("kubectl/kustomization-history.json")
@@ -44,7 +40,7 @@ def _cluster(*, login: bool = False) -> FakeCluster:
 
 def _history(cluster: FakeCluster, **settings: object) -> Report:
     values = {"repository": REPOSITORY, "namespace": "golden-history", "insecure_registry": True, **settings}
-    ctx = Context(Settings(**values), cluster, Deadline(30), Progress(Masker(), out=io.StringIO()))
+    ctx = make_context(Settings(**values), cluster, seconds=30)
     report = Report("history")
     run_history(ctx, report)
     cluster.stop_all()

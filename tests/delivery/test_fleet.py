@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 import threading
+from dataclasses import replace
 
 import pytest
 
 from flux_ci.config.settings import Settings
 from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.delivery import fleet
 from flux_ci.errors import (
     ClusterError,
@@ -21,16 +21,13 @@ from flux_ci.errors import (
     SupersededError,
 )
 from flux_ci.report.models import ClusterStatus, ConsumerState, ObjectRef, Report
-from flux_ci.report.progress import Progress
-from flux_ci.secrets import Masker
-from tests.fakes import FakeRunner
+from tests.fakes import FakeRunner, make_context
 
 REF = ObjectRef("Kustomization", "apps", "app")
 
 
 def _context(contexts: str | None, out: io.StringIO | None = None) -> Context:
-    progress = Progress(Masker(), out=out or io.StringIO())
-    return Context(Settings(kube_context=contexts), FakeRunner(), Deadline(60), progress)
+    return make_context(Settings(kube_context=contexts), seconds=60, out=out)
 
 
 def test_one_context_keeps_the_commands_own_context_and_report() -> None:
@@ -166,7 +163,9 @@ def test_each_clusters_outcome_carries_its_error_whole() -> None:
     d.finished = True
     assert d.outcome().status is ClusterStatus.SUCCEEDED
     dry = fleet.Cluster(
-        "e", Context(Settings(), FakeRunner(dry_run=True), Deadline(5), ctx.progress), Report("deploy")
+        "e",
+        replace(make_context(runner=FakeRunner(dry_run=True), seconds=5), progress=ctx.progress),
+        Report("deploy"),
     )
     dry.finished = True
     assert dry.outcome().status is ClusterStatus.DRY_RUN
@@ -180,8 +179,7 @@ def test_every_cluster_that_succeeded_is_named() -> None:
 
 
 def test_one_cluster_of_one_wave_is_deployed_to_as_that_cluster_with_its_wave_tag() -> None:
-    progress = Progress(Masker(), out=io.StringIO())
-    ctx = Context(Settings(waves="canary=stg"), FakeRunner(), Deadline(60), progress)
+    ctx = make_context(Settings(waves="canary=stg"), seconds=60)
     report = Report("deploy")
     (cluster,) = fleet.clusters_of(ctx, report)
     assert cluster.report is report

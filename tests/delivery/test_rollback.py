@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import io
-
-from flux_ci.config.settings import Settings
-from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.delivery import rollback
 from flux_ci.registry.client import Registry
 from flux_ci.registry.credentials import RegistryAuth
 from flux_ci.report.models import Artifact, TagMove
-from flux_ci.report.progress import Progress
-from flux_ci.secrets import Masker
-from tests.fakes import FakeRunner
+from tests.fakes import FakeRunner, make_context
 from tests.golden import text
 
 REPOSITORY = "oci://r.example/app"
@@ -31,7 +24,7 @@ def _registry(points: dict[str, str | None]) -> tuple[Registry, FakeRunner]:
             runner.answer(prefix, stderr=text("oras/resolve-not-found.stderr"), exit_code=1)
         else:
             runner.answer(prefix, stdout=f"{digest}\n")
-    ctx = Context(Settings(), runner, Deadline(60), Progress(Masker(), out=io.StringIO()))
+    ctx = make_context(runner=runner, seconds=60)
     return Registry(ctx, RegistryAuth(None, plain_http=False)), runner
 
 

@@ -16,7 +16,6 @@ import pytest
 from flux_ci.commands import deploy
 from flux_ci.config.settings import Settings
 from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.delivery import rollback
 from flux_ci.errors import ConsumerFailedError
 from flux_ci.registry.client import Registry
@@ -30,8 +29,6 @@ from flux_ci.report.models import (
     TagMove,
     WaveStatus,
 )
-from flux_ci.report.progress import Progress
-from flux_ci.secrets import Masker
 from tests.fakecluster import (
     OLD,
     PUSHED,
@@ -42,6 +39,7 @@ from tests.fakecluster import (
     kustomization_at,
     source_at,
 )
+from tests.fakes import make_context
 
 WAVES = "canary=stg;stable=prod-a,prod-b"
 
@@ -76,14 +74,18 @@ def _controllers(*, failing: Sequence[str] = ()) -> Any:
     fails to for the tags in `failing` (naming the revision, as it does)."""
 
     def react(cluster: FakeCluster, requested: Obj, token: str) -> None:
+        # One status write for the request and the artifact, as source-controller makes it: its
+        # SummarizeAndPatch records the request (summarize/processor.go, RecordReconcileReq) in the
+        # patch that ends the reconcile. A watch never sees the request handled with the old artifact,
+        # which flux-ci rightly fails (the tag points to the pushed digest).
         updated = copy.deepcopy(requested)
         updated["status"]["lastHandledReconcileAt"] = token
-        cluster.put(updated)
         if requested["kind"] != "OCIRepository":
+            cluster.put(updated)
             return
         tag = requested["spec"]["ref"]["tag"]
         updated["status"]["artifact"]["revision"] = f"{tag}@{PUSHED}"
-        cluster.put(copy.deepcopy(updated))
+        cluster.put(updated)
         if tag in failing:
             broken = _consumer(tag, OLD, ready="False", message=f"{tag}@{PUSHED}: kind NoSuchKind not found")
             broken["status"]["lastAttemptedRevision"] = f"{tag}@{PUSHED}"
@@ -114,7 +116,7 @@ def _settings(manifests: Path, **overrides: Any) -> Settings:
 
 
 def _deploy(cluster: FakeCluster, settings: Settings, out: io.StringIO | None = None) -> Report:
-    ctx = Context(settings, cluster, Deadline(settings.timeout), Progress(Masker(), out=out or io.StringIO()))
+    ctx = make_context(settings, cluster, out=out)
     report = Report("deploy")
     try:
         deploy.run_deploy(ctx, report)
@@ -209,7 +211,7 @@ def test_the_first_failed_wave_ends_the_run_and_later_tags_never_move(manifests:
 
 
 def _deploy_into(report: Report, cluster: FakeCluster, settings: Settings) -> Report:
-    ctx = Context(settings, cluster, Deadline(settings.timeout), Progress(Masker(), out=io.StringIO()))
+    ctx = make_context(settings, cluster)
     deploy.run_deploy(ctx, report)
     return report
 

@@ -4,25 +4,22 @@ prints is a summary per object."""
 
 from __future__ import annotations
 
-import io
 import re
 
-from flux_ci.config.settings import Settings
 from flux_ci.context import Context
-from flux_ci.deadline import ATTEMPT_SHARE, Deadline
+from flux_ci.deadline import ATTEMPT_SHARE
 from flux_ci.kube import cluster
 from flux_ci.report.models import ObjectRef
-from flux_ci.report.progress import Progress
 from flux_ci.tools import kubectl, kubectl_summary
 from flux_ci.tools.kubectl import AccessCheck
-from tests.fakes import Call, FakeRunner
+from tests.fakes import Call, FakeRunner, make_context
 from tests.golden import text
 
 DEADLINE_S = 200.0
 
 
 def _ctx(runner: FakeRunner) -> Context:
-    return Context(Settings(), runner, Deadline(DEADLINE_S), Progress(runner.masker, out=io.StringIO()))
+    return make_context(runner=runner, seconds=DEADLINE_S, masker=runner.masker)
 
 
 def _request_timeout(call: Call) -> float | None:

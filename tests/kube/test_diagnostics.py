@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,22 +14,18 @@ import pytest
 from pydantic import SecretStr
 
 from flux_ci.commands import deploy
-from flux_ci.config.settings import Settings
 from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.errors import ConsumerFailedError
 from flux_ci.kube import diagnostics, fluxobjects
 from flux_ci.report.markdown import to_markdown
 from flux_ci.report.models import Diagnostic, FailingObject, ObjectRef, Report
-from flux_ci.report.progress import Progress
 from flux_ci.report.render import to_json, to_table
-from flux_ci.secrets import Masker
 from flux_ci.tools import kubectl
 from flux_ci.tools.output import TraceOutput
 from flux_ci.tools.runner import CommandResult
 from tests.fakecluster import PUSHED, FakeCluster, Obj, answer_deploy_tools, deploy_settings, kustomization_at
 from tests.fakecluster import source_at as _source
-from tests.fakes import FakeRunner
+from tests.fakes import FakeRunner, make_context
 from tests.golden import obj, text
 
 KS = obj("kubectl/events-health-check-failed-kustomization.json")
@@ -132,7 +127,7 @@ def test_inventory_objects_with_warnings_are_named_and_the_total_is_bounded() ->
 
 
 def _context(runner: FakeRunner, seconds: float = 10) -> Context:
-    return Context(Settings(), runner, Deadline(seconds), Progress(Masker(), out=io.StringIO()))
+    return make_context(runner=runner, seconds=seconds)
 
 
 def test_gather_reads_the_events_and_the_named_objects_within_its_budget() -> None:
@@ -270,7 +265,7 @@ def test_a_consumer_failing_its_health_check_is_diagnosed_and_the_error_kept(tmp
     manifests.mkdir()
     (manifests / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
     report = Report("deploy")
-    ctx = Context(deploy_settings(manifests), cluster, Deadline(10), Progress(Masker(), out=io.StringIO()))
+    ctx = make_context(deploy_settings(manifests), cluster, seconds=10)
     with pytest.raises(ConsumerFailedError, match="health check failed"):
         deploy.run_deploy(ctx, report)
     [diagnostic] = report.diagnostics

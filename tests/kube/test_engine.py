@@ -13,8 +13,6 @@ from collections.abc import Callable
 import pytest
 
 from flux_ci.config.settings import Settings
-from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.errors import ConsumerFailedError, DeadlineExceededError, FluxCIError, SourceFailedError
 from flux_ci.kube import fluxobjects as fo
 from flux_ci.kube import verdicts as v
@@ -22,10 +20,8 @@ from flux_ci.kube.engine import Observer, Target
 from flux_ci.kube.fluxobjects import Obj
 from flux_ci.kube.verdicts import Expectation, Phase
 from flux_ci.report.models import ObjectRef
-from flux_ci.report.progress import Progress
-from flux_ci.secrets import Masker
 from flux_ci.tools.kubectl import KUSTOMIZATIONS, OCIREPOSITORIES
-from tests.fakes import FakeRunner
+from tests.fakes import FakeRunner, make_context
 from tests.golden import text
 
 TAGS = ("c1", "latest")
@@ -77,7 +73,7 @@ def _observe(
                                  _once(stream.splitlines(keepends=True)))  # fmt: skip
             runner.answer(["kubectl", "get", resource, ns], stdout='{"kind": "List", "items": []}')
     out = io.StringIO()
-    ctx = Context(settings or Settings(), runner, Deadline(seconds), Progress(Masker(), out=out))
+    ctx = make_context(settings, runner, seconds=seconds, out=out)
     groups = {(kind, r.namespace) for r in recordings for kind in ("OCIRepository", "Kustomization")}
     if events is None:
         return Observer(ctx, groups).start([]), runner, out

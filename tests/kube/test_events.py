@@ -12,18 +12,14 @@ from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import SecretStr
 
-from flux_ci.config.settings import Settings
-from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.kube.events import EventFilter, EventWatch, SeenEvent, parse_event
 from flux_ci.report.models import ObjectRef
-from flux_ci.report.progress import Progress
 from flux_ci.secrets import Masker
 from flux_ci.tools import kubectl
 from flux_ci.tools.kubectl import iter_json_documents
 from flux_ci.tools.output import TraceOutput
 from flux_ci.tools.runner import CommandResult
-from tests.fakes import Call, FakeRunner
+from tests.fakes import Call, FakeRunner, make_context
 from tests.golden import text
 
 RECORDED = text("kubectl/watch-events-deploy-then-health-check-failed.stdout")
@@ -167,7 +163,7 @@ def _scopes(cluster: FakeRunner) -> set[str]:
 
 def _watching(cluster: FakeRunner, refs: set[ObjectRef]) -> tuple[EventWatch, threading.Event, io.StringIO]:
     out = io.StringIO()
-    ctx = Context(Settings(), cluster, Deadline(10), Progress(cluster.masker, out=out))
+    ctx = make_context(runner=cluster, seconds=10, out=out, masker=cluster.masker)
     stopped = threading.Event()
     watch = EventWatch(ctx, refs, stopped)
     watch.start()

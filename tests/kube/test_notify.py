@@ -17,12 +17,10 @@ from flux_ci.commands import deploy, reconcile
 from flux_ci.config import plan
 from flux_ci.config.settings import Settings
 from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.errors import ClusterError, ConfigError, SourceFailedError
 from flux_ci.kube import notify, receiver
 from flux_ci.report.dotenv import to_dotenv
 from flux_ci.report.models import Artifact, ObjectRef, Report, Status
-from flux_ci.report.progress import Progress
 from flux_ci.report.render import to_json, to_table
 from flux_ci.tools.kubectl import OCIREPOSITORIES, RECEIVERS, RECONCILE_ANNOTATION
 from tests.fakecluster import (
@@ -36,7 +34,7 @@ from tests.fakecluster import (
     source_at,
 )
 from tests.fakecontrollers import Controllers
-from tests.fakes import FakeRunner
+from tests.fakes import FakeRunner, make_context
 from tests.golden import obj, text
 from tests.receiver_standin import TOKEN, StandIn
 
@@ -71,8 +69,7 @@ def _settings(url: str, **overrides: Any) -> Settings:
 def _context(settings: Settings, runner: FakeRunner | None = None) -> tuple[Context, io.StringIO]:
     runner = runner or FakeRunner()
     out = io.StringIO()
-    progress = Progress(runner.masker, out=out)  # one masker, as the CLI builds them
-    return Context(settings, runner, Deadline(settings.timeout), progress), out
+    return make_context(settings, runner, out=out, masker=runner.masker), out  # one masker, as the CLI
 
 
 # --- the call ------------------------------------------------------------------------------------

@@ -18,11 +18,9 @@ from flux_ci.commands import deploy
 from flux_ci.commands.reconcile import run_wait
 from flux_ci.config.settings import Settings
 from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.errors import ClusterError, ConfigError, ExitCode
 from flux_ci.kube import notify, receiver, receiver_preflight
 from flux_ci.report.models import Report
-from flux_ci.report.progress import Progress
 from flux_ci.tools.kubectl import RECEIVERS
 from tests.fakecluster import (
     PUSHED,
@@ -32,7 +30,7 @@ from tests.fakecluster import (
     kustomization_at,
     source_at,
 )
-from tests.fakes import FakeRunner
+from tests.fakes import FakeRunner, make_context
 from tests.golden import text
 from tests.receiver_standin import TOKEN, StandIn
 
@@ -46,7 +44,7 @@ def _settings(url: str = "http://127.0.0.1:9/base", **overrides: Any) -> Setting
 
 def _context(settings: Settings, runner: FakeRunner) -> tuple[Context, io.StringIO]:
     out = io.StringIO()
-    return Context(settings, runner, Deadline(settings.timeout), Progress(runner.masker, out=out)), out
+    return make_context(settings, runner, out=out, masker=runner.masker), out
 
 
 def _reading(stdout: str = "", stderr: str = "", exit_code: int = 0) -> FakeRunner:

@@ -14,15 +14,13 @@ from pathlib import Path
 import pytest
 
 from flux_ci.config.settings import Settings
-from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.errors import RegistryError
 from flux_ci.registry.client import Registry
 from flux_ci.registry.credentials import RegistryAuth
-from flux_ci.report.progress import Progress
 from flux_ci.secrets import Masker
 from flux_ci.tools.runner import Runner
 from flux_ci.tools.supervise import ProcessGroup
+from tests.fakes import make_context
 from tests.golden import DATA
 from tests.tools.children import GRACE_S, PY
 
@@ -40,7 +38,7 @@ def _registry(tmp_path: Path, deadline_s: float, **tools: str) -> tuple[Registry
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     runner = Runner(masker=Masker(), env=env, group=ProcessGroup(grace_s=GRACE_S))
     out = io.StringIO()
-    ctx = Context(Settings(repository=REPOSITORY), runner, Deadline(deadline_s), Progress(Masker(), out=out))
+    ctx = make_context(Settings(repository=REPOSITORY), runner, seconds=deadline_s, out=out)
     return Registry(ctx, RegistryAuth(None, plain_http=False)), out
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 import subprocess
@@ -14,12 +13,9 @@ import pytest
 
 from flux_ci.config.settings import Settings
 from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.errors import RegistryError
 from flux_ci.registry.credentials import AUTH_DIR_PREFIX, registry_login, remove_stale_auth_dirs
-from flux_ci.report.progress import Progress
-from flux_ci.secrets import Masker
-from tests.fakes import FakeRunner
+from tests.fakes import FakeRunner, make_context
 
 PASSWORD = "registry-Passw0rd"
 
@@ -43,7 +39,7 @@ def _context(runner: FakeRunner) -> Context:
         registry_user="alice",
         registry_password=PASSWORD,  # pydantic turns it into a SecretStr
     )
-    return Context(settings, runner, Deadline(30), Progress(Masker(), out=io.StringIO()))
+    return make_context(settings, runner, seconds=30)
 
 
 def _logged_in_runner(exit_code: int = 0) -> FakeRunner:

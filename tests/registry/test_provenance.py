@@ -3,18 +3,13 @@ oras output (a manifest with flux-ci's annotations, a repository's tags, a missi
 
 from __future__ import annotations
 
-import io
 import json
 
-from flux_ci.config.settings import Settings
 from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.registry.client import Registry
 from flux_ci.registry.credentials import RegistryAuth
 from flux_ci.registry.provenance import TAG_LIMIT, known, tags_to_resolve
-from flux_ci.report.progress import Progress
-from flux_ci.secrets import Masker
-from tests.fakes import FakeRunner
+from tests.fakes import FakeRunner, make_context
 from tests.golden import text
 
 REPOSITORY = "oci://127.0.0.1:5999/golden/history"
@@ -25,7 +20,7 @@ OTHER = "sha256:" + "9" * 64
 
 
 def _registry(runner: FakeRunner) -> tuple[Context, Registry]:
-    ctx = Context(Settings(), runner, Deadline(30), Progress(Masker(), out=io.StringIO()))
+    ctx = make_context(runner=runner, seconds=30)
     return ctx, Registry(ctx, RegistryAuth(None, plain_http=True))
 
 

@@ -11,16 +11,14 @@ import pytest
 from flux_ci.config.plan import pushed_tags
 from flux_ci.config.settings import Settings
 from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.errors import RegistryError
 from flux_ci.registry.client import Registry
 from flux_ci.registry.credentials import RegistryAuth
 from flux_ci.registry.publish import push
 from flux_ci.report.models import StepStatus
-from flux_ci.report.progress import Progress
 from flux_ci.secrets import Masker
 from flux_ci.tools.faults import transient
-from tests.fakes import FakeRunner
+from tests.fakes import FakeRunner, make_context
 from tests.golden import text
 
 DIGEST = "sha256:064eed88f4a2da04f36a7f564c82dbfdbac4ced4a64334e410790e835587c6e8"
@@ -41,7 +39,7 @@ def _settings(tmp_path: Path, **overrides: object) -> Settings:
 
 
 def _context(settings: Settings, runner: FakeRunner, seconds: float = 30) -> Context:
-    return Context(settings, runner, Deadline(seconds), Progress(Masker(), out=io.StringIO()))
+    return make_context(settings, runner, seconds=seconds)
 
 
 def _registry(context: Context) -> Registry:
@@ -153,7 +151,7 @@ def test_no_secret_the_job_knows_reaches_an_annotation(tmp_path: Path) -> None:
         job_url=f"https://ci.example/j/{token}", pipeline_user="alice",
     )  # fmt: skip
     out = io.StringIO()
-    context = Context(settings, runner, Deadline(30), Progress(Masker(), out=out))
+    context = make_context(settings, runner, seconds=30, out=out)
     push(context, _registry(context))
     argv = " ".join(_pushed_argv(runner))
     assert token not in argv

@@ -7,21 +7,17 @@ import io
 
 import pytest
 
-from flux_ci.config.settings import Settings
 from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.errors import DeadlineExceededError, RegistryError
 from flux_ci.registry.retry import retrying
-from flux_ci.report.progress import Progress
-from flux_ci.secrets import Masker
 from flux_ci.tools.runner import CommandResult
-from tests.fakes import FakeRunner
+from tests.fakes import make_context
 from tests.golden import text
 
 
 def _ctx(seconds: float = 60) -> tuple[Context, io.StringIO]:
     out = io.StringIO()
-    return Context(Settings(), FakeRunner(), Deadline(seconds), Progress(Masker(), out=out)), out
+    return make_context(seconds=seconds, out=out), out
 
 
 def _result(exit_code: int, stderr: str = "") -> CommandResult:

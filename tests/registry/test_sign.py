@@ -4,7 +4,6 @@ signatures refuses an unsigned deploy before anything is pushed."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ import pytest
 from flux_ci.config import plan
 from flux_ci.config.settings import Settings, unknown_variables
 from flux_ci.context import Context
-from flux_ci.deadline import Deadline
 from flux_ci.errors import ConfigError, ExitCode, RegistryError, ToolError
 from flux_ci.kube import fluxobjects as fo
 from flux_ci.kube import verdicts as v
@@ -23,10 +21,8 @@ from flux_ci.registry import sign
 from flux_ci.registry.client import Registry
 from flux_ci.registry.credentials import RegistryAuth
 from flux_ci.registry.publish import push
-from flux_ci.report.progress import Progress
-from flux_ci.secrets import Masker
 from flux_ci.tools.runner import CommandResult
-from tests.fakes import FakeRunner
+from tests.fakes import FakeRunner, make_context
 from tests.golden import obj, text
 
 DIGEST = "sha256:064eed88f4a2da04f36a7f564c82dbfdbac4ced4a64334e410790e835587c6e8"
@@ -64,7 +60,7 @@ def _signed(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 def _context(settings: Settings, runner: FakeRunner) -> Context:
-    return Context(settings, runner, Deadline(30), Progress(Masker(), out=io.StringIO()))
+    return make_context(settings, runner, seconds=30)
 
 
 def _runner(**kwargs: Any) -> FakeRunner:
