@@ -19,7 +19,7 @@ from tests.bench.scenarios import KUSTOMIZATIONS, TAG, App, Bench, Outcome, _dig
 CHAIN_ALLOWANCE_S = {3: 2.0, 5: 3.0}
 # Another checkout (e.g. a worktree of the commit before a change) whose flux-ci also deploys the chain,
 # alternated with this one in the same sandbox: a before/after on one machine in one run.
-BEFORE_TREE = "FLUX_CI_BENCH_BEFORE"
+BEFORE_TREE = "BENCH_BEFORE_TREE"  # not FLUX_CI_*: flux-ci refuses variables it does not know
 
 
 def chained(bench: Bench, app: App) -> None:
