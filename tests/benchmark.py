@@ -39,10 +39,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from tests.bench import fleet as fleet_scenario
-from tests.bench.chains import chains
+from tests.bench.chains import BEFORE_TREE, chains
 from tests.bench.figures import Figure, Section, median, percentile
 from tests.bench.micro import decode_event, help_startup, library_import_cpu, runner_overhead
 from tests.bench.scenarios import ROOT, App, Bench, Outcome
@@ -149,11 +150,14 @@ def compare(bench: Bench, plan: Plan) -> list[Section]:
         variants: dict[str, Callable[[App, str], Outcome]] = {
             "A": bench.flux_ci, "W1": bench.workaround_common, "W2": bench.workaround_exact,
         }  # fmt: skip
+        if before := os.environ.get(BEFORE_TREE, ""):  # another commit's flux-ci, in the same rounds
+            variants["A before"] = partial(bench.flux_ci, root=Path(before))
         outcomes: dict[str, list[Outcome]] = {name: [] for name in variants}
         floors: list[float] = []  # the libraries' import CPU, sampled right after each A deploy
         names = list(variants)
         for round_ in range(plan.rounds):
-            order = names[round_ % 3 :] + names[: round_ % 3]  # no variant always runs first
+            turn = round_ % len(names)
+            order = names[turn:] + names[:turn]  # no variant always runs first
             for name in order:
                 outcome = variants[name](app, f"r{round_}-{name.lower()}")
                 outcomes[name].append(outcome)
@@ -198,6 +202,9 @@ def _wall_section(outcomes: dict[str, list[Outcome]], rounds: int) -> Section:
         figures.append(
             Figure(f"A / {workaround} (medians)", ratio, "x", TARGET_RATIO, f"<= {TARGET_RATIO} x")
         )
+    if walls.get("A before"):
+        ratio = median(walls["A"]) / median(walls["A before"])
+        figures.append(Figure(f"A / A of {os.environ.get(BEFORE_TREE)} (medians)", ratio, "x"))
     notes.append(f"{rounds} alternating rounds, order rotating each round; same sandbox, same objects")
     return Section("deploy wall time: flux-ci (A) vs workarounds (W1 common, W2 exact)", figures, notes)
 
