@@ -159,7 +159,7 @@ def compare(bench: Bench, plan: Plan) -> list[Section]:
             turn = round_ % len(names)
             order = names[turn:] + names[:turn]  # no variant always runs first
             for name in order:
-                outcome = variants[name](app, f"r{round_}-{name.lower()}")
+                outcome = variants[name](app, f"r{round_}-{name.lower().replace(' ', '-')}")
                 outcomes[name].append(outcome)
                 if name == "A":
                     floors.append(library_import_cpu())
