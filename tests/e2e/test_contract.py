@@ -69,6 +69,27 @@ def test_on_failure_wait_waits_a_failed_apply_out_until_flux_retries_it_into_suc
     assert run.json()["consumers"][0]["state"] == "done"
 
 
+def test_on_failure_wait_is_exit_7_with_the_last_failure_at_the_deadline_when_flux_never_gets_past_it(
+    project: Project,
+) -> None:
+    # The same failing apply, and the namespace never comes: every retry fails the same way.
+    missing = f"{project.namespace}-never"
+    extra = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: elsewhere\n  namespace: {missing}\n"
+    project.write("hello", extra_yaml=extra)
+    project.patch(KUSTOMIZATIONS, "app", {"spec": {"targetNamespace": None, "retryInterval": "2s"}})
+    (project.manifests / "configmap.yaml").write_text(
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\n  namespace: {project.namespace}\n"
+        "data:\n  greeting: hello\n"
+    )
+    run = project.flux_ci("-v", "deploy", env=project.env(FLUX_CI_ON_FAILURE="wait", FLUX_CI_TIMEOUT="30s"))
+    assert run.exit_code == 7, run.stderr  # the consumer's failure, not a timeout (8)
+    error = run.json()["error"]
+    assert "still failing at the deadline" in error["message"]
+    assert missing in error["message"]  # the controller's last message, naming what is missing
+    assert "FLUX_CI_ON_FAILURE=wait: Flux retries every 2s" in run.stderr
+    assert 28 <= run.seconds < 30 + 15  # waited for a later attempt until the deadline, then ended
+
+
 # --- 9: faults of the cluster ---------------------------------------------------------------------
 
 
