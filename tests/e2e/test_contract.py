@@ -48,13 +48,7 @@ def test_on_failure_wait_waits_a_failed_apply_out_until_flux_retries_it_into_suc
 ) -> None:
     # The manifests need a namespace that does not exist yet: the apply fails; Flux retries every 2 s.
     later = f"{project.namespace}-later"
-    extra = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: elsewhere\n  namespace: {later}\n"
-    project.write("hello", extra_yaml=extra)
-    project.patch(KUSTOMIZATIONS, "app", {"spec": {"targetNamespace": None, "retryInterval": "2s"}})
-    (project.manifests / "configmap.yaml").write_text(
-        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\n  namespace: {project.namespace}\n"
-        "data:\n  greeting: hello\n"
-    )
+    _an_apply_that_needs_namespace(project, later)
     running = project.start(
         "-v", "deploy", env=project.env(FLUX_CI_ON_FAILURE="wait", FLUX_CI_TIMEOUT="150s")
     )
@@ -74,13 +68,7 @@ def test_on_failure_wait_is_exit_7_with_the_last_failure_at_the_deadline_when_fl
 ) -> None:
     # The same failing apply, and the namespace never comes: every retry fails the same way.
     missing = f"{project.namespace}-never"
-    extra = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: elsewhere\n  namespace: {missing}\n"
-    project.write("hello", extra_yaml=extra)
-    project.patch(KUSTOMIZATIONS, "app", {"spec": {"targetNamespace": None, "retryInterval": "2s"}})
-    (project.manifests / "configmap.yaml").write_text(
-        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\n  namespace: {project.namespace}\n"
-        "data:\n  greeting: hello\n"
-    )
+    _an_apply_that_needs_namespace(project, missing)
     run = project.flux_ci("-v", "deploy", env=project.env(FLUX_CI_ON_FAILURE="wait", FLUX_CI_TIMEOUT="30s"))
     assert run.exit_code == 7, run.stderr  # the consumer's failure, not a timeout (8)
     error = run.json()["error"]
@@ -88,6 +76,18 @@ def test_on_failure_wait_is_exit_7_with_the_last_failure_at_the_deadline_when_fl
     assert missing in error["message"]  # the controller's last message, naming what is missing
     assert "FLUX_CI_ON_FAILURE=wait: Flux retries every 2s" in run.stderr
     assert 28 <= run.seconds < 30 + 15  # waited for a later attempt until the deadline, then ended
+
+
+def _an_apply_that_needs_namespace(project: Project, namespace: str) -> None:
+    """Manifests with one object in `namespace` (not created here): each apply fails until it exists,
+    and the Kustomization retries every 2 s."""
+    extra = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: elsewhere\n  namespace: {namespace}\n"
+    project.write("hello", extra_yaml=extra)
+    project.patch(KUSTOMIZATIONS, "app", {"spec": {"targetNamespace": None, "retryInterval": "2s"}})
+    (project.manifests / "configmap.yaml").write_text(
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\n  namespace: {project.namespace}\n"
+        "data:\n  greeting: hello\n"
+    )
 
 
 # --- 9: faults of the cluster ---------------------------------------------------------------------
