@@ -11,37 +11,11 @@ import pytest
 from flux_ci.config import plan
 from flux_ci.config.settings import Settings
 from flux_ci.errors import ConfigError
-
-CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\n"
-
-
-@pytest.fixture
-def manifests(tmp_path: Path) -> Path:
-    path = tmp_path / "manifests"
-    path.mkdir()
-    (path / "cm.yaml").write_text(CONFIGMAP)
-    return path
-
-
-def _settings(manifests: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "repository": "oci://registry.example.com/g/app",
-        "tag": "c1",
-        "source": "https://git.example/g/app",
-        "revision": "main@sha1:abc",
-        "path": manifests,
-    }
-    return Settings(**{**values, **overrides})
-
-
-def _problems(settings: Settings, command: str) -> str:
-    with pytest.raises(ConfigError) as caught:
-        plan.check(settings, command)
-    return caught.value.message
+from tests.config.plans import problems_of, settings_for
 
 
 def test_a_complete_push_configuration_passes_and_gives_its_plan(manifests: Path) -> None:
-    settings = _settings(manifests, extra_tags=["latest", "c1", "main"])
+    settings = settings_for(manifests, extra_tags=["latest", "c1", "main"])
     for command in ("push", "deploy"):
         plan.check(settings, command)
     pushed = plan.push_plan(settings)
@@ -56,8 +30,8 @@ def test_a_complete_push_configuration_passes_and_gives_its_plan(manifests: Path
 
 
 def test_push_names_every_missing_variable_at_once(tmp_path: Path) -> None:
-    settings = _settings(tmp_path / "nope", repository=None, tag=None, source=None, revision=None)
-    message = _problems(settings, "push")
+    settings = settings_for(tmp_path / "nope", repository=None, tag=None, source=None, revision=None)
+    message = problems_of(settings, "push")
     for expected in (
         "FLUX_CI_REPOSITORY is not set (in GitLab CI it defaults from CI_REGISTRY_IMAGE)",
         "FLUX_CI_TAG is not set",
@@ -79,28 +53,28 @@ def test_push_names_every_missing_variable_at_once(tmp_path: Path) -> None:
 )
 def test_registry_credentials_come_in_pairs(manifests: Path, overrides: dict[str, Any], missing: str) -> None:
     for command in ("push", "deploy", "reconcile", "wait"):
-        message = _problems(_settings(manifests, digest="sha256:" + "0" * 64, **overrides), command)
+        message = problems_of(settings_for(manifests, digest="sha256:" + "0" * 64, **overrides), command)
         assert missing in message
         assert "only-the-Password1" not in message
 
 
 def test_reconcile_and_wait_need_the_digest(manifests: Path) -> None:
-    settings = _settings(manifests)
-    assert "FLUX_CI_DIGEST is not set" in _problems(settings, "reconcile")
-    assert "FLUX_CI_DIGEST is not set" in _problems(settings, "wait")
+    settings = settings_for(manifests)
+    assert "FLUX_CI_DIGEST is not set" in problems_of(settings, "reconcile")
+    assert "FLUX_CI_DIGEST is not set" in problems_of(settings, "wait")
 
 
 def test_sources_are_found_by_repository_or_a_named_ocirepository(manifests: Path) -> None:
-    nothing = _settings(manifests, repository=None, digest="sha256:" + "0" * 64)
+    nothing = settings_for(manifests, repository=None, digest="sha256:" + "0" * 64)
     for command in ("reconcile", "status"):
-        assert "neither is FLUX_CI_OCIREPOSITORY" in _problems(nothing, command)
+        assert "neither is FLUX_CI_OCIREPOSITORY" in problems_of(nothing, command)
         plan.check(
-            _settings(manifests, repository=None, ocirepository="apps/app", digest="sha256:" + "0" * 64),
+            settings_for(manifests, repository=None, ocirepository="apps/app", digest="sha256:" + "0" * 64),
             command,
         )
-    assert "neither is FLUX_CI_OCIREPOSITORY" in _problems(nothing, "wait")
+    assert "neither is FLUX_CI_OCIREPOSITORY" in problems_of(nothing, "wait")
     plan.check(
-        _settings(
+        settings_for(
             manifests, repository=None, wait_for=["Kustomization/apps/web"], digest="sha256:" + "0" * 64
         ),
         "wait",
@@ -108,12 +82,12 @@ def test_sources_are_found_by_repository_or_a_named_ocirepository(manifests: Pat
 
 
 def test_doctor_is_never_stopped_by_the_plan(tmp_path: Path) -> None:
-    plan.check(_settings(tmp_path / "nope", repository=None, tag=None), "doctor")
+    plan.check(settings_for(tmp_path / "nope", repository=None, tag=None), "doctor")
 
 
 def test_an_unknown_command_is_a_bug_not_a_config_error(manifests: Path) -> None:
     with pytest.raises(ValueError, match="launch"):
-        plan.check(_settings(manifests), "launch")
+        plan.check(settings_for(manifests), "launch")
 
 
 # --- the manifests --------------------------------------------------------------------------------
@@ -121,15 +95,15 @@ def test_an_unknown_command_is_a_bug_not_a_config_error(manifests: Path) -> None
 
 def test_empty_artifact_is_refused_unless_allowed(tmp_path: Path) -> None:
     (tmp_path / "empty.yaml").write_text("")
-    message = _problems(_settings(tmp_path), "push")
+    message = problems_of(settings_for(tmp_path), "push")
     assert "holds no Kubernetes object" in message
     assert "FLUX_CI_ALLOW_EMPTY=true" in message
-    plan.check(_settings(tmp_path, allow_empty=True), "push")
+    plan.check(settings_for(tmp_path, allow_empty=True), "push")
 
 
 def test_missing_path_is_named(tmp_path: Path) -> None:
-    assert f"FLUX_CI_PATH: {str(tmp_path / 'nope')!r} does not exist" in _problems(
-        _settings(tmp_path / "nope"), "push"
+    assert f"FLUX_CI_PATH: {str(tmp_path / 'nope')!r} does not exist" in problems_of(
+        settings_for(tmp_path / "nope"), "push"
     )
 
 
@@ -141,10 +115,10 @@ def test_an_unreadable_directory_is_not_an_empty_one(
     monkeypatch.setattr(
         os, "access", lambda path, mode: False if Path(path) == manifests else real_access(path, mode)
     )
-    message = _problems(_settings(manifests), "push")
+    message = problems_of(settings_for(manifests), "push")
     assert f"FLUX_CI_PATH: cannot read {str(manifests)!r}: Permission denied" in message
     assert "no Kubernetes object" not in message
-    plan.check(_settings(manifests, allow_empty=True), "status")  # only commands that package it care
+    plan.check(settings_for(manifests, allow_empty=True), "status")  # only commands that package it care
 
 
 def test_an_unreadable_manifest_file_is_named(manifests: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,14 +127,14 @@ def test_an_unreadable_manifest_file_is_named(manifests: Path, monkeypatch: pyte
     monkeypatch.setattr(
         os, "access", lambda path, mode: False if Path(path) == unreadable else real_access(path, mode)
     )
-    assert f"cannot read {str(unreadable)!r}" in _problems(_settings(manifests), "push")
+    assert f"cannot read {str(unreadable)!r}" in problems_of(settings_for(manifests), "push")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a mode-000 directory anyway")
 def test_a_mode_000_directory_is_unreadable(manifests: Path) -> None:
     manifests.chmod(0)
     try:
-        assert "cannot read" in _problems(_settings(manifests), "push")
+        assert "cannot read" in problems_of(settings_for(manifests), "push")
     finally:
         manifests.chmod(0o755)
 
@@ -170,7 +144,7 @@ def test_a_mode_000_directory_is_unreadable(manifests: Path) -> None:
 
 def test_a_writable_dotenv_path_passes_and_is_not_created(manifests: Path, tmp_path: Path) -> None:
     dotenv = tmp_path / "deploy.env"
-    plan.check(_settings(manifests, dotenv=dotenv), "push")
+    plan.check(settings_for(manifests, dotenv=dotenv), "push")
     assert not dotenv.exists()
 
 
@@ -184,7 +158,7 @@ def test_a_writable_dotenv_path_passes_and_is_not_created(manifests: Path, tmp_p
 def test_an_unwritable_dotenv_path_is_refused_before_anything_runs(
     manifests: Path, tmp_path: Path, name: str, reason: str
 ) -> None:
-    message = _problems(_settings(manifests, dotenv=tmp_path / name), "status")
+    message = problems_of(settings_for(manifests, dotenv=tmp_path / name), "status")
     assert "FLUX_CI_DOTENV: " in message
     assert reason in message
 
@@ -196,7 +170,7 @@ def test_a_dotenv_directory_without_write_permission_is_refused(
     monkeypatch.setattr(
         os, "access", lambda path, mode: False if Path(path) == tmp_path else real_access(path, mode)
     )
-    assert "is not writable" in _problems(_settings(manifests, dotenv=tmp_path / "deploy.env"), "push")
+    assert "is not writable" in problems_of(settings_for(manifests, dotenv=tmp_path / "deploy.env"), "push")
 
 
 # --- load: the values and the needs in one message ---------------------------------------------------
@@ -225,7 +199,7 @@ def test_load_names_value_problems_and_missing_needs_together(
     assert "FLUX_CI_REPOSITORY is not set" not in message  # it is set, just wrong: said once
 
 
-def test_load_returns_valid_settings(manifests: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_returns_validsettings_for(manifests: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLUX_CI_PATH", str(manifests))
     monkeypatch.setenv("FLUX_CI_REPOSITORY", "registry.example.com/g/app")
     monkeypatch.setenv("FLUX_CI_TAG", "c1")

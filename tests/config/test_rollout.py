@@ -13,34 +13,13 @@ from flux_ci.config import plan
 from flux_ci.config.settings import Settings
 from flux_ci.config.values import Wave, parse_waves
 from flux_ci.errors import ConfigError
+from tests.config.plans import problems_of, settings_for
 
 WAVES = "canary=stg;eu=prod-eu-1,prod-eu-2;stable=prod-us"
 
 
-@pytest.fixture
-def manifests(tmp_path: Path) -> Path:
-    path = tmp_path / "manifests"
-    path.mkdir()
-    (path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\n")
-    return path
-
-
 def _settings(manifests: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "repository": "oci://registry.example.com/g/app",
-        "tag": "c1",
-        "source": "https://git.example/g/app",
-        "revision": "main@sha1:abc",
-        "path": manifests,
-        "waves": WAVES,
-    }
-    return Settings(**{**values, **overrides})
-
-
-def _problems(settings: Settings, command: str) -> str:
-    with pytest.raises(ConfigError) as caught:
-        plan.check(settings, command)
-    return caught.value.message
+    return settings_for(manifests, **{"waves": WAVES, **overrides})
 
 
 # --- the value ------------------------------------------------------------------------------------
@@ -146,28 +125,28 @@ def test_waves_beside_extra_tags_or_kube_context_are_exit_2_naming_the_conflict(
 
 
 def test_a_wave_never_moves_the_immutable_tag(manifests: Path) -> None:
-    message = _problems(_settings(manifests, tag="canary"), "deploy")
+    message = problems_of(_settings(manifests, tag="canary"), "deploy")
     assert "FLUX_CI_WAVES moves tag 'canary', which is FLUX_CI_TAG" in message
 
 
 def test_every_soak_must_fit_in_the_one_deadline(manifests: Path) -> None:
     # three waves: two soaks (the last wave is not soaked) of 150 s each, within 300 s
-    message = _problems(_settings(manifests, wave_soak=150, timeout=300), "deploy")
+    message = problems_of(_settings(manifests, wave_soak=150, timeout=300), "deploy")
     assert "FLUX_CI_WAVE_SOAK (150s) after each of the first 2 wave(s) takes 300s" in message
     plan.check(_settings(manifests, wave_soak=149, timeout=300), "deploy")
 
 
 def test_waves_need_the_clusters_and_a_soak_needs_waves(manifests: Path) -> None:
-    message = _problems(_settings(manifests, verify=False, notify="receiver"), "promote")
+    message = problems_of(_settings(manifests, verify=False, notify="receiver"), "promote")
     assert "FLUX_CI_WAVES needs the clusters" in message
     assert "FLUX_CI_WAVES names several clusters, and FLUX_CI_NOTIFY is receiver" in message
-    message = _problems(_settings(manifests, waves=None, wave_soak=30), "deploy")
+    message = problems_of(_settings(manifests, waves=None, wave_soak=30), "deploy")
     assert "FLUX_CI_WAVE_SOAK is set without FLUX_CI_WAVES" in message
 
 
 @pytest.mark.parametrize("command", ["reconcile", "wait"])
 def test_commands_that_move_no_tag_refuse_waves(manifests: Path, command: str) -> None:
-    message = _problems(_settings(manifests, digest="sha256:" + "0" * 64), command)
+    message = problems_of(_settings(manifests, digest="sha256:" + "0" * 64), command)
     assert "FLUX_CI_WAVES is for deploy and promote" in message
 
 
@@ -187,7 +166,7 @@ def test_gitlab_s_deploy_freeze_is_read_from_ci_deploy_freeze(monkeypatch: pytes
 @pytest.mark.parametrize("command", ["deploy", "promote"])
 def test_a_deploy_freeze_stops_deploy_and_promote_naming_it(manifests: Path, command: str) -> None:
     settings = _settings(manifests, waves=None, deploy_freeze=True)
-    message = _problems(settings, command)
+    message = problems_of(settings, command)
     assert "a deploy freeze is on (CI_DEPLOY_FREEZE" in message
     assert "set FLUX_CI_IGNORE_FREEZE=true to deploy anyway" in message
     plan.check(_settings(manifests, waves=None, deploy_freeze=True, ignore_freeze=True), command)
