@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 from tests.bench.figures import Figure, Section, median
-from tests.bench.scenarios import KUSTOMIZATIONS, TAG, App, Bench, Outcome, _digest, _Steps
+from tests.bench.scenarios import KUSTOMIZATIONS, App, Bench, Outcome
 
 # The issue's floors: a chain of 3 costs at most 2 s more than three independent consumers, of 5 at most 3 s.
 CHAIN_ALLOWANCE_S = {3: 2.0, 5: 3.0}
@@ -31,28 +30,6 @@ def chained(bench: Bench, app: App) -> None:
         )
 
 
-def workaround_chain(bench: Bench, app: App, label: str) -> Outcome:
-    """W2 for a chain: push, tag, reconcile the source, wait until the LAST link applied the digest."""
-    (app.manifests / "configmap.yaml").write_text(
-        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench\ndata:\n  deploy: {label}\n"
-    )
-    started = time.monotonic()
-    steps = _Steps(bench.env | {"DOCKER_CONFIG": str(bench.docker_config)})
-    pushed = steps.run(bench._push_argv(app, label))
-    digest = _digest(pushed)
-    if digest:
-        reference = f"{bench.client.registry}/{app.repository}:{label}"
-        config = str(bench.docker_config / "config.json")
-        steps.run([bench.tools["oras"], "tag", reference, TAG, "--plain-http", "--registry-config", config])
-        steps.run([bench.tools["flux"], "reconcile", "source", "oci", app.sources[0],
-                   f"--namespace={app.namespace}", "--timeout=2m"])  # fmt: skip
-        applied = f"jsonpath={{.status.lastAppliedRevision}}={TAG}@{digest}"
-        steps.run([bench.tools["kubectl"], "wait", f"--for={applied}", f"kustomization/{app.consumers[-1]}",
-                   f"--namespace={app.namespace}", "--timeout=140s"])  # fmt: skip
-    ended = time.monotonic()
-    return Outcome("W2", ended - started, steps.ok, digest, steps.error, ended)
-
-
 def chains(bench: Bench, links: int, rounds: int, say: Callable[[str], None]) -> Section:
     """A on a chain of `links`, A on `links` independent consumers, W2 on the chain, alternated."""
     chain = bench.app(f"chain{links}", sources=1, per_source=links)
@@ -68,7 +45,12 @@ def chains(bench: Bench, links: int, rounds: int, say: Callable[[str], None]) ->
             runs: list[tuple[str, Callable[[], Outcome]]] = [
                 ("chain", partial(bench.flux_ci, chain, f"{chain.namespace}-r{round_}", sample=False)),
                 ("independent", partial(bench.flux_ci, loose, f"{loose.namespace}-r{round_}", sample=False)),
-                ("W2 chain", partial(workaround_chain, bench, chain, f"{chain.namespace}-w{round_}")),
+                (
+                    "W2 chain",
+                    partial(
+                        bench.workaround_exact, chain, f"{chain.namespace}-w{round_}", last=True, wait_s=140
+                    ),
+                ),
             ]
             if before:
                 label = f"{chain.namespace}-b{round_}"

@@ -147,8 +147,9 @@ class Bench:
         ended = time.monotonic()
         return Outcome("W1", ended - started, steps.ok, _digest(pushed), steps.error, ended)
 
-    def workaround_exact(self, app: App, label: str) -> Outcome:
-        """W2: push (digest from its JSON), `oras tag`, reconcile the source, wait for the digest."""
+    def workaround_exact(self, app: App, label: str, *, last: bool = False, wait_s: int = 120) -> Outcome:
+        """W2: push (digest from its JSON), `oras tag`, reconcile the source, wait for the digest:
+        applied by the app's first consumer, or with `last` its last one (the end of a chain)."""
         _write_change(app, label)
         started = time.monotonic()
         steps = _Steps(self.env | {"DOCKER_CONFIG": str(self.docker_config)})
@@ -163,9 +164,9 @@ class Bench:
             steps.run([self.tools["flux"], "reconcile", "source", "oci", app.sources[0],
                        f"--namespace={app.namespace}", "--timeout=2m"])  # fmt: skip
             applied = f"jsonpath={{.status.lastAppliedRevision}}={TAG}@{digest}"
-            steps.run([self.tools["kubectl"], "wait", f"--for={applied}",
-                       f"kustomization/{app.consumers[0]}", f"--namespace={app.namespace}",
-                       "--timeout=120s"])  # fmt: skip
+            consumer = app.consumers[-1 if last else 0]
+            steps.run([self.tools["kubectl"], "wait", f"--for={applied}", f"kustomization/{consumer}",
+                       f"--namespace={app.namespace}", f"--timeout={wait_s}s"])  # fmt: skip
         ended = time.monotonic()
         return Outcome("W2", ended - started, steps.ok, digest, steps.error, ended)
 
